@@ -1,0 +1,1 @@
+"""Deployment helpers: the local Kafka (KRaft) + Redis stack launcher and ops configs."""

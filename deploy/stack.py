@@ -1,0 +1,400 @@
+"""Local stack launcher: real Apache Kafka (KRaft, jars from Maven Central) and redis-server.
+
+Works without a Docker engine. Each server runs in its own process group on a loopback
+port, with data under a state dir; `down` stops the groups and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from streams.errors import StackError
+
+KAFKA_VERSION = "3.9.1"
+POM = Path(__file__).parent / "kafka" / "pom.xml"
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class StackState:
+    """What `stack up` started: addresses and process ids, persisted as JSON in the state dir."""
+
+    kafka_bootstrap: str
+    redis_url: str
+    kafka_pid: int
+    redis_pid: int
+    root: str
+
+    def env_lines(self) -> str:
+        """Lines a shell can eval."""
+        return f"KAFKA_BOOTSTRAP={self.kafka_bootstrap}\nREDIS_URL={self.redis_url}"
+
+
+def default_state_dir() -> Path:
+    """`$SLATESTREAM_STATE_DIR` or ~/.cache/slatestream."""
+    env = os.environ.get("SLATESTREAM_STATE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "slatestream"
+
+
+def free_port() -> int:
+    """A currently free TCP port on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def port_taken(port: int) -> bool:
+    """True when something already listens on (or holds) the loopback port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return True
+    return False
+
+
+def _run(cmd: list[str], what: str, cwd: Path | None = None, timeout: float = 900) -> None:
+    try:
+        proc = subprocess.run(
+            cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError as exc:
+        raise StackError(f"{what}: {cmd[0]} not found") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise StackError(f"{what}: timed out after {timeout:.0f}s") from exc
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+        raise StackError(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
+
+
+def ensure_java() -> str:
+    """Path of `java`, or a clear error."""
+    java = shutil.which("java")
+    if java is None:
+        raise StackError("java not found: Kafka needs Java 17+ (apt-get install openjdk-17-jre)")
+    return java
+
+
+def ensure_kafka_jars(cache_dir: Path | None = None) -> Path:
+    """Resolve the official Kafka broker jars with `mvn` into a cache dir (once)."""
+    cache = (cache_dir or default_state_dir()) / f"kafka-{KAFKA_VERSION}-jars"
+    marker = cache / ".complete"
+    if marker.exists():
+        return cache
+    if shutil.which("mvn") is None:
+        raise StackError("mvn not found: needed once to fetch Kafka jars (apt-get install maven)")
+    cache.mkdir(parents=True, exist_ok=True)
+    _run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={cache}",
+            "-DincludeScope=runtime",
+            f"-Dkafka.version={KAFKA_VERSION}",
+        ],
+        "resolving Kafka jars from Maven Central",
+    )
+    if not any(cache.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
+        raise StackError(f"mvn ran but kafka_2.13-{KAFKA_VERSION}.jar is not in {cache}")
+    marker.write_text(KAFKA_VERSION)
+    return cache
+
+
+def ensure_redis_server() -> str:
+    """Path of `redis-server`; installs Debian's package when missing and we are root."""
+    path = shutil.which("redis-server")
+    if path:
+        return path
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise StackError("redis-server not found: install it (apt-get install redis-server)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "redis-server"],
+    ):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            raise StackError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-300:]}")
+    path = shutil.which("redis-server")
+    if not path:
+        raise StackError("redis-server still missing after apt-get install")
+    return path
+
+
+def _kafka_config(root: Path, port: int, controller_port: int) -> Path:
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{LOOPBACK}:{controller_port}",
+        "listeners": f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(root / "kafka-data"),
+        "num.partitions": "4",
+        "auto.create.topics.enable": "true",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "8",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.retention.hours": "168",
+        "log.segment.bytes": str(64 * 1024 * 1024),
+    }
+    path = root / "server.properties"
+    path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    (root / "log4j.properties").write_text(
+        "log4j.rootLogger=WARN, stdout\n"
+        "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+        "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+        "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+        "log4j.logger.kafka.server.KafkaServer=INFO\n"
+        "log4j.logger.kafka.server.BrokerServer=INFO\n"
+    )
+    return path
+
+
+def _spawn(cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still answers kill(0); treat it as dead
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _stop_group(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM the process group of pid, then SIGKILL what is left after `timeout`."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            if not _alive(pid) and not _group_alive(pid):
+                return
+            time.sleep(0.1)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def wait_kafka(
+    bootstrap: str,
+    timeout: float = 90.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Block until the broker answers a metadata request, or raise StackError."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # refused connects are expected here
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-800:] if log and log.exists() else ""
+            raise StackError(f"Kafka exited with {proc.returncode}: {tail.strip()[-400:]}")
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+        except OSError as exc:
+            last = repr(exc)
+            time.sleep(0.3)
+            continue
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+            try:
+                admin.list_topics()
+                return
+            finally:
+                admin.close()
+        except (KafkaError, OSError) as exc:
+            last = repr(exc)
+        time.sleep(0.5)
+    raise StackError(f"Kafka at {bootstrap} did not answer within {timeout:.0f}s ({last})")
+
+
+def wait_redis(url: str, timeout: float = 30.0) -> None:
+    """Block until Redis answers PING, or raise StackError."""
+    import redis
+
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            client = redis.Redis.from_url(url, socket_timeout=2)
+            if client.ping():
+                client.close()
+                return
+        except (redis.RedisError, OSError) as exc:
+            last = repr(exc)
+        time.sleep(0.2)
+    raise StackError(f"Redis at {url} did not answer within {timeout:.0f}s ({last})")
+
+
+def _state_file(state_dir: Path) -> Path:
+    return state_dir / "stack" / "stack.json"
+
+
+def read_state(state_dir: Path | None = None) -> StackState | None:
+    """The running stack recorded in the state dir, or None."""
+    path = _state_file(state_dir or default_state_dir())
+    if not path.exists():
+        return None
+    try:
+        return StackState(**json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        return None
+
+
+def status(state_dir: Path | None = None) -> dict[str, bool] | None:
+    """Which recorded servers are alive, or None when no stack is recorded."""
+    state = read_state(state_dir)
+    if state is None:
+        return None
+    return {"kafka": _alive(state.kafka_pid), "redis": _alive(state.redis_pid)}
+
+
+def up(
+    state_dir: Path | None = None,
+    kafka_port: int | None = None,
+    redis_port: int | None = None,
+    timeout: float = 120.0,
+) -> StackState:
+    """Start Kafka (KRaft) and redis-server on loopback; reuse a stack that is already up."""
+    state_dir = state_dir or default_state_dir()
+    current = read_state(state_dir)
+    if current is not None:
+        alive = status(state_dir) or {}
+        if all(alive.values()):
+            return current
+        down(state_dir)
+    for name, port in (("Kafka", kafka_port), ("Redis", redis_port)):
+        if port is not None and port_taken(port):
+            raise StackError(f"{name} port {port} on {LOOPBACK} is taken; choose another")
+    java = ensure_java()
+    jars = ensure_kafka_jars(state_dir)
+    redis_bin = ensure_redis_server()
+
+    root = state_dir / "stack"
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "redis-data").mkdir(parents=True)
+    kport = kafka_port or free_port()
+    cport = free_port()
+    rport = redis_port or free_port()
+    props = _kafka_config(root, kport, cport)
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    classpath = f"{jars}/*"
+    jvm = [
+        java,
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{root / 'log4j.properties'}",
+        "-cp",
+        classpath,
+    ]
+    _run(
+        [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+        "formatting Kafka storage",
+        timeout=120,
+    )
+
+    redis_proc = _spawn(
+        [
+            redis_bin,
+            "--port",
+            str(rport),
+            "--bind",
+            LOOPBACK,
+            "--dir",
+            str(root / "redis-data"),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
+        root / "redis.log",
+        root,
+    )
+    kafka_proc = _spawn([*jvm, "kafka.Kafka", str(props)], root / "kafka.log", root)
+    state = StackState(
+        kafka_bootstrap=f"{LOOPBACK}:{kport}",
+        redis_url=f"redis://{LOOPBACK}:{rport}/0",
+        kafka_pid=kafka_proc.pid,
+        redis_pid=redis_proc.pid,
+        root=str(root),
+    )
+    _state_file(state_dir).write_text(json.dumps(asdict(state)))
+    try:
+        wait_redis(state.redis_url, timeout=30)
+        wait_kafka(state.kafka_bootstrap, timeout=timeout, proc=kafka_proc, log=root / "kafka.log")
+    except BaseException:
+        down(state_dir)
+        raise
+    return state
+
+
+def down(state_dir: Path | None = None) -> bool:
+    """Stop the recorded stack cleanly (SIGTERM, then SIGKILL); True if something was stopped."""
+    state_dir = state_dir or default_state_dir()
+    state = read_state(state_dir)
+    if state is None:
+        return False
+    for pid in (state.kafka_pid, state.redis_pid):
+        _stop_group(pid)
+    _state_file(state_dir).unlink(missing_ok=True)
+    return True

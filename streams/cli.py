@@ -1,0 +1,60 @@
+"""The `slatestream` command: discovers subcommands in `streams.commands` and runs them.
+
+Every subcommand module exposes `register(subparsers)`; errors of slatestream are printed
+as one line (`slatestream: error: …`) with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from streams import __version__, commands
+from streams.errors import SlatestreamError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every discovered subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="slatestream",
+        description="Streaming online-learning slate recommender on Kafka.",
+    )
+    parser.add_argument("--version", action="version", version=f"slatestream {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except SlatestreamError as exc:
+        print(f"slatestream: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("slatestream: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

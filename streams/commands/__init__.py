@@ -1,0 +1,1 @@
+"""Subcommands of the `slatestream` CLI; each module exposes `register(subparsers)`."""

@@ -1,0 +1,39 @@
+"""`slatestream stack up|down|status`: the local Kafka (KRaft) + Redis stack."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deploy import stack
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `stack` subcommand."""
+    p = sub.add_parser("stack", help="start/stop a local Kafka + Redis on loopback")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--state-dir", type=Path, default=None, help="default ~/.cache/slatestream")
+    p.add_argument("--kafka-port", type=int, default=None, help="default: a free port")
+    p.add_argument("--redis-port", type=int, default=None, help="default: a free port")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out the stack action; print `KEY=value` lines a shell can eval."""
+    if args.action == "up":
+        state = stack.up(args.state_dir, kafka_port=args.kafka_port, redis_port=args.redis_port)
+        print(state.env_lines())
+        return 0
+    if args.action == "down":
+        stopped = stack.down(args.state_dir)
+        print("# stack stopped" if stopped else "# no stack running")
+        return 0
+    alive = stack.status(args.state_dir)
+    state = stack.read_state(args.state_dir)
+    if alive is None or state is None:
+        print("# no stack recorded")
+        return 1
+    print(state.env_lines())
+    for name, ok in alive.items():
+        print(f"# {name}: {'up' if ok else 'DOWN'}")
+    return 0 if all(alive.values()) else 1

@@ -1,0 +1,149 @@
+"""Settings declared once, read from `SLATESTREAM_*` env variables, validated at start."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from streams.errors import ConfigError
+
+ENV_PREFIX = "SLATESTREAM_"
+
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 0.2,
+    "click": 1.0,
+    "rating": 1.0,
+    "add_to_cart": 2.0,
+    "purchase": 4.0,
+}
+
+_HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
+
+
+def _check_url(value: str, schemes: tuple[str, ...], example: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes:
+        raise ValueError(f"invalid URL {value!r} (expected {example})")
+    if parsed.scheme in ("redis", "rediss") and not parsed.hostname:
+        raise ValueError(f"invalid URL {value!r}: no host (expected {example})")
+    try:
+        _ = parsed.port
+    except ValueError as exc:
+        raise ValueError(f"invalid URL {value!r}: bad port (expected {example})") from exc
+    return value
+
+
+class Settings(BaseSettings):
+    """All configuration of every worker; one object, frozen, validated when built."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers host:port[,host:port]; unset = embedded"
+    )
+    redis_url: str | None = Field(default=None, description="Redis URL for features and registry")
+    store_url: str | None = Field(
+        default=None, description="Feature store URL (redis://… or memory://); default redis_url"
+    )
+    topic_prefix: str = Field(default="slatestream", description="Prefix of every topic name")
+    partitions: int = Field(default=4, ge=1, le=1024, description="Partitions per data topic")
+    replication_factor: int = Field(default=1, ge=1, le=16, description="Topic replication")
+    max_event_bytes: int = Field(
+        default=65536, ge=256, le=16 * 1024 * 1024, description="Larger payloads go to the DLQ"
+    )
+    max_clock_skew_ms: int = Field(
+        default=86_400_000, ge=0, description="Events further in the future go to the DLQ"
+    )
+    attribution_window_ms: int = Field(
+        default=30 * 60 * 1000, ge=1, description="Clicks after an impression within this count"
+    )
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
+        description="Interaction type -> weight (JSON); unknown types go to the DLQ",
+    )
+    sequence_length: int = Field(default=50, ge=1, le=10_000, description="Recent items kept")
+    popularity_half_life_s: float = Field(default=3600.0, gt=0, description="Popularity decay")
+    affinity_half_life_s: float = Field(default=7 * 86400.0, gt=0, description="Affinity decay")
+    dedupe_ttl_s: int = Field(default=7 * 86400, ge=1, description="How long event_ids are kept")
+    registry_url: str | None = Field(
+        default=None, description="Model registry: directory path (default under state_dir)"
+    )
+    state_dir: Path = Field(
+        default=Path.home() / ".cache" / "slatestream", description="Caches and local stack data"
+    )
+    policy: str = Field(default="in-slate-ts", description="Default slate policy of the scorer")
+    metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics")
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="/metrics port (0 = off)")
+    log_level: str = Field(default="INFO", description="Python logging level")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = [p.strip() for p in value.replace("kafka://", "").split(",")]
+        for part in parts:
+            if not _HOSTPORT.match(part) or not 0 < int(part.rsplit(":", 1)[1]) < 65536:
+                raise ValueError(f"invalid broker address {part!r} (expected host:port)")
+        return ",".join(parts)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        return _check_url(value, ("redis", "rediss", "unix"), "redis://host:port/db")
+
+    @field_validator("store_url")
+    @classmethod
+    def _store(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        return _check_url(value, ("redis", "rediss", "unix", "memory"), "redis://… or memory://")
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX.match(value):
+            raise ValueError(f"invalid topic prefix {value!r} (letters, digits, . _ -)")
+        return value
+
+    @field_validator("event_weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("at least one interaction type is needed")
+        for name, weight in value.items():
+            if not re.match(r"^[a-z][a-z0-9_]{0,31}$", name) or weight < 0:
+                raise ValueError(f"bad event weight {name!r}={weight!r}")
+        return value
+
+    @property
+    def effective_store_url(self) -> str:
+        """The feature store URL: explicit store_url, else redis_url, else in-memory."""
+        return self.store_url or self.redis_url or "memory://"
+
+    @property
+    def effective_registry(self) -> str:
+        """Where model snapshots live (a directory shared by trainer and scorers)."""
+        return self.registry_url or str(self.state_dir / "registry")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from env + overrides; raise ConfigError naming the env variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{ENV_PREFIX}{field.upper()}: {msg}") from None
+    except SettingsError as exc:
+        raise ConfigError(f"{exc} (complex settings are JSON)") from None
