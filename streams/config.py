@@ -146,4 +146,6 @@ def load_settings(**overrides: Any) -> Settings:
         msg = str(err["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"{ENV_PREFIX}{field.upper()}: {msg}") from None
     except SettingsError as exc:
-        raise ConfigError(f"{exc} (complex settings are JSON)") from None
+        m = re.search(r'field "(\w+)"', str(exc))
+        name = f"{ENV_PREFIX}{m.group(1).upper()}" if m else "settings"
+        raise ConfigError(f"{name}: not valid JSON") from None

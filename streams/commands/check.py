@@ -1,0 +1,34 @@
+"""`slatestream check`: validate settings and reach the configured broker and Redis."""
+
+from __future__ import annotations
+
+import argparse
+
+from streams.broker import check_broker
+from streams.config import load_settings
+from streams.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `check` subcommand."""
+    p = sub.add_parser("check", help="validate settings; check broker and Redis answer")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the effective configuration; errors name the setting in one line."""
+    settings = load_settings()
+    if settings.kafka_bootstrap:
+        check_broker(settings)
+    url = settings.redis_url
+    if url:
+        import redis
+
+        try:
+            redis.Redis.from_url(url, socket_timeout=3).ping()
+        except (redis.RedisError, OSError) as exc:
+            raise ConfigError(f"SLATESTREAM_REDIS_URL: Redis does not answer at {url} ({exc})")
+    print(f"kafka_bootstrap={settings.kafka_bootstrap or '(embedded)'}")
+    print(f"store={settings.effective_store_url}")
+    print(f"topic_prefix={settings.topic_prefix}")
+    return 0

@@ -1,0 +1,71 @@
+"""Settings: env names, defaults, and one-line errors that name the setting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from streams.config import load_settings
+from streams.errors import ConfigError
+
+
+@pytest.mark.timeout(10)
+def test_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLATESTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    monkeypatch.setenv("SLATESTREAM_REDIS_URL", "redis://127.0.0.1:6379/0")
+    s = load_settings()
+    assert s.topic_prefix == "slatestream"
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+    assert s.effective_store_url == "redis://127.0.0.1:6379/0"
+    monkeypatch.delenv("SLATESTREAM_REDIS_URL")
+    assert load_settings().effective_store_url == "memory://"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("env", "value", "needle"),
+    [
+        ("SLATESTREAM_REDIS_URL", "http://x", "SLATESTREAM_REDIS_URL"),
+        ("SLATESTREAM_REDIS_URL", "redis://:abc", "SLATESTREAM_REDIS_URL"),
+        ("SLATESTREAM_KAFKA_BOOTSTRAP", "nohostport", "SLATESTREAM_KAFKA_BOOTSTRAP"),
+        ("SLATESTREAM_KAFKA_BOOTSTRAP", "h:99999", "SLATESTREAM_KAFKA_BOOTSTRAP"),
+        ("SLATESTREAM_TOPIC_PREFIX", "bad prefix!", "SLATESTREAM_TOPIC_PREFIX"),
+        ("SLATESTREAM_PARTITIONS", "0", "SLATESTREAM_PARTITIONS"),
+        ("SLATESTREAM_STORE_URL", "mongodb://x", "SLATESTREAM_STORE_URL"),
+        ("SLATESTREAM_EVENT_WEIGHTS", "{not json", "SLATESTREAM_EVENT_WEIGHTS"),
+    ],
+)
+def test_invalid_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, needle: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"SLATESTREAM_REDIS_URL": "ftp://nope"}, "SLATESTREAM_REDIS_URL"),
+        ({"SLATESTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:1"}, "SLATESTREAM_KAFKA_BOOTSTRAP"),
+    ],
+)
+def test_cli_prints_one_line_not_a_traceback(env: dict[str, str], needle: str) -> None:
+    import os
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams", "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0] and "Traceback" not in proc.stderr
