@@ -416,6 +416,15 @@ class GRUModel(SequentialModel):
         u = self.user_vectors(np.asarray(user_state, np.float32))
         return self._score_matrix(u, rows)
 
+    def slate_probabilities(self, user_state: Any, slate: Sequence[str]) -> np.ndarray:
+        """Slate likelihood: P(no click), then P(click on position j), for the slate shown."""
+        k = min(len(slate), self.config.max_slate_len)
+        s = self.score(user_state, list(slate)[:k]).astype(np.float64)
+        logits = np.concatenate([[float(self.net.no_click[k].detach())], s])
+        logits = logits - logits[np.isfinite(logits)].max()
+        p = np.exp(logits)
+        return p / p.sum()
+
     def score_batch(self, states: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """(B, n_rows) scores for a batch of user states (evaluation helper)."""
         rows = self.all_rows() if rows is None else rows
