@@ -1,0 +1,1 @@
+"""Handlers (streams.runtime.Handler) that the Faust agents and the embedded log drive."""
