@@ -149,7 +149,8 @@ def run_loo(
     t0 = time.perf_counter()
     np.random.seed(seed)
     split = loo_split(data)
-    model = make_model(model_name, seed, **overrides)
+    model_kw = {k: v for k, v in overrides.items() if not k.startswith("trainer_")}
+    model = make_model(model_name, seed, **model_kw)
     if isinstance(model, BayesGRUModel) and model.config.kl_n is None:
         model.config.kl_n = sum(max(0, len(t) - 1) for t in split.train)
     _all_item_rows(model, data)
