@@ -1,0 +1,395 @@
+"""Slate policies: random, greedy, epsilon-greedy, Thompson sampling, in-slate Thompson sampling
+(Eide et al.) and contextual Thompson sampling, each logging per-position propensities."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from bandits.base import (
+    Feedback,
+    PosteriorSampler,
+    Slate,
+    SlatePolicy,
+    TopKSampler,
+    UpdatablePosterior,
+)
+from bandits.posteriors import BetaBernoulliPosterior, LinearGaussianPosterior, _topk_rows
+
+__all__ = [
+    "ContextualThompsonSampling",
+    "EpsilonGreedyPolicy",
+    "GreedyPolicy",
+    "InSlateThompsonSampling",
+    "RandomPolicy",
+    "ThompsonSamplingPolicy",
+    "in_slate_fill",
+]
+
+
+def _check_int(name: str, v: Any, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
+        raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    return int(v)
+
+
+class RandomPolicy(SlatePolicy):
+    """Uniformly random ordered slate: every candidate is at every position w.p. exactly 1/n."""
+
+    name = "random"
+
+    def _select(
+        self,
+        candidates: tuple[str, ...],
+        k: int,
+        context: Mapping[str, Any] | None,
+        rng: np.random.Generator,
+    ) -> Slate:
+        n = len(candidates)
+        idx = rng.choice(n, size=k, replace=False)
+        return Slate(
+            tuple(candidates[i] for i in idx), np.zeros(k), np.full(k, 1.0 / n), self.name
+        )
+
+    def _marginals(
+        self,
+        candidates: tuple[str, ...],
+        k: int,
+        context: Mapping[str, Any] | None,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        return np.full((len(candidates), k), 1.0 / len(candidates))
+
+
+class _PosteriorPolicy(SlatePolicy):
+    """A policy over a posterior sampler (a Beta-Bernoulli one unless another is given)."""
+
+    def __init__(
+        self,
+        posterior: PosteriorSampler | None = None,
+        update_posterior: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(seed)
+        if posterior is None:
+            posterior = BetaBernoulliPosterior()
+        if not isinstance(posterior, PosteriorSampler):
+            raise ValueError(
+                "posterior must implement sample_scores(candidates, n_samples, rng, context) "
+                "and mean_scores(candidates, context)"
+            )
+        self.posterior = posterior
+        self.update_posterior = bool(update_posterior)
+
+    def _update(self, feedback: Feedback) -> None:
+        if self.update_posterior and isinstance(self.posterior, UpdatablePosterior):
+            self.posterior.update(feedback)
+
+    def _means(self, candidates: tuple[str, ...], context: Mapping[str, Any] | None) -> np.ndarray:
+        s = np.asarray(self.posterior.mean_scores(candidates, context), dtype=float)
+        if s.shape != (len(candidates),) or not np.all(np.isfinite(s)):
+            raise ValueError("posterior mean_scores must return finite scores, one per candidate")
+        return s
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(posterior={type(self.posterior).__name__}, seed={self.seed})"
+
+
+def _greedy_topk(s: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Top-k indices by score, ties broken uniformly at random."""
+    n = s.size
+    if k < n:
+        kth = np.partition(s, n - k)[n - k]
+        cand = np.flatnonzero(s >= kth)
+    else:
+        cand = np.arange(n)
+    order = np.lexsort((rng.random(cand.size), -s[cand]))
+    return cand[order[:k]]
+
+
+def _greedy_prob(s: np.ndarray, values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """P(greedy with random tie-breaks puts an item of score v at position p): 1/g if p falls in
+    the rank range of its tie group (size g), else 0."""
+    above = (s[None, :] > values[:, None]).sum(axis=1)
+    ties = (s[None, :] == values[:, None]).sum(axis=1)
+    inside = (positions >= above) & (positions < above + ties)
+    return np.where(inside, 1.0 / np.maximum(ties, 1), 0.0)
+
+
+def _greedy_marginals(s: np.ndarray, k: int) -> np.ndarray:
+    asc = np.sort(s)
+    hi = np.searchsorted(asc, s, side="right")
+    lo = np.searchsorted(asc, s, side="left")
+    above = s.size - hi
+    ties = hi - lo
+    p = np.arange(k)[None, :]
+    inside = (p >= above[:, None]) & (p < (above + ties)[:, None])
+    return np.where(inside, 1.0 / ties[:, None], 0.0)
+
+
+class GreedyPolicy(_PosteriorPolicy):
+    """Posterior-mean top-k (exploits only); random tie-breaks, so propensity = 1/tie-group."""
+
+    name = "greedy"
+
+    def _select(
+        self,
+        candidates: tuple[str, ...],
+        k: int,
+        context: Mapping[str, Any] | None,
+        rng: np.random.Generator,
+    ) -> Slate:
+        s = self._means(candidates, context)
+        idx = _greedy_topk(s, k, rng)
+        props = _greedy_prob(s, s[idx], np.arange(k))
+        return Slate(tuple(candidates[i] for i in idx), s[idx], props, self.name)
+
+    def _marginals(
+        self,
+        candidates: tuple[str, ...],
+        k: int,
+        context: Mapping[str, Any] | None,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        return _greedy_marginals(self._means(candidates, context), k)
+
+
+class EpsilonGreedyPolicy(GreedyPolicy):
+    """With probability epsilon a uniformly random slate, else the greedy one; exact
+    propensities epsilon/n + (1 - epsilon) * greedy probability."""
+
+    name = "epsilon-greedy"
+
+    def __init__(
+        self,
+        posterior: PosteriorSampler | None = None,
+        epsilon: float = 0.1,
+        update_posterior: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        if isinstance(epsilon, bool) or not isinstance(epsilon, int | float):
+            raise ValueError(f"epsilon must be a number in [0, 1], got {epsilon!r}")
+        if not 0.0 <= float(epsilon) <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
+        super().__init__(posterior, update_posterior, seed)
+        self.epsilon = float(epsilon)
+
+    def _select(
+        self,
+        candidates: tuple[str, ...],
+        k: int,
+        context: Mapping[str, Any] | None,
+        rng: np.random.Generator,
+    ) -> Slate:
+        n = len(candidates)
+        s = self._means(candidates, context)
+        if rng.random() < self.epsilon:
+            idx = rng.choice(n, size=k, replace=False)
+        else:
+            idx = _greedy_topk(s, k, rng)
+        props = self.epsilon / n + (1.0 - self.epsilon) * _greedy_prob(s, s[idx], np.arange(k))
+        return Slate(tuple(candidates[i] for i in idx), s[idx], props, self.name)
+
+    def _marginals(
+        self,
+        candidates: tuple[str, ...],
+        k: int,
+        context: Mapping[str, Any] | None,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        g = _greedy_marginals(self._means(candidates, context), k)
+        return self.epsilon / len(candidates) + (1.0 - self.epsilon) * g
+
+
+def in_slate_fill(
+    top_ids: np.ndarray, top_scores: np.ndarray, orders: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised in-slate fill. top_ids/top_scores (R, kk): each posterior draw's ranking;
+    orders (D, k): which draws make up each slate, in order. Slate d takes the best of draw 1,
+    best of draw 2, ..., then their second choices, skipping duplicates, until k items."""
+    d = orders.shape[0]
+    seq = top_ids[orders].transpose(0, 2, 1).reshape(d, -1)  # rank-major proposal order
+    sc = top_scores[orders].transpose(0, 2, 1).reshape(d, -1)
+    srt = np.argsort(seq, axis=1, kind="stable")
+    sv = np.take_along_axis(seq, srt, axis=1)
+    first_sorted = np.ones_like(sv, dtype=bool)
+    first_sorted[:, 1:] = sv[:, 1:] != sv[:, :-1]
+    first = np.empty_like(first_sorted)
+    np.put_along_axis(first, srt, first_sorted, axis=1)
+    take = np.argsort(~first, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(seq, take, axis=1), np.take_along_axis(sc, take, axis=1)
+
+
+class ThompsonSamplingPolicy(_PosteriorPolicy):
+    """Plain Thompson sampling: one posterior draw, its top-k is the slate. Propensities are
+    Monte Carlo frequencies over `propensity_draws` slates (the served one among them, so > 0)."""
+
+    name = "ts"
+
+    def __init__(
+        self,
+        posterior: PosteriorSampler | None = None,
+        propensity_draws: int = 32,
+        marginal_draws: int = 2000,
+        update_posterior: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(posterior, update_posterior, seed)
+        self.propensity_draws = _check_int("propensity_draws", propensity_draws, 1)
+        self.marginal_draws = _check_int("marginal_draws", marginal_draws, 1)
+
+    def _rows(
+        self,
+        candidates: tuple[str, ...],
+        n_rows: int,
+        k: int,
+        context: Mapping[str, Any] | None,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of n_rows posterior draws, (n_rows, k) ids and scores."""
+        if isinstance(self.posterior, TopKSampler):
+            ids, sc = self.posterior.sample_topk(candidates, n_rows, k, rng, context)
+            return np.asarray(ids), np.asarray(sc, dtype=float)
+        s = np.asarray(self.posterior.sample_scores(candidates, n_rows, rng, context), dtype=float)
+        if s.shape != (n_rows, len(candidates)) or not np.all(np.isfinite(s)):
+            raise ValueError(
+                "posterior sample_scores must return finite scores of shape (n_samples, n)"
+            )
+        return _topk_rows(s, np.arange(len(candidates)), k)
+
+    def _draw(
+        self,
+        candidates: tuple[str, ...],
+        k: int,
+        n_slates: int,
+        context: Mapping[str, Any] | None,
+        rng: np.random.Generator,
+        for_marginals: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """n_slates independent slates as (n_slates, k) candidate indices and scores."""
+        return self._rows(candidates, n_slates, k, context, rng)
+
+    def _select(
+        self,
+        candidates: tuple[str, ...],
+        k: int,
+        context: Mapping[str, Any] | None,
+        rng: np.random.Generator,
+    ) -> Slate:
+        ids, sc = self._draw(candidates, k, self.propensity_draws, context, rng)
+        served = ids[0]
+        props = (ids == served[None, :]).mean(axis=0)
+        return Slate(tuple(candidates[i] for i in served), sc[0].copy(), props, self.name)
+
+    def _marginals(
+        self,
+        candidates: tuple[str, ...],
+        k: int,
+        context: Mapping[str, Any] | None,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        ids, _ = self._draw(candidates, k, self.marginal_draws, context, rng, for_marginals=True)
+        out = np.zeros((len(candidates), k))
+        for p in range(k):
+            out[:, p] = np.bincount(ids[:, p], minlength=len(candidates))
+        return out / ids.shape[0]
+
+
+class InSlateThompsonSampling(ThompsonSamplingPolicy):
+    """In-slate Thompson sampling (Eide et al.): k posterior draws each propose a ranking; the
+    slate takes draw 1's best, draw 2's best, ..., then second choices, skipping duplicates.
+
+    Propensities: the served slate uses draws 0..k-1 of a pool of `propensity_pool` draws
+    (default 2k; at least k); the other `propensity_draws - 1` Monte Carlo slates use random
+    ordered k-subsets of the pool. Every such slate has the policy's distribution, so the
+    frequencies are unbiased; a larger pool lowers their variance but costs posterior draws
+    (propensity_pool=0 means independent draws: propensity_draws * k posterior draws).
+    """
+
+    name = "in-slate-ts"
+
+    def __init__(
+        self,
+        posterior: PosteriorSampler | None = None,
+        propensity_draws: int = 32,
+        propensity_pool: int | None = None,
+        marginal_draws: int = 2000,
+        update_posterior: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(posterior, propensity_draws, marginal_draws, update_posterior, seed)
+        if propensity_pool is not None:
+            propensity_pool = _check_int("propensity_pool", propensity_pool, 0)
+        self.propensity_pool = propensity_pool
+
+    def _draw(
+        self,
+        candidates: tuple[str, ...],
+        k: int,
+        n_slates: int,
+        context: Mapping[str, Any] | None,
+        rng: np.random.Generator,
+        for_marginals: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        pool = 2 * k if self.propensity_pool is None else self.propensity_pool
+        if for_marginals or pool == 0:
+            n_rows = n_slates * k
+            orders = np.arange(n_rows).reshape(n_slates, k)
+        else:
+            n_rows = max(k, pool)
+            orders = np.empty((n_slates, k), dtype=np.int64)
+            orders[0] = np.arange(k)
+            if n_slates > 1:
+                orders[1:] = np.argsort(rng.random((n_slates - 1, n_rows)), axis=1)[:, :k]
+        top_ids, top_sc = self._rows(candidates, n_rows, k, context, rng)
+        return in_slate_fill(top_ids, top_sc, orders, k)
+
+
+class ContextualThompsonSampling(ThompsonSamplingPolicy):
+    """Thompson sampling over Bayesian linear regression on item embeddings x user features
+    (context['features']); unknown items score from the prior. in_slate=True fills in-slate."""
+
+    name = "contextual-ts"
+
+    def __init__(
+        self,
+        embeddings: Mapping[str, Any] | Callable[[str], Any],
+        item_dim: int,
+        user_dim: int = 0,
+        prior_precision: float = 1.0,
+        noise_variance: float = 0.25,
+        position_weights: Sequence[float] | None = None,
+        prior_mean_bias: float = 0.0,
+        in_slate: bool = False,
+        propensity_draws: int = 32,
+        marginal_draws: int = 2000,
+        seed: int | None = None,
+    ) -> None:
+        post = LinearGaussianPosterior(
+            embeddings,
+            item_dim,
+            user_dim,
+            prior_precision,
+            noise_variance,
+            position_weights,
+            prior_mean_bias,
+        )
+        super().__init__(post, propensity_draws, marginal_draws, True, seed)
+        self.in_slate = bool(in_slate)
+
+    def _draw(
+        self,
+        candidates: tuple[str, ...],
+        k: int,
+        n_slates: int,
+        context: Mapping[str, Any] | None,
+        rng: np.random.Generator,
+        for_marginals: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if not self.in_slate:
+            return self._rows(candidates, n_slates, k, context, rng)
+        orders = np.arange(n_slates * k).reshape(n_slates, k)
+        top_ids, top_sc = self._rows(candidates, n_slates * k, k, context, rng)
+        return in_slate_fill(top_ids, top_sc, orders, k)

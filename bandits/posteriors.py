@@ -1,0 +1,409 @@
+"""Posterior samplers the built-in policies use: Beta-Bernoulli per item with a position-based
+click model, and Bayesian linear regression over item embeddings and user features."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+
+from bandits.base import Feedback
+
+__all__ = ["BetaBernoulliPosterior", "LinearGaussianPosterior", "default_examination"]
+
+
+def default_examination(n_positions: int) -> np.ndarray:
+    """DCG-style prior examination probabilities 1/log2(p + 2) for positions 0..n-1."""
+    return 1.0 / np.log2(np.arange(n_positions) + 2.0)
+
+
+def _beta_logsf_table(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """Tabulate log P(X > x) of Beta(a, b) by quadrature on a grid dense near 0 and 1."""
+    tail = np.geomspace(1e-12, 1e-2, 2000)
+    x = np.unique(np.concatenate([np.linspace(0.0, 1.0, 40001)[1:-1], tail, 1.0 - tail]))
+    lbeta = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    logf = (a - 1.0) * np.log(x) + (b - 1.0) * np.log1p(-x) - lbeta
+    f = np.exp(logf)
+    seg = 0.5 * (f[1:] + f[:-1]) * np.diff(x)
+    sf = np.concatenate([np.cumsum(seg[::-1])[::-1], [0.0]])
+    sf = np.minimum(sf, 1.0)
+    keep = sf > 1e-300
+    logsf = np.log(sf[keep])
+    xs = x[keep]
+    # np.interp needs increasing abscissae: log-survival decreases with x, so flip both.
+    return logsf[::-1].copy(), xs[::-1].copy()
+
+
+class _ItemTable:
+    """Item id -> row index, with row 0 reserved for 'never seen' (reads as zeros)."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self._cache_key: tuple[int, int, int] | None = None
+        self._cache_val: np.ndarray | None = None
+        self._cache_obj: Any = None
+
+    def lookup(self, candidates: Sequence[str]) -> np.ndarray:
+        """Row per candidate (0 if unseen); cached for a repeated candidate tuple."""
+        key = (id(candidates), len(candidates), len(self.index))
+        if (
+            isinstance(candidates, tuple)
+            and self._cache_key == key
+            and self._cache_obj is candidates
+            and self._cache_val is not None
+        ):
+            return self._cache_val
+        rows = np.fromiter(
+            map(self.index.get, candidates, repeat(0)), dtype=np.int64, count=len(candidates)
+        )
+        if isinstance(candidates, tuple):
+            self._cache_key, self._cache_val, self._cache_obj = key, rows, candidates
+        return rows
+
+    def ensure(self, items: Sequence[str]) -> list[int]:
+        """Rows for items, registering new ones (rows start at 1)."""
+        out = []
+        for it in items:
+            r = self.index.get(it)
+            if r is None:
+                r = len(self.index) + 1
+                self.index[it] = r
+            out.append(r)
+        return out
+
+
+class BetaBernoulliPosterior:
+    """Beta(a, b) over each item's attractiveness under a position-based click model.
+
+    P(click | item i at position p) = exam[p] * rho_i. A click adds 1 to a; a non-click adds the
+    posterior probability that the position was examined, so a miss at a rarely examined position
+    is weak evidence. exam[p] is learned online (exam[0] = 1 fixes the scale). With discount < 1
+    the item's evidence decays by that factor per feedback record (drifting preferences).
+    """
+
+    def __init__(
+        self,
+        prior_alpha: float = 1.0,
+        prior_beta: float = 20.0,
+        discount: float = 1.0,
+        examination: Sequence[float] | None = None,
+        learn_examination: bool = True,
+        examination_strength: float = 200.0,
+        max_positions: int = 64,
+    ) -> None:
+        for name, v in (("prior_alpha", prior_alpha), ("prior_beta", prior_beta)):
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        if not (isinstance(discount, int | float) and 0.0 < discount <= 1.0):
+            raise ValueError(f"discount must be in (0, 1], got {discount!r}")
+        if not (isinstance(max_positions, int) and max_positions >= 1):
+            raise ValueError(f"max_positions must be a positive int, got {max_positions!r}")
+        if not (isinstance(examination_strength, int | float) and examination_strength > 0):
+            raise ValueError(f"examination_strength must be > 0, got {examination_strength!r}")
+        if examination is None:
+            exam = default_examination(max_positions)
+        else:
+            exam = np.asarray(examination, dtype=float)
+            if exam.ndim != 1 or exam.size == 0 or np.any(exam <= 0) or np.any(exam > 1):
+                raise ValueError("examination must be a non-empty 1-d sequence in (0, 1]")
+            exam = np.concatenate([exam, np.full(max(0, max_positions - exam.size), exam[-1])])
+            exam = exam[:max_positions] / exam[0]
+        self.prior_alpha = float(prior_alpha)
+        self.prior_beta = float(prior_beta)
+        self.discount = float(discount)
+        self.learn_examination = bool(learn_examination)
+        self.examination_strength = float(examination_strength)
+        self.max_positions = max_positions
+        self._exam_prior = exam.copy()
+        self.examination = exam.copy()
+        self._pos_clicks = np.zeros(max_positions)
+        self._pos_expected = np.zeros(max_positions)
+        self._items = _ItemTable()
+        cap = 1024
+        self._a = np.zeros(cap)  # evidence beyond the prior; row 0 = unseen, stays 0
+        self._b = np.zeros(cap)
+        self._last = np.zeros(cap, dtype=np.int64)
+        self._step = 0
+        self._tail: tuple[np.ndarray, np.ndarray] | None = None
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def n_items(self) -> int:
+        """Number of items with evidence."""
+        return len(self._items.index)
+
+    def _grow(self, need: int) -> None:
+        cap = self._a.size
+        if need < cap:
+            return
+        new = max(need + 1, 2 * cap)
+        for name in ("_a", "_b", "_last"):
+            old = getattr(self, name)
+            arr = np.zeros(new, dtype=old.dtype)
+            arr[:cap] = old
+            setattr(self, name, arr)
+
+    def params(self, candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Current Beta (alpha, beta) per candidate, after discounting."""
+        rows = self._items.lookup(candidates)
+        return self._params_rows(rows)
+
+    def _params_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ea, eb = self._a[rows], self._b[rows]
+        if self.discount < 1.0:
+            f = self.discount ** (self._step - self._last[rows]).astype(float)
+            ea, eb = ea * f, eb * f
+        return ea + self.prior_alpha, eb + self.prior_beta
+
+    # -- PosteriorSampler -----------------------------------------------------------------
+    def mean_scores(
+        self, candidates: Sequence[str], context: Mapping[str, Any] | None = None
+    ) -> np.ndarray:
+        """Posterior mean attractiveness per candidate."""
+        a, b = self.params(candidates)
+        return np.asarray(a / (a + b))
+
+    def sample_scores(
+        self,
+        candidates: Sequence[str],
+        n_samples: int,
+        rng: np.random.Generator,
+        context: Mapping[str, Any] | None = None,
+    ) -> np.ndarray:
+        """Dense Beta draws, shape (n_samples, n)."""
+        a, b = self.params(candidates)
+        return rng.beta(a, b, size=(n_samples, a.size))
+
+    def sample_topk(
+        self,
+        candidates: Sequence[str],
+        n_samples: int,
+        k: int,
+        rng: np.random.Generator,
+        context: Mapping[str, Any] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of each posterior draw, exact in distribution: items with evidence are drawn
+        one by one; the never-seen items share the prior, so only the top-k order statistics of
+        that i.i.d. group are drawn (inverse survival function), with uniformly random ids."""
+        rows = self._items.lookup(candidates)
+        n = rows.size
+        k = min(k, n)
+        warm = np.flatnonzero(rows)
+        m = n - warm.size
+        if m < 4 * k or self.prior_beta < 1.0:
+            scores = self.sample_scores(candidates, n_samples, rng)
+            return _topk_rows(scores, np.arange(n), k)
+        cold = np.flatnonzero(rows == 0) if warm.size else None
+        kc = min(k, m)
+        cold_vals = self._prior_order_stats(m, kc, n_samples, rng)
+        cold_pos = _distinct_ints(m, kc, n_samples, rng)
+        cold_idx = cold_pos if cold is None else cold[cold_pos]
+        if warm.size == 0:
+            return cold_idx, cold_vals
+        a, b = self._params_rows(rows[warm])
+        warm_vals = rng.beta(a, b, size=(n_samples, warm.size))
+        vals = np.concatenate([warm_vals, cold_vals], axis=1)
+        ids = np.concatenate([np.broadcast_to(warm, (n_samples, warm.size)), cold_idx], axis=1)
+        return _topk_rows(vals, ids, k)
+
+    def _prior_order_stats(
+        self, m: int, k: int, n_samples: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Largest k of m i.i.d. prior draws, per row, descending (Renyi representation)."""
+        if self._tail is None:
+            self._tail = _beta_logsf_table(self.prior_alpha, self.prior_beta)
+        logsf, xs = self._tail
+        # log U_(m) = log V1 / m, log U_(m-1) = log U_(m) + log V2 / (m - 1), ...
+        e = -rng.standard_exponential((n_samples, k)) / (m - np.arange(k))
+        log_u = np.cumsum(e, axis=1)
+        log_s = np.log(-np.expm1(log_u))  # survival probabilities of the order statistics
+        return np.interp(log_s, logsf, xs)
+
+    # -- learning -------------------------------------------------------------------------
+    def update(self, feedback: Feedback) -> None:
+        """Condition on one slate's clicks (and learn the examination curve)."""
+        slate = feedback.slate
+        k = len(slate)
+        rows = self._items.ensure(slate)
+        self._grow(max(rows))
+        r = np.asarray(rows)
+        pos = np.minimum(np.arange(k), self.max_positions - 1)
+        clicked = np.zeros(k)
+        if feedback.clicks:
+            clicked[list(feedback.clicks)] = 1.0
+        self._step += 1
+        if self.discount < 1.0:
+            f = self.discount ** (self._step - self._last[r]).astype(float)
+            self._a[r] *= f
+            self._b[r] *= f
+            self._last[r] = self._step
+        a = self._a[r] + self.prior_alpha
+        b = self._b[r] + self.prior_beta
+        rho = a / (a + b)
+        exam = self.examination[pos]
+        p_exam_miss = exam * (1.0 - rho) / (1.0 - exam * rho)
+        self._a[r] += clicked
+        self._b[r] += (1.0 - clicked) * p_exam_miss
+        if self.learn_examination:
+            if self.discount < 1.0:
+                self._pos_clicks *= self.discount
+                self._pos_expected *= self.discount
+            if k <= self.max_positions:
+                self._pos_clicks[:k] += clicked
+                self._pos_expected[:k] += rho
+            else:
+                np.add.at(self._pos_clicks, pos, clicked)
+                np.add.at(self._pos_expected, pos, rho)
+            # pseudo-impressions at the prior click rate keep the curve near its prior early on
+            s = self.examination_strength * self.prior_alpha / (self.prior_alpha + self.prior_beta)
+            raw = (self._pos_clicks + s * self._exam_prior) / (self._pos_expected + s)
+            self.examination = np.clip(raw / raw[0], 1e-3, 1.0)
+
+
+class LinearGaussianPosterior:
+    """Bayesian linear regression of click on features x(item, user): w ~ N(mu, Sigma), updated
+    in closed form (Woodbury rank-k update per slate). Features are [1, e_i] outer [1, u]
+    (item embedding e_i, user features u = context['features']), flattened."""
+
+    def __init__(
+        self,
+        embeddings: Mapping[str, Any] | Callable[[str], Any],
+        item_dim: int,
+        user_dim: int = 0,
+        prior_precision: float = 1.0,
+        noise_variance: float = 0.25,
+        position_weights: Sequence[float] | None = None,
+        prior_mean_bias: float = 0.0,
+    ) -> None:
+        if not (callable(embeddings) or isinstance(embeddings, Mapping)):
+            raise ValueError("embeddings must be a mapping item id -> vector or a callable")
+        if not (isinstance(item_dim, int) and item_dim >= 1):
+            raise ValueError(f"item_dim must be a positive int, got {item_dim!r}")
+        if not (isinstance(user_dim, int) and user_dim >= 0):
+            raise ValueError(f"user_dim must be a non-negative int, got {user_dim!r}")
+        for name, v in (("prior_precision", prior_precision), ("noise_variance", noise_variance)):
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        if position_weights is not None:
+            pw = np.asarray(position_weights, dtype=float)
+            if pw.ndim != 1 or pw.size == 0 or np.any(pw <= 0):
+                raise ValueError("position_weights must be a non-empty 1-d sequence of > 0")
+            self._pw: np.ndarray | None = pw
+        else:
+            self._pw = None
+        self.embeddings = embeddings
+        self.item_dim = item_dim
+        self.user_dim = user_dim
+        self.prior_precision = float(prior_precision)
+        self.noise_variance = float(noise_variance)
+        self.dim = (1 + item_dim) * (1 + user_dim)
+        self.mu = np.zeros(self.dim)
+        self.mu[0] = float(prior_mean_bias)
+        self.cov = np.eye(self.dim) / self.prior_precision
+        self._chol: np.ndarray | None = None
+        self._emb_cache: dict[str, np.ndarray] = {}
+
+    def _embed(self, item: str) -> np.ndarray:
+        v = self._emb_cache.get(item)
+        if v is not None:
+            return v
+        e = self.embeddings(item) if callable(self.embeddings) else self.embeddings.get(item)
+        if e is None:
+            out = np.zeros(self.item_dim)  # never-seen item: the prior decides (bias only)
+        else:
+            out = np.asarray(e, dtype=float).reshape(-1)
+            if out.size != self.item_dim:
+                raise ValueError(f"embedding of {item!r} has size {out.size}, not {self.item_dim}")
+            self._emb_cache[item] = out
+        return out
+
+    def _user(self, context: Mapping[str, Any] | None) -> np.ndarray:
+        if self.user_dim == 0:
+            return np.ones(1)
+        feats = None if context is None else context.get("features")
+        if feats is None:
+            u = np.zeros(self.user_dim)
+        else:
+            u = np.asarray(feats, dtype=float).reshape(-1)
+            if u.size != self.user_dim:
+                raise ValueError(f"context features have size {u.size}, not {self.user_dim}")
+        return np.concatenate([[1.0], u])
+
+    def features(
+        self, items: Sequence[str], context: Mapping[str, Any] | None = None
+    ) -> np.ndarray:
+        """Design matrix, shape (len(items), dim)."""
+        e = np.empty((len(items), 1 + self.item_dim))
+        e[:, 0] = 1.0
+        if len(items):
+            e[:, 1:] = np.stack([self._embed(i) for i in items])
+        u = self._user(context)
+        return (e[:, :, None] * u[None, None, :]).reshape(len(items), self.dim)
+
+    def mean_scores(
+        self, candidates: Sequence[str], context: Mapping[str, Any] | None = None
+    ) -> np.ndarray:
+        """Posterior-mean predicted click rate."""
+        return np.asarray(self.features(candidates, context) @ self.mu)
+
+    def sample_scores(
+        self,
+        candidates: Sequence[str],
+        n_samples: int,
+        rng: np.random.Generator,
+        context: Mapping[str, Any] | None = None,
+    ) -> np.ndarray:
+        """Scores under n_samples draws of w, shape (n_samples, n)."""
+        if self._chol is None:
+            self._chol = np.linalg.cholesky(self.cov + 1e-12 * np.eye(self.dim))
+        w = self.mu[:, None] + self._chol @ rng.standard_normal((self.dim, n_samples))
+        return np.asarray((self.features(candidates, context) @ w).T)
+
+    def update(self, feedback: Feedback) -> None:
+        """Woodbury update of (mu, Sigma) with the slate's items as k observations."""
+        x = self.features(feedback.slate, feedback.context)
+        y = feedback.click_vector
+        k = len(feedback.slate)
+        if self._pw is None:
+            noise = np.full(k, self.noise_variance)
+        else:
+            w = self._pw[np.minimum(np.arange(k), self._pw.size - 1)]
+            noise = self.noise_variance / w
+        sx = self.cov @ x.T  # (d, k)
+        s = x @ sx + np.diag(noise)
+        gain = np.linalg.solve(s, sx.T).T  # (d, k)
+        self.mu = self.mu + gain @ (y - x @ self.mu)
+        self.cov = self.cov - gain @ sx.T
+        self.cov = 0.5 * (self.cov + self.cov.T)
+        self._chol = None
+
+
+def _topk_rows(vals: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k largest values (descending) and their ids; ids (cols,) or (rows, cols)."""
+    n = vals.shape[1]
+    if k < n:
+        part = np.argpartition(vals, n - k, axis=1)[:, n - k :]
+    else:
+        part = np.broadcast_to(np.arange(n), vals.shape)
+    top = np.take_along_axis(vals, part, axis=1)
+    order = np.argsort(-top, axis=1, kind="stable")
+    part = np.take_along_axis(part, order, axis=1)
+    top = np.take_along_axis(top, order, axis=1)
+    out_ids = ids[part] if ids.ndim == 1 else np.take_along_axis(ids, part, axis=1)
+    return out_ids, top
+
+
+def _distinct_ints(m: int, k: int, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """rows x k integers from range(m), distinct within each row, uniformly (ordered)."""
+    if 8 * k * k > m:
+        return np.argsort(rng.random((rows, m)), axis=1)[:, :k]
+    out = rng.integers(0, m, size=(rows, k))
+    while True:
+        s = np.sort(out, axis=1)
+        bad = np.flatnonzero((s[:, 1:] == s[:, :-1]).any(axis=1))
+        if bad.size == 0:
+            return out
+        out[bad] = rng.integers(0, m, size=(bad.size, k))
