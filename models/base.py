@@ -39,7 +39,9 @@ class SlateFeedback:
     def __post_init__(self) -> None:
         for pos in self.clicked:
             if not 0 <= pos < len(self.slate):
-                raise ValueError(f"clicked position {pos} outside slate of length {len(self.slate)}")
+                raise ValueError(
+                    f"clicked position {pos} outside slate of length {len(self.slate)}"
+                )
 
 
 @dataclass
@@ -70,7 +72,9 @@ class TrainingBatch:
     @property
     def n_targets(self) -> int:
         """Number of sequence targets plus feedback records."""
-        n = sum(max(0, len(s) - max(1, st)) for s, st in zip(self.sequences, self.starts, strict=True))
+        n = sum(
+            max(0, len(s) - max(1, st)) for s, st in zip(self.sequences, self.starts, strict=True)
+        )
         return n + len(self.feedback)
 
     @classmethod

@@ -58,7 +58,9 @@ class InteractionData:
         """Per user, (item, ts) in time order (stable on ties)."""
         out: dict[str, list[tuple[str, int]]] = {}
         for i in self.time_order():
-            out.setdefault(str(self.users[i]), []).append((str(self.items[i]), int(self.timestamps[i])))
+            out.setdefault(str(self.users[i]), []).append(
+                (str(self.items[i]), int(self.timestamps[i]))
+            )
         return out
 
     def all_items(self) -> list[str]:

@@ -155,7 +155,7 @@ def run_loo(
         model.config.kl_n = sum(max(0, len(t) - 1) for t in split.train)
     _all_item_rows(model, data)
     valid_in = [t[-50:] for t in split.train]
-    test_in = [(t + [v])[-50:] for t, v in zip(split.train, split.valid, strict=True)]
+    test_in = [[*t, v][-50:] for t, v in zip(split.train, split.valid, strict=True)]
     info: dict[str, Any] = {}
 
     def val_metrics() -> dict[str, float]:
@@ -177,7 +177,10 @@ def run_loo(
                 losses.append(model.learn(tb))
             vm = val_metrics()
             history.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 4), **vm})
-            log(f"epoch {epoch} loss {np.mean(losses):.4f} valid {vm} {time.perf_counter() - te:.1f}s")
+            log(
+                f"epoch {epoch} loss {np.mean(losses):.4f} valid {vm} "
+                f"{time.perf_counter() - te:.1f}s"
+            )
             if vm["mrr@10"] > best:
                 best, best_epoch, bad = vm["mrr@10"], epoch, 0
                 best_state = model.state()
@@ -189,7 +192,9 @@ def run_loo(
         model = type(model).from_state(*best_state)
         info = {"epochs_run": len(history), "best_epoch": best_epoch, "history": history}
     elif isinstance(model, GRUModel):
-        trainer = OnlineTrainer(model, TrainerConfig(step_every_ms=1e12, seed=seed, **_tc(overrides)))
+        trainer = OnlineTrainer(
+            model, TrainerConfig(step_every_ms=1e12, seed=seed, **_tc(overrides))
+        )
         for ts, user, item in split.train_events:
             trainer.on_interaction(user, item, "rating", ts)
         trainer.flush()
@@ -256,7 +261,9 @@ def run_prequential(
     ranks = np.zeros(len(order), np.int64)
     trainer = None
     if isinstance(model, GRUModel):
-        cfg = TrainerConfig(step_every_events=chunk, step_every_ms=1e12, seed=seed, **_tc(overrides))
+        cfg = TrainerConfig(
+            step_every_events=chunk, step_every_ms=1e12, seed=seed, **_tc(overrides)
+        )
         trainer = OnlineTrainer(model, cfg)
     for s in range(0, len(order), chunk):
         e = min(len(order), s + chunk)
@@ -275,7 +282,9 @@ def run_prequential(
         else:
             scores = np.stack(
                 [
-                    model.score(model.user_state(model.items.ids(hist.get(users[i], [])[-1:]), users[i]), rows_all)  # type: ignore[arg-type]
+                    model.score(
+                        model.user_state(_ids(model, hist.get(users[i], [])), users[i]), rows_all
+                    )
                     for i in range(s, e)
                 ]
             )
@@ -307,6 +316,10 @@ def run_prequential(
         "series": series,
         "total_seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def _ids(model: OnlineModel, rows: Sequence[int]) -> list[str]:
+    return [i for i in model.items.ids(list(rows)[-1:]) if i is not None]
 
 
 def plot_prequential(results: Sequence[dict[str, Any]], path: str, metric: str = "hit@10") -> None:

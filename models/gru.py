@@ -233,7 +233,7 @@ class GRUModel(SequentialModel):
         hs, _ = self.net.gru(emb)
         return hs
 
-    # --- learning ---------------------------------------------------------------------------------
+    # --- learning -------------------------------------------------------------
     def _learn(self, batch: TrainingBatch) -> float:
         cfg = self.config
         self.net.train()
@@ -347,7 +347,7 @@ class GRUModel(SequentialModel):
         tt = torch.from_numpy(target)
         return -(logp * tt).sum() / tt.sum()
 
-    # --- inference ---------------------------------------------------------------------------------
+    # --- inference ------------------------------------------------------------
     def _np(self) -> dict[str, np.ndarray]:
         """Numpy copies of posterior means (and variances) used for fast scoring."""
         if not self._cache:
@@ -400,9 +400,7 @@ class GRUModel(SequentialModel):
         c = self._np()
         all_rows = self._all_rows
         contiguous = (
-            all_rows is not None
-            and rows is all_rows
-            and rows.size == self.items.n_rows - 1
+            all_rows is not None and rows is all_rows and rows.size == self.items.n_rows - 1
         )
         m = c["M"][1:] if contiguous else c["M"][rows]
         dots = u @ m.T
@@ -430,7 +428,7 @@ class GRUModel(SequentialModel):
         rows = self.all_rows() if rows is None else rows
         return self._score_matrix(self.user_vectors(states), rows)
 
-    # --- snapshots ------------------------------------------------------------------------------------
+    # --- snapshots ------------------------------------------------------------
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self._sync_items()
         tensors = {k: v.detach().numpy().copy() for k, v in self.net.state_dict().items()}

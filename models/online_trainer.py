@@ -227,7 +227,9 @@ class OnlineTrainer:
             fb.extend(self._fb_replay[int(i)] for i in extra)
         self._since_step = 0
         self._last_step = self.clock()
-        batch = TrainingBatch(sequences=seqs, starts=starts, weights=weights, users=users, feedback=fb)
+        batch = TrainingBatch(
+            sequences=seqs, starts=starts, weights=weights, users=users, feedback=fb
+        )
         if batch.n_targets == 0:
             return None
         loss = self.model.learn(batch)

@@ -127,9 +127,7 @@ class ModelRegistry:
                 raise SnapshotError(version, f"missing {name}")
             digest = _sha256(path)
             if digest != meta["sha256"].get(name):
-                raise SnapshotError(
-                    version, f"checksum mismatch in {name} (sha256 {digest[:12]}…)"
-                )
+                raise SnapshotError(version, f"checksum mismatch in {name} (sha256 {digest[:12]}…)")
         return meta
 
     def list(self) -> list[SnapshotInfo]:
@@ -276,7 +274,9 @@ class SnapshotWatcher:
                 model = self.registry.load(v)
             except SnapshotError as exc:
                 self.rejected[v] = exc.reason
-                log.warning("keeping version %s; rejected snapshot %s: %s", self.version, v, exc.reason)
+                log.warning(
+                    "keeping version %s; rejected snapshot %s: %s", self.version, v, exc.reason
+                )
                 continue
             self.model, self.version = model, v
             return model

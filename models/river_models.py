@@ -35,7 +35,9 @@ class _RiverBase(OnlineModel):
         self._cache: dict[str, Any] = {}
 
     def _learn(self, batch: TrainingBatch) -> float:
-        users = batch.users or [None] * len(batch.sequences)
+        users: list[str | None] = [None] * len(batch.sequences)
+        if batch.users is not None:
+            users = list(batch.users)
         active = self.all_rows()
         loss = 0.0
         n = 0

@@ -96,7 +96,7 @@ def test_finn_slate_loader_and_feedback(tmp_path: Path) -> None:
     data = load_finn_slates(data_path, attr_path)
     records = list(data.feedback())
     assert len(records) == 3 * 4 - 1  # the padding step is skipped
-    no_click = [r for r in records if r.user_id == "1" and r.ts == 1][0]
+    no_click = next(r for r in records if r.user_id == "1" and r.ts == 1)
     assert no_click.clicked == []
     first = records[0]
     assert len(first.slate) == 5 and first.slate[first.clicked[0]] == str(data.click[0, 0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -21,8 +23,12 @@ def _data(n_users: int = 12, length: int = 10) -> InteractionData:
             stamps.append(1000 * t + u)
     cats = {str(i): f"c/{i % 2}" for i in range(8)}
     return InteractionData(
-        "tiny", np.asarray(users), np.asarray(items), np.ones(len(users), np.float32),
-        np.asarray(stamps, np.int64), cats,
+        "tiny",
+        np.asarray(users),
+        np.asarray(items),
+        np.ones(len(users), np.float32),
+        np.asarray(stamps, np.int64),
+        cats,
     )
 
 
@@ -48,9 +54,17 @@ def test_windows_cover_every_target_once() -> None:
 @pytest.mark.parametrize("one_pass", [False, True])
 def test_gru_loo_beats_popularity_on_a_learnable_pattern(one_pass: bool) -> None:
     data = _data()
-    kw = {"dim": 16, "hidden": 32, "lr": 0.02, "dropout": 0.0}
-    gru = run_loo("gru", data, epochs=40, patience=40, one_pass=one_pass,
-                  trainer_step_every_events=4, trainer_batch_users=12, **kw)
+    kw: dict[str, Any] = {"dim": 16, "hidden": 32, "lr": 0.02, "dropout": 0.0}
+    gru = run_loo(
+        "gru",
+        data,
+        epochs=40,
+        patience=40,
+        one_pass=one_pass,
+        trainer_step_every_events=4,
+        trainer_batch_users=12,
+        **kw,
+    )
     pop = run_loo("pop", data)
     assert gru["test"]["hit@10"] == 1.0  # 8 items: everything is in the top 10
     assert gru["test"]["mrr@10"] > pop["test"]["mrr@10"]
@@ -65,7 +79,7 @@ def test_exclude_seen_flag_changes_candidate_set() -> None:
 
 def test_prequential_series_and_learning() -> None:
     data = _data(n_users=12, length=20)
-    kw = {"dim": 16, "hidden": 32, "lr": 0.02, "dropout": 0.0}
+    kw: dict[str, Any] = {"dim": 16, "hidden": 32, "lr": 0.02, "dropout": 0.0}
     res = run_prequential("gru", data, bucket=60, chunk=8, **kw)
     assert res["n_events"] == 240 and len(res["series"]) == 4
     assert res["series"][-1]["mrr@10"] > res["series"][0]["mrr@10"]

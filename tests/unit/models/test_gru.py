@@ -32,7 +32,14 @@ def _train(model: GRUModel, steps: int = 150) -> list[float]:
 
 
 def _cfg(**kw: object) -> GRUConfig:
-    base = {"dim": 16, "hidden": 32, "lr": 0.02, "dropout": 0.0, "capacity": 4, "seed": 1}
+    base: dict[str, object] = {
+        "dim": 16,
+        "hidden": 32,
+        "lr": 0.02,
+        "dropout": 0.0,
+        "capacity": 4,
+        "seed": 1,
+    }
     base.update(kw)
     return GRUConfig(**base)  # type: ignore[arg-type]
 
@@ -131,7 +138,9 @@ def test_bayes_sample_scores_shape_spread_and_mean() -> None:
     assert samples.shape == (2000, 3) and np.isfinite(samples).all()
     spread = samples.std(0)
     assert spread[1] > spread[0]  # untouched new item keeps prior uncertainty
-    np.testing.assert_allclose(samples.mean(0), model.score(state, cands), atol=4 * spread.max() / 40)
+    np.testing.assert_allclose(
+        samples.mean(0), model.score(state, cands), atol=4 * spread.max() / 40
+    )
     again = model.sample_scores(state, cands, 5, 123)
     np.testing.assert_array_equal(again, model.sample_scores(state, cands, 5, 123))
 

@@ -70,9 +70,10 @@ def test_json_round_trip_keeps_rows_and_groups() -> None:
     for i in range(7):
         idx.admit(f"i{i}", "x/y" if i % 2 else "z")
     restored = ItemIndex.from_json(idx.to_json())
-    assert restored.rows([f"i{i}" for i in range(7)]).tolist() == idx.rows(
-        [f"i{i}" for i in range(7)]
-    ).tolist()
+    assert (
+        restored.rows([f"i{i}" for i in range(7)]).tolist()
+        == idx.rows([f"i{i}" for i in range(7)]).tolist()
+    )
     assert np.array_equal(restored.group_matrix(), idx.group_matrix())
     restored.admit("new")  # LRU order survived: the oldest remaining item is evicted
     assert "i2" not in restored

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.baselines import PopularityModel
 from models.base import TrainingBatch
+from models.baselines import PopularityModel
 from models.gru import GRUConfig, GRUModel
 from models.registry import ModelRegistry, SnapshotError, SnapshotWatcher
 
