@@ -1,0 +1,110 @@
+"""`slatestream evaluate`: offline (loo) and prequential evaluation, JSON on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `evaluate` subcommand."""
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a model on ml-100k (loo | prequential) and print JSON",
+        description="loo: last item test, second-to-last validation, full ranking over all "
+        "items, already-seen items not excluded unless --exclude-seen (RecBole's protocol). "
+        "prequential: rank before each event, then learn from it.",
+    )
+    p.add_argument("--dataset", default="ml-100k", choices=["ml-100k"])
+    p.add_argument("--protocol", default="loo", choices=["loo", "prequential"])
+    p.add_argument(
+        "--model",
+        default="gru",
+        help="gru | bayes-gru | pop | river-mf | river-lr (comma-separated for prequential)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=100, help="loo: max epochs (early stopping)")
+    p.add_argument("--patience", type=int, default=10, help="loo: epochs without improvement")
+    p.add_argument("--one-pass", action="store_true", help="loo: one streaming pass (trainer)")
+    p.add_argument("--exclude-seen", action="store_true", help="loo: drop the user's seen items")
+    p.add_argument("--dim", type=int, default=64, help="GRU item embedding size")
+    p.add_argument("--hidden", type=int, default=128, help="GRU hidden size")
+    p.add_argument("--max-events", type=int, default=None, help="prequential: stop early")
+    p.add_argument("--bucket", type=int, default=5000, help="prequential: events per point")
+    p.add_argument("--chunk", type=int, default=64, help="prequential: events per trainer step")
+    p.add_argument("--plot", default=None, help="prequential: write HR@10 over time (PNG)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    p.add_argument("--progress", action="store_true", help="progress lines on stderr")
+    p.set_defaults(func=run)
+
+
+def _err(msg: str) -> int:
+    print(f"slatestream: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the evaluation; bad input -> one line on stderr and exit code 2."""
+    from models.datasets import DatasetError, load_movielens_100k
+    from models.evaluation import MODEL_NAMES, plot_prequential, run_loo, run_prequential
+
+    names = [m.strip() for m in str(args.model).split(",") if m.strip()]
+    unknown = [m for m in names if m not in MODEL_NAMES]
+    if not names or unknown:
+        return _err(f"unknown model {unknown or args.model!r}; choose from {', '.join(MODEL_NAMES)}")
+    if args.protocol == "loo" and len(names) != 1:
+        return _err("--protocol loo takes exactly one --model")
+    if args.epochs < 1 or args.patience < 1 or args.dim < 1 or args.hidden < 1:
+        return _err("--epochs, --patience, --dim and --hidden must be >= 1")
+    if args.bucket < 1 or args.chunk < 1 or (args.max_events is not None and args.max_events < 1):
+        return _err("--bucket, --chunk and --max-events must be >= 1")
+    if args.plot and args.protocol != "prequential":
+        return _err("--plot is for --protocol prequential")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        data = load_movielens_100k()
+    except DatasetError as exc:
+        return _err(str(exc))
+
+    def log(msg: str) -> None:
+        if args.progress:
+            print(msg, file=sys.stderr, flush=True)
+
+    gru_kw: dict[str, Any] = {"dim": args.dim, "hidden": args.hidden}
+    results = []
+    for name in names:
+        kw = gru_kw if name in ("gru", "bayes-gru") else {}
+        if args.protocol == "loo":
+            res = run_loo(
+                name,
+                data,
+                seed=args.seed,
+                epochs=args.epochs,
+                patience=args.patience,
+                one_pass=args.one_pass,
+                exclude_seen=args.exclude_seen,
+                log=log,
+                **kw,
+            )
+            res.pop("history", None) if not args.progress else None
+        else:
+            res = run_prequential(
+                name,
+                data,
+                seed=args.seed,
+                bucket=args.bucket,
+                chunk=args.chunk,
+                max_events=args.max_events,
+                log=log,
+                **kw,
+            )
+        results.append(res)
+    if args.plot:
+        plot_prequential(results, args.plot)
+    print(json.dumps(results[0] if len(results) == 1 else results))
+    return 0
