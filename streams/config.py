@@ -79,6 +79,19 @@ class Settings(BaseSettings):
         default=Path.home() / ".cache" / "slatestream", description="Caches and local stack data"
     )
     policy: str = Field(default="in-slate-ts", description="Default slate policy of the scorer")
+    policy_arms: dict[str, float] = Field(
+        default_factory=dict,
+        description="A/B split policy -> weight (JSON); empty = all traffic to `policy`",
+    )
+    shadow_policies: list[str] = Field(
+        default_factory=list, description="Policies that rank every request without serving"
+    )
+    model_kind: str = Field(default="bayes-gru", description="Trainer model: gru | bayes-gru")
+    model_dim: int = Field(default=64, ge=4, le=1024, description="Item embedding size")
+    train_every_events: int = Field(default=64, ge=1, description="Gradient step every N events")
+    train_every_ms: float = Field(default=500.0, gt=0, description="... or every T ms")
+    snapshot_every_s: float = Field(default=10.0, gt=0, description="Snapshot every T seconds")
+    reload_interval_s: float = Field(default=1.0, ge=0, description="Scorer snapshot polling")
     metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="/metrics port (0 = off)")
     log_level: str = Field(default="INFO", description="Python logging level")
@@ -124,6 +137,18 @@ class Settings(BaseSettings):
             if not re.match(r"^[a-z][a-z0-9_]{0,31}$", name) or weight < 0:
                 raise ValueError(f"bad event weight {name!r}={weight!r}")
         return value
+
+    @field_validator("model_kind")
+    @classmethod
+    def _model_kind(cls, value: str) -> str:
+        if value not in ("gru", "bayes-gru"):
+            raise ValueError(f"unknown model kind {value!r} (gru | bayes-gru)")
+        return value
+
+    @property
+    def arms(self) -> dict[str, float]:
+        """The A/B split of the scorer: `policy_arms`, or all traffic to `policy`."""
+        return dict(self.policy_arms) if self.policy_arms else {self.policy: 1.0}
 
     @property
     def effective_store_url(self) -> str:

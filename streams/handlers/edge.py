@@ -1,0 +1,40 @@
+"""Validation at the edge: decode a record into a contract event or a dead-letter emit."""
+
+from __future__ import annotations
+
+import time
+from typing import TypeVar
+
+from streams import schemas
+from streams.config import Settings
+from streams.errors import SchemaError
+from streams.runtime import Emit, Record
+from streams.topics import topic_name
+
+E = TypeVar("E", bound=schemas.Event)
+
+
+def decode_or_dead_letter(
+    record: Record, cls: type[E], settings: Settings, worker: str
+) -> tuple[E | None, Emit | None, SchemaError | None]:
+    """Decode `record` as `cls`; on failure return the DLQ emit (original bytes + reason)."""
+    try:
+        event = schemas.decode(
+            cls,
+            record.value,
+            max_bytes=settings.max_event_bytes,
+            now_ms=int(time.time() * 1000),
+            max_skew_ms=settings.max_clock_skew_ms,
+        )
+        return event, None, None
+    except SchemaError as exc:
+        dl = schemas.DeadLetter.of(
+            record.value,
+            exc,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            worker=worker,
+        )
+        return None, Emit(topic_name(settings, "dlq"), dl.to_json(), record.key), exc

@@ -1,0 +1,109 @@
+"""Scorer worker handler: requests in, recommendations (and their impressions) out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+
+from streams import schemas
+from streams.config import Settings
+from streams.errors import SchemaError
+from streams.handlers.edge import decode_or_dead_letter
+from streams.runtime import Emit, Record
+from streams.services.scorer_service import ScorerService
+from streams.topics import topic_name
+
+log = logging.getLogger(__name__)
+
+
+def _request_id_of(raw: bytes) -> tuple[str | None, str | None]:
+    """Best-effort request_id and user_id of a malformed request, to answer the client."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(obj, dict):
+        return None, None
+    rid, uid = obj.get("request_id"), obj.get("user_id")
+    rid = str(rid) if isinstance(rid, str | int) and str(rid) else None
+    uid = str(uid) if isinstance(uid, str | int) and str(uid) else None
+    return rid, uid
+
+
+class ScorerHandler:
+    """Consumes `requests` (answers each exactly once) and `feedback` (CTR posteriors)."""
+
+    name = "scorer"
+
+    def __init__(self, settings: Settings, service: ScorerService) -> None:
+        self.settings = settings
+        self.service = service
+        self.requests_topic = topic_name(settings, "requests")
+        self.feedback_topic = topic_name(settings, "feedback")
+        self.recs_topic = topic_name(settings, "recommendations")
+        self.impressions_topic = topic_name(settings, "impressions")
+        self.topics = (self.requests_topic, self.feedback_topic)
+        self.served = 0
+        self.errors = 0
+
+    async def handle(self, records: Sequence[Record]) -> list[Emit]:
+        """Answer every request of the batch; learn from feedback records."""
+        emits: list[Emit] = []
+        requests: list[schemas.Request] = []
+        for rec in records:
+            if rec.topic == self.feedback_topic:
+                try:
+                    fb = schemas.decode(
+                        schemas.Feedback, rec.value, max_bytes=self.settings.max_event_bytes
+                    )
+                except SchemaError:
+                    continue  # the joiner produced it; nothing a client waits for
+                self.service.on_feedback(fb)
+                continue
+            req, dead, err = decode_or_dead_letter(rec, schemas.Request, self.settings, self.name)
+            if req is not None:
+                requests.append(req)
+                continue
+            assert dead is not None and err is not None
+            emits.append(dead)
+            rid, uid = _request_id_of(rec.value)
+            if rid is not None:
+                emits.append(self._error(rid, uid or "", f"{err.reason}: {err.detail}"[:300]))
+        for served in await self.service.recommend_many(requests):
+            rec_ev = served.recommendation
+            key = rec_ev.user_id.encode()
+            emits.append(Emit(self.recs_topic, rec_ev.to_json(), key))
+            if rec_ev.slate:
+                imp = schemas.Impression(
+                    event_id=f"imp-{rec_ev.request_id}",
+                    ts=rec_ev.served_at,
+                    user_id=rec_ev.user_id,
+                    request_id=rec_ev.request_id,
+                    slate=rec_ev.slate,
+                    propensities=rec_ev.propensities,
+                    policy=rec_ev.policy,
+                )
+                emits.append(Emit(self.impressions_topic, imp.to_json(), key))
+            self.served += 1
+        return emits
+
+    def _error(self, request_id: str, user_id: str, reason: str) -> Emit:
+        self.errors += 1
+        now = int(time.time() * 1000)
+        rec = schemas.Recommendation(
+            event_id=f"rec-{request_id}",
+            ts=now,
+            request_id=request_id,
+            user_id=user_id,
+            slate=[],
+            scores=[],
+            propensities=[],
+            policy="none",
+            model_version=self.service.model_version,
+            served_at=now,
+            latency_ms=0.0,
+            error=reason,
+        )
+        return Emit(self.recs_topic, rec.to_json(), user_id.encode() or None)

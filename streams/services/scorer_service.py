@@ -1,0 +1,437 @@
+"""Scorer service: a request becomes candidates, a slate from a policy, and a recommendation.
+
+Pure logic (no Kafka): reads the user's features through `ScorerFeatures`, the newest
+model snapshot through a `SnapshotWatcher`, gathers candidates (model top-N, popular now,
+fresh items; minus exclusions), and asks the slate policy of the user's A/B arm for a
+slate with per-position propensities. Shadow policies rank every request without serving;
+their agreement with the served slate feeds an off-policy (per-position IPS) CTR estimate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from bandits.base import Feedback as PolicyFeedback
+from bandits.base import SlatePolicy
+from bandits.posteriors import BetaBernoulliPosterior
+from models.base import OnlineModel
+from models.registry import SnapshotWatcher
+from streams.schemas import Feedback, Recommendation, Request
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UserView:
+    """What the scorer needs of one user: recent items (oldest first) and category affinities."""
+
+    user_id: str
+    recent: list[str] = field(default_factory=list)
+    affinity: dict[str, float] = field(default_factory=dict)
+
+
+class ScorerFeatures(Protocol):
+    """The reads the scorer makes of the feature store (batched per request batch)."""
+
+    async def user_views(self, user_ids: Sequence[str]) -> dict[str, UserView]:
+        """Recent items and affinities for each user (empty view for unknown users)."""
+        ...
+
+    async def popular(self, n: int) -> list[tuple[str, float]]:
+        """The n most popular items now (decayed popularity), best first."""
+        ...
+
+    async def fresh(self, n: int) -> list[str]:
+        """The n newest catalogue items, newest first."""
+        ...
+
+    async def categories(self, item_ids: Sequence[str]) -> dict[str, str]:
+        """Category path ('a/b') of each known item."""
+        ...
+
+
+@dataclass
+class ScorerConfig:
+    """Knobs of candidate generation, blending and the policy experiment."""
+
+    candidates_model: int = 200
+    candidates_popular: int = 50
+    candidates_fresh: int = 20
+    exclude_interacted: bool = True
+    exclude_shown_slates: int = 1
+    model_weight: float = 1.0
+    ctr_weight: float = 10.0
+    affinity_weight: float = 2.0
+    popularity_weight: float = 0.5
+    arms: dict[str, float] = field(default_factory=lambda: {"in-slate-ts": 1.0})
+    shadows: tuple[str, ...] = ()
+    propensity_draws: int = 16
+    reload_interval_s: float = 1.0
+    max_users_tracked: int = 100_000
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ValueError on an invalid setting."""
+        if min(self.candidates_model, self.candidates_popular, self.candidates_fresh) < 0:
+            raise ValueError("candidate counts must be >= 0")
+        if not self.arms or any(w < 0 for w in self.arms.values()) or sum(self.arms.values()) <= 0:
+            raise ValueError("arms need non-negative weights with a positive sum")
+        for name in [*self.arms, *self.shadows]:
+            if name not in POLICY_NAMES:
+                raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)}")
+        if self.propensity_draws < 1:
+            raise ValueError("propensity_draws must be >= 1")
+
+
+POLICY_NAMES = ("in-slate-ts", "ts", "greedy", "epsilon-greedy", "random")
+
+
+class BlendedPosterior:
+    """Posterior over candidate scores: model draws (standardised) + item CTR Thompson draws
+    (Beta-Bernoulli, learned from feedback) + a fixed boost (affinity, popularity).
+
+    Request-specific parts (model, user state, boost, standardisation) come in `context`.
+    Without a model snapshot the CTR posterior and the boost rank alone: popularity with TS.
+    """
+
+    def __init__(self, ctr: BetaBernoulliPosterior, model_weight: float, ctr_weight: float):
+        self.ctr = ctr
+        self.model_weight = model_weight
+        self.ctr_weight = ctr_weight
+
+    def _model_part(self, ctx: Mapping[str, Any]) -> tuple[OnlineModel | None, Any, float, float]:
+        return ctx.get("model"), ctx.get("user_state"), ctx.get("mu", 0.0), ctx.get("sd", 1.0)
+
+    def sample_scores(
+        self,
+        candidates: Sequence[str],
+        n_samples: int,
+        rng: np.random.Generator,
+        context: Mapping[str, Any] | None = None,
+    ) -> np.ndarray:
+        """(n_samples, n) blended posterior draws."""
+        ctx = context or {}
+        out = self.ctr_weight * self.ctr.sample_scores(candidates, n_samples, rng, ctx)
+        model, state, mu, sd = self._model_part(ctx)
+        if model is not None and self.model_weight:
+            draws = model.sample_scores(state, list(candidates), n_samples, rng)
+            out = out + self.model_weight * np.nan_to_num((draws - mu) / sd, neginf=-10.0)
+        boost = ctx.get("boost")
+        if boost is not None:
+            out = out + boost[None, :]
+        return np.asarray(out, dtype=float)
+
+    def mean_scores(
+        self, candidates: Sequence[str], context: Mapping[str, Any] | None = None
+    ) -> np.ndarray:
+        """Posterior-mean blended scores."""
+        ctx = context or {}
+        out = self.ctr_weight * np.asarray(self.ctr.mean_scores(candidates, ctx), dtype=float)
+        model, state, mu, sd = self._model_part(ctx)
+        if model is not None and self.model_weight:
+            s = model.score(state, list(candidates)).astype(float)
+            out = out + self.model_weight * np.nan_to_num((s - mu) / sd, neginf=-10.0)
+        boost = ctx.get("boost")
+        if boost is not None:
+            out = out + boost
+        return out
+
+    def update(self, feedback: PolicyFeedback) -> None:
+        """Condition the CTR part on a served slate's clicks."""
+        self.ctr.update(feedback)
+
+
+def make_policy(name: str, posterior: BlendedPosterior, draws: int, seed: int) -> SlatePolicy:
+    """Build a named slate policy over the shared blended posterior (updates go through it)."""
+    from bandits import policies as p
+
+    if name == "in-slate-ts":
+        return p.InSlateThompsonSampling(
+            posterior,
+            propensity_draws=draws,
+            propensity_pool=2 * draws,
+            update_posterior=False,
+            seed=seed,
+        )
+    if name == "ts":
+        return p.ThompsonSamplingPolicy(
+            posterior, propensity_draws=draws, update_posterior=False, seed=seed
+        )
+    if name == "greedy":
+        return p.GreedyPolicy(posterior, update_posterior=False, seed=seed)
+    if name == "epsilon-greedy":
+        return p.EpsilonGreedyPolicy(posterior, update_posterior=False, seed=seed)
+    if name == "random":
+        return p.RandomPolicy(seed=seed)
+    raise ValueError(f"unknown policy {name!r}")
+
+
+def arm_for(user_id: str, arms: Mapping[str, float]) -> str:
+    """A/B arm of a user: a stable hash of user_id mapped onto the cumulative arm weights."""
+    h = int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big")
+    u = h / 2**64 * sum(arms.values())
+    acc = 0.0
+    for name, w in arms.items():
+        acc += w
+        if u < acc:
+            return name
+    return next(reversed(list(arms)))
+
+
+@dataclass
+class ShadowStats:
+    """Per-position IPS estimate of a shadow policy's CTR from served slates and their clicks."""
+
+    slates: int = 0
+    weighted_clicks: float = 0.0
+
+    @property
+    def ctr(self) -> float:
+        """Estimated clicks per slate had the shadow policy served."""
+        return self.weighted_clicks / self.slates if self.slates else 0.0
+
+
+@dataclass
+class Served:
+    """What the scorer produced for one request (the recommendation and its bookkeeping)."""
+
+    recommendation: Recommendation
+    arm: str
+    n_candidates: int
+    shadows: dict[str, list[str]] = field(default_factory=dict)
+
+
+class ScorerService:
+    """Answers requests with slates; learns item CTRs from feedback; hot-reloads the model."""
+
+    def __init__(
+        self,
+        features: ScorerFeatures,
+        watcher: SnapshotWatcher | None = None,
+        config: ScorerConfig | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.features = features
+        self.watcher = watcher
+        self.config = config or ScorerConfig()
+        self.config.validate()
+        self.clock = clock
+        cfg = self.config
+        self.posterior = BlendedPosterior(
+            BetaBernoulliPosterior(), cfg.model_weight, cfg.ctr_weight
+        )
+        names = list(dict.fromkeys([*cfg.arms, *cfg.shadows]))
+        self.policies = {
+            n: make_policy(n, self.posterior, cfg.propensity_draws, cfg.seed + i)
+            for i, n in enumerate(names)
+        }
+        self.rng = np.random.default_rng(cfg.seed)
+        self._shown: OrderedDict[str, deque[list[str]]] = OrderedDict()
+        self._shadow_log: OrderedDict[str, tuple[list[str], list[float], dict[str, list[str]]]] = (
+            OrderedDict()
+        )
+        self.shadow_stats = {n: ShadowStats() for n in cfg.shadows}
+        self.model: OnlineModel | None = None
+        self.model_version = "none"
+        self.model_loaded_at = 0.0
+        self._last_reload = -math.inf
+
+    # --- model -------------------------------------------------------------------------------
+    def maybe_reload(self) -> bool:
+        """Poll the registry (rate-limited); switch to a newer valid snapshot. True if switched."""
+        if self.watcher is None:
+            return False
+        now = time.monotonic()
+        if now - self._last_reload < self.config.reload_interval_s:
+            return False
+        self._last_reload = now
+        model = self.watcher.maybe_reload()
+        if model is None:
+            return False
+        self.model = model
+        self.model_version = f"v{self.watcher.version}"
+        self.model_loaded_at = self.clock()
+        log.info("scorer loaded model %s", self.model_version)
+        return True
+
+    # --- serving -------------------------------------------------------------------------------
+    async def recommend_many(self, requests: Sequence[Request]) -> list[Served]:
+        """Answer a batch of requests (one feature-store round trip for all users)."""
+        if not requests:
+            return []
+        self.maybe_reload()
+        cfg = self.config
+        views = await self.features.user_views(list({r.user_id for r in requests}))
+        popular = [i for i, _ in await self.features.popular(cfg.candidates_popular)]
+        pop_score = dict(await self.features.popular(max(cfg.candidates_popular, 200)))
+        fresh = await self.features.fresh(cfg.candidates_fresh)
+        out = []
+        for req in requests:
+            view = views.get(req.user_id) or UserView(req.user_id)
+            out.append(await self._recommend(req, view, popular, pop_score, fresh))
+        return out
+
+    async def _recommend(
+        self,
+        req: Request,
+        view: UserView,
+        popular: list[str],
+        pop_score: Mapping[str, float],
+        fresh: list[str],
+    ) -> Served:
+        t0 = time.perf_counter()
+        cfg = self.config
+        model = self.model
+        state = None
+        model_top: list[str] = []
+        if model is not None and cfg.candidates_model:
+            state = model.user_state(view.recent, req.user_id)
+            rows = model.all_rows()
+            if rows.size:
+                s = model.score(state, rows)
+                n = min(cfg.candidates_model, rows.size)
+                top = np.argpartition(-s, n - 1)[:n]
+                model_top = [i for i in model.items.ids(rows[top]) if i is not None]
+        excluded = set(req.exclusions)
+        if cfg.exclude_interacted:
+            excluded.update(view.recent)
+        for slate in self._shown.get(req.user_id, ()):
+            excluded.update(slate)
+        pool = list(dict.fromkeys([*model_top, *popular, *fresh]))
+        if req.candidate_filter and req.candidate_filter.item_ids is not None:
+            pool = list(dict.fromkeys(req.candidate_filter.item_ids))
+        cands = [i for i in pool if i not in excluded]
+        if not cands:  # never empty when candidates exist: relax the soft exclusions
+            cands = [i for i in pool if i not in set(req.exclusions)]
+        cats = await self.features.categories(cands) if cands else {}
+        if req.candidate_filter and req.candidate_filter.categories:
+            prefixes = tuple(req.candidate_filter.categories)
+            cands = [i for i in cands if _in_categories(cats.get(i, ""), prefixes)]
+        arm = arm_for(req.user_id, cfg.arms)
+        slate_items: list[str] = []
+        scores: list[float] = []
+        props: list[float] = []
+        shadows: dict[str, list[str]] = {}
+        if cands:
+            if model is not None:
+                for item in cands:
+                    if item not in model.items:
+                        model.admit(item, cats.get(item) or None)
+            ctx = self._context(model, state, cands, view, cats, pop_score)
+            slate = self.policies[arm].select(cands, req.k, ctx, self.rng)
+            slate_items = list(slate.items)
+            scores = [float(x) for x in slate.scores]
+            props = [float(min(1.0, max(p, 1e-6))) for p in slate.propensities]
+            for name in cfg.shadows:
+                shadows[name] = list(self.policies[name].select(cands, req.k, ctx, self.rng).items)
+            self._remember(req.user_id, slate_items)
+            self._shadow_log[req.request_id] = (slate_items, props, shadows)
+            while len(self._shadow_log) > cfg.max_users_tracked:
+                self._shadow_log.popitem(last=False)
+        served_at = int(self.clock() * 1000)
+        rec = Recommendation(
+            event_id=f"rec-{req.request_id}",
+            ts=served_at,
+            request_id=req.request_id,
+            user_id=req.user_id,
+            slate=slate_items,
+            scores=scores,
+            propensities=props,
+            policy=arm,
+            arm=arm,
+            model_version=self.model_version,
+            served_at=served_at,
+            latency_ms=(time.perf_counter() - t0) * 1000.0,
+            error=None if slate_items else "no_candidates",
+        )
+        return Served(rec, arm, len(cands), shadows)
+
+    def _context(
+        self,
+        model: OnlineModel | None,
+        state: Any,
+        cands: list[str],
+        view: UserView,
+        cats: Mapping[str, str],
+        pop_score: Mapping[str, float],
+    ) -> dict[str, Any]:
+        cfg = self.config
+        boost = np.zeros(len(cands))
+        total_aff = sum(v for v in view.affinity.values() if v > 0)
+        if total_aff > 0 and cfg.affinity_weight:
+            for j, item in enumerate(cands):
+                cat = cats.get(item, "")
+                best = 0.0
+                for prefix in _prefixes(cat):
+                    best = max(best, view.affinity.get(prefix, 0.0))
+                boost[j] += cfg.affinity_weight * best / total_aff
+        if pop_score and cfg.popularity_weight:
+            top = max(pop_score.values())
+            if top > 0:
+                pops = np.array([pop_score.get(i, 0.0) for i in cands])
+                boost += cfg.popularity_weight * np.log1p(pops) / math.log1p(top)
+        ctx: dict[str, Any] = {"boost": boost}
+        if model is not None:
+            s = model.score(state, cands).astype(float)
+            finite = s[np.isfinite(s)]
+            ctx.update(
+                model=model,
+                user_state=state,
+                mu=float(finite.mean()) if finite.size else 0.0,
+                # floor 1: an untrained model's near-constant scores must not become noise
+                sd=max(float(finite.std()), 1.0) if finite.size > 1 else 1.0,
+            )
+        return ctx
+
+    def _remember(self, user_id: str, slate: list[str]) -> None:
+        n = self.config.exclude_shown_slates
+        if n <= 0:
+            return
+        q = self._shown.get(user_id)
+        if q is None:
+            q = deque(maxlen=n)
+            self._shown[user_id] = q
+            while len(self._shown) > self.config.max_users_tracked:
+                self._shown.popitem(last=False)
+        else:
+            self._shown.move_to_end(user_id)
+        q.append(slate)
+
+    # --- learning from feedback ---------------------------------------------------------------
+    def on_feedback(self, fb: Feedback) -> None:
+        """Update the CTR posterior with a joined slate, and the shadow policies' estimates."""
+        clicked = tuple(fb.clicked_positions)
+        try:
+            pf = PolicyFeedback(slate=tuple(fb.slate), clicks=clicked, user_id=fb.user_id)
+        except ValueError as exc:
+            log.debug("feedback %s not usable by the policy: %s", fb.request_id, exc)
+            return
+        self.posterior.update(pf)
+        logged = self._shadow_log.pop(fb.request_id, None)
+        if logged is None:
+            return
+        served, props, shadows = logged
+        for name, shadow in shadows.items():
+            st = self.shadow_stats[name]
+            st.slates += 1
+            for pos in clicked:
+                if pos < len(shadow) and pos < len(served) and shadow[pos] == served[pos]:
+                    st.weighted_clicks += 1.0 / props[pos]
+
+
+def _prefixes(cat: str) -> list[str]:
+    parts = [p for p in cat.split("/") if p]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _in_categories(cat: str, prefixes: tuple[str, ...]) -> bool:
+    return any(cat == p or cat.startswith(p.rstrip("/") + "/") for p in prefixes)

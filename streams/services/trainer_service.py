@@ -1,0 +1,117 @@
+"""Trainer service: decoded interactions, items and feedback into the incremental trainer.
+
+The model learns from every fresh event (mini-batch steps every N events / T ms) and
+publishes versioned snapshots that every scorer hot-reloads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from models.base import OnlineModel, SlateFeedback
+from models.gru import BayesGRUModel, GRUConfig, GRUModel
+from models.online_trainer import OnlineTrainer, TrainerConfig
+from models.registry import ModelRegistry
+from streams.config import Settings
+from streams.schemas import Feedback, Interaction, Item
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerStats:
+    """Counters the trainer's metrics read."""
+
+    interactions: int = 0
+    items: int = 0
+    feedback: int = 0
+    rejected: int = 0
+    snapshots: int = 0
+    last_version: int | None = None
+    last_loss: float | None = None
+    last_feedback_lag_ms: float = 0.0
+
+
+def build_model(settings: Settings, registry: ModelRegistry | None = None) -> OnlineModel:
+    """The newest valid snapshot if there is one (restart), else a fresh model from settings."""
+    if registry is not None:
+        latest = registry.latest_valid()
+        if latest is not None:
+            log.info("trainer resumes from snapshot v%s", latest[0])
+            return latest[1]
+    cfg = GRUConfig(dim=settings.model_dim, hidden=max(settings.model_dim, 64), dropout=0.1)
+    return BayesGRUModel(cfg) if settings.model_kind == "bayes-gru" else GRUModel(cfg)
+
+
+class TrainerService:
+    """Feeds events to an `OnlineTrainer` and snapshots the model to the registry."""
+
+    def __init__(
+        self, trainer: OnlineTrainer, registry: ModelRegistry, clock: object = time.time
+    ) -> None:
+        self.trainer = trainer
+        self.registry = registry
+        self.stats = TrainerStats()
+        self._categories: dict[str, str] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TrainerService:
+        """Trainer with the model, cadence and registry the settings describe."""
+        registry = ModelRegistry(settings.effective_registry)
+        model = build_model(settings, registry)
+        cfg = TrainerConfig(
+            step_every_events=settings.train_every_events,
+            step_every_ms=settings.train_every_ms,
+            snapshot_every_s=settings.snapshot_every_s,
+            type_weights=dict(settings.event_weights),
+            default_weight=0.0,
+        )
+        return cls(OnlineTrainer(model, cfg), registry)
+
+    def on_item(self, item: Item) -> None:
+        """A catalogue item: admitted at once with its category (cold start via group prior)."""
+        self._categories[item.item_id] = item.category
+        self.trainer.on_item(item.item_id, item.category or None)
+        self.stats.items += 1
+
+    def on_interaction(self, ev: Interaction) -> None:
+        """One interaction into the user's replay buffer."""
+        loss = self.trainer.on_interaction(
+            ev.user_id, ev.item_id, ev.type, ev.ts, self._categories.get(ev.item_id)
+        )
+        self.stats.interactions += 1
+        if loss is not None:
+            self.stats.last_loss = loss
+
+    def on_feedback(self, fb: Feedback) -> None:
+        """A joined slate (slate likelihood with the no-click option)."""
+        if not fb.slate:
+            self.stats.rejected += 1
+            return
+        record = SlateFeedback(
+            user_id=fb.user_id,
+            slate=list(fb.slate),
+            clicked=[p for p in fb.clicked_positions if p < len(fb.slate)],
+            propensities=list(fb.propensities) if fb.propensities else None,
+            ts=fb.ts,
+        )
+        loss = self.trainer.on_feedback(record)
+        self.stats.feedback += 1
+        self.stats.last_feedback_lag_ms = max(0.0, time.time() * 1000 - fb.ts)
+        if loss is not None:
+            self.stats.last_loss = loss
+
+    def tick(self, force_snapshot: bool = False) -> int | None:
+        """Step if due and publish a snapshot if due; returns the new version, if any."""
+        loss = self.trainer.maybe_step()
+        if loss is not None:
+            self.stats.last_loss = loss
+        if force_snapshot:
+            self.trainer.flush()
+        version = self.trainer.maybe_snapshot(self.registry, force=force_snapshot)
+        if version is not None:
+            self.stats.snapshots += 1
+            self.stats.last_version = version
+        return version
