@@ -304,8 +304,8 @@ class ScorerService:
         excluded = set(req.exclusions)
         if cfg.exclude_interacted:
             excluded.update(view.recent)
-        for slate in self._shown.get(req.user_id, ()):
-            excluded.update(slate)
+        for shown in self._shown.get(req.user_id, ()):
+            excluded.update(shown)
         pool = list(dict.fromkeys([*model_top, *popular, *fresh]))
         if req.candidate_filter and req.candidate_filter.item_ids is not None:
             pool = list(dict.fromkeys(req.candidate_filter.item_ids))
