@@ -48,8 +48,9 @@ class SlateFeedback:
 class TrainingBatch:
     """A batch of fresh events in row form (see `TrainingBatch.from_ids`).
 
-    sequences[i] are table rows in time order; every position p >= starts[i] (p >= 1) is a
-    target predicted from the rows before it. weights[i][p] weights target p.
+    sequences[i] are table rows in time order; positions p >= starts[i] are fresh events
+    (sequence models train on those with p >= 1, each predicted from the rows before it);
+    weights[i][p] weights position p.
     feedback holds (history_rows, slate_rows, clicked_positions) triples.
     """
 
@@ -71,9 +72,9 @@ class TrainingBatch:
 
     @property
     def n_targets(self) -> int:
-        """Number of sequence targets plus feedback records."""
+        """Fresh events in the batch: sequence positions >= start, plus feedback records."""
         n = sum(
-            max(0, len(s) - max(1, st)) for s, st in zip(self.sequences, self.starts, strict=True)
+            max(0, len(s) - max(0, st)) for s, st in zip(self.sequences, self.starts, strict=True)
         )
         return n + len(self.feedback)
 
