@@ -360,7 +360,7 @@ class ContextualThompsonSampling(ThompsonSamplingPolicy):
         user_dim: int = 0,
         prior_precision: float = 1.0,
         noise_variance: float = 0.25,
-        position_weights: Sequence[float] | None = None,
+        examination: Sequence[float] | None = None,
         prior_mean_bias: float = 0.0,
         in_slate: bool = False,
         propensity_draws: int = 32,
@@ -373,7 +373,7 @@ class ContextualThompsonSampling(ThompsonSamplingPolicy):
             user_dim,
             prior_precision,
             noise_variance,
-            position_weights,
+            examination,
             prior_mean_bias,
         )
         super().__init__(post, propensity_draws, marginal_draws, True, seed)

@@ -266,7 +266,9 @@ class BetaBernoulliPosterior:
 class LinearGaussianPosterior:
     """Bayesian linear regression of click on features x(item, user): w ~ N(mu, Sigma), updated
     in closed form (Woodbury rank-k update per slate). Features are [1, e_i] outer [1, u]
-    (item embedding e_i, user features u = context['features']), flattened."""
+    (item embedding e_i, user features u = context['features']), flattened. With a fixed
+    `examination` curve the click at position p is modelled as exam[p] * x.w (position-based
+    model) and candidates are scored by x.w."""
 
     def __init__(
         self,
@@ -275,7 +277,7 @@ class LinearGaussianPosterior:
         user_dim: int = 0,
         prior_precision: float = 1.0,
         noise_variance: float = 0.25,
-        position_weights: Sequence[float] | None = None,
+        examination: Sequence[float] | None = None,
         prior_mean_bias: float = 0.0,
     ) -> None:
         if not (callable(embeddings) or isinstance(embeddings, Mapping)):
@@ -287,13 +289,13 @@ class LinearGaussianPosterior:
         for name, v in (("prior_precision", prior_precision), ("noise_variance", noise_variance)):
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-        if position_weights is not None:
-            pw = np.asarray(position_weights, dtype=float)
-            if pw.ndim != 1 or pw.size == 0 or np.any(pw <= 0):
-                raise ValueError("position_weights must be a non-empty 1-d sequence of > 0")
-            self._pw: np.ndarray | None = pw
+        if examination is not None:
+            ex = np.asarray(examination, dtype=float)
+            if ex.ndim != 1 or ex.size == 0 or np.any(ex <= 0) or np.any(ex > 1):
+                raise ValueError("examination must be a non-empty 1-d sequence in (0, 1]")
+            self._exam: np.ndarray | None = ex
         else:
-            self._pw = None
+            self._exam = None
         self.embeddings = embeddings
         self.item_dim = item_dim
         self.user_dim = user_dim
@@ -367,11 +369,9 @@ class LinearGaussianPosterior:
         x = self.features(feedback.slate, feedback.context)
         y = feedback.click_vector
         k = len(feedback.slate)
-        if self._pw is None:
-            noise = np.full(k, self.noise_variance)
-        else:
-            w = self._pw[np.minimum(np.arange(k), self._pw.size - 1)]
-            noise = self.noise_variance / w
+        if self._exam is not None:
+            x = x * self._exam[np.minimum(np.arange(k), self._exam.size - 1)][:, None]
+        noise = np.full(k, self.noise_variance)
         sx = self.cov @ x.T  # (d, k)
         s = x @ sx + np.diag(noise)
         gain = np.linalg.solve(s, sx.T).T  # (d, k)

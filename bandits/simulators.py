@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import math
+from statistics import NormalDist
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,9 @@ class SlateSimulator(abc.ABC):
             if exam.ndim != 1 or exam.size == 0 or np.any(exam <= 0) or np.any(exam > 1):
                 raise ValueError("examination must be a non-empty 1-d sequence in (0, 1]")
         self.examination = exam
+        # separate streams: requests/churn are the same whatever the policy does (paired runs)
         self.rng = np.random.default_rng(seed)
+        self.click_rng = np.random.default_rng([seed, 1])
 
     @abc.abstractmethod
     def next_request(self) -> Request:
@@ -88,7 +91,7 @@ class SlateSimulator(abc.ABC):
     ) -> Feedback:
         """Sample the user's clicks on a served slate and return the feedback record."""
         p = self.click_probabilities(request, items)
-        clicks = tuple(int(j) for j in np.flatnonzero(self.rng.random(p.size) < p))
+        clicks = tuple(int(j) for j in np.flatnonzero(self.click_rng.random(p.size) < p))
         return Feedback(
             slate=tuple(items),
             clicks=clicks,
@@ -96,6 +99,16 @@ class SlateSimulator(abc.ABC):
             user_id=request.user_id,
             context=request.context,
         )
+
+    def mean_attractiveness(self, n_requests: int = 200) -> float:
+        """Average rho over users and candidates of fresh requests (a site-wide click rate an
+        operator would know); uses its own random stream, leaves the simulator untouched."""
+        import copy
+
+        probe = copy.deepcopy(self)
+        vals = [probe.attractiveness(r, r.candidates).mean() for r in
+                (probe.next_request() for _ in range(n_requests))]
+        return float(np.mean(vals))
 
     def diversity(self, items: Sequence[str]) -> int:
         """Distinct categories in a slate."""
@@ -192,13 +205,14 @@ class SyntheticSimulator(SlateSimulator):
 class MovieLensSimulator(SlateSimulator):
     """Semi-synthetic users from MovieLens ratings (passed in as arrays).
 
-    rho(u, i) = sigmoid(logit(base_ctr) + preference_scale * z_ui) with z the standardised
-    rank-`n_factors` SVD reconstruction of the user x item rating matrix (PureSVD): the ratings
-    are held out from the policies and define the users' true tastes. Requests replay the
+    rho(u, i) = sigmoid(logit(base_ctr) + preference_scale * z_ui): z_ui is the normal score
+    of item i's rank, for user u, in the rank-`n_factors` SVD reconstruction of the user x item
+    rating matrix (PureSVD). The ratings are held out from the policies; they define the users'
+    true tastes (a user's top 1% of items get rho of about 0.17, the median item 0.02). Requests replay the
     rating stream's users in time order over `horizon` requests; the candidates are the
     `n_candidates` items rated most in the trailing `window_days` (ties random) among items
     already released (first rating before the clock) - new releases and fading popularity give
-    real item churn.
+    real item churn. The replay starts once `n_candidates` items have been released.
     """
 
     def __init__(
@@ -243,13 +257,20 @@ class MovieLensSimulator(SlateSimulator):
         r[users, items] = ratings
         u, s, vt = np.linalg.svd(r, full_matrices=False)
         z = (u[:, :n_factors] * s[:n_factors]) @ vt[:n_factors]
-        z = (z - z.mean()) / z.std()
+        # per user, replace scores by normal scores of their ranks: every user has the same
+        # spread of tastes (heavy raters are not simply more clicky) and no heavy tail
+        ranks = np.argsort(np.argsort(z, axis=1, kind="stable"), axis=1)
+        nd = NormalDist()
+        normal_scores = np.array([nd.inv_cdf((r + 0.5) / n_items) for r in range(n_items)])
+        z = normal_scores[ranks]
         self.rho = _sigmoid(_logit(base_ctr) + preference_scale * z)
         self.categories = cats.astype(np.int64)
         order = np.argsort(ts, kind="stable")
         self._users_t, self._items_t, self._ts = users[order], items[order], ts[order]
         self._first = np.full(n_items, np.iinfo(np.int64).max)
         np.minimum.at(self._first, items, ts)
+        released = np.sort(self._first)[min(n_candidates, n_items) - 1]
+        self._start = int(np.searchsorted(self._ts, released, side="left"))
         self.horizon = horizon
         self.n_candidates = n_candidates
         self.window = int(window_days * 86400)
@@ -281,7 +302,8 @@ class MovieLensSimulator(SlateSimulator):
 
     def next_request(self) -> Request:
         """The user of the rating at the matching point of the time-ordered stream."""
-        pos = min(self._ts.size - 1, (self.step * self._ts.size) // self.horizon)
+        span = self._ts.size - self._start
+        pos = min(self._ts.size - 1, self._start + (self.step * span) // self.horizon)
         self.step += 1
         clock = int(self._ts[pos])
         u = int(self._users_t[pos])

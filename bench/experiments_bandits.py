@@ -1,0 +1,307 @@
+"""10-seed slate-bandit experiment on the synthetic and the MovieLens-100k simulators.
+
+Writes regret/click curves (PNG), a markdown table and the raw summary (JSON) to docs/bandits/.
+Run: PYTHONPATH=. python -m bench.experiments_bandits [--seeds 10] [--steps 3000] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bandits import (
+    BetaBernoulliPosterior,
+    ContextualThompsonSampling,
+    EpsilonGreedyPolicy,
+    GreedyPolicy,
+    InSlateThompsonSampling,
+    RandomPolicy,
+    RiverTopKThompson,
+    SlatePolicy,
+    ThompsonSamplingPolicy,
+)
+from bandits.simulators import MovieLensSimulator, SlateSimulator, SyntheticSimulator
+
+K = 10
+POLICY_ORDER = [
+    "in-slate-ts",
+    "ts",
+    "greedy",
+    "epsilon-greedy",
+    "random",
+    "river-ts",
+    "contextual-ts",
+]
+_ML: dict[str, np.ndarray] = {}
+
+
+def load_ml_arrays() -> dict[str, np.ndarray]:
+    """MovieLens-100k as index arrays + primary-genre index per item (needs models.datasets)."""
+    from models.datasets import load_movielens_100k
+
+    data = load_movielens_100k(download=False)
+    uid = {u: j for j, u in enumerate(sorted(set(data.users.tolist()), key=int))}
+    iid = {i: j for j, i in enumerate(data.all_items())}
+    genres = sorted(set(data.item_categories.values()))
+    gidx = {g: j for j, g in enumerate(genres)}
+    cats = np.array([gidx.get(data.item_categories.get(i, ""), 0) for i in iid], dtype=np.int64)
+    return {
+        "users": np.array([uid[u] for u in data.users.tolist()], dtype=np.int64),
+        "items": np.array([iid[i] for i in data.items.tolist()], dtype=np.int64),
+        "ratings": data.ratings.astype(float),
+        "timestamps": data.timestamps.astype(np.int64),
+        "categories": cats,
+    }
+
+
+def make_sim(kind: str, seed: int, steps: int) -> SlateSimulator:
+    """A fresh simulator; requests are identical across policies for the same seed."""
+    if kind == "synthetic":
+        return SyntheticSimulator(seed=seed)
+    ml = _ML or load_ml_arrays()
+    return MovieLensSimulator(
+        ml["users"],
+        ml["items"],
+        ml["ratings"],
+        ml["timestamps"],
+        ml["categories"],
+        horizon=steps,
+        seed=seed,
+    )
+
+
+def empirical_prior(kind: str, seed: int, steps: int, n_requests: int = 300) -> tuple[float, float]:
+    """Beta prior fitted by moments to the items' population CTRs (what one would fit on
+    historical item CTRs): mean and between-item variance of rho averaged over users."""
+    sim = make_sim(kind, seed + 10_000, steps)  # a different seed: 'history', not this run
+    reqs = [sim.next_request() for _ in range(n_requests)]
+    cands = reqs[-1].candidates
+    item_ctr = np.stack([sim.attractiveness(r, cands) for r in reqs]).mean(axis=0)
+    m, v = float(item_ctr.mean()), float(item_ctr.var())
+    strength = m * (1.0 - m) / v - 1.0
+    return m * strength, (1.0 - m) * strength
+
+
+def make_policy(
+    name: str, sim: SlateSimulator, prior: tuple[float, float], seed: int
+) -> SlatePolicy:
+    """Each policy with the same realistic (not optimistic) Beta prior."""
+    a0, b0 = prior
+    ctr0 = a0 / (a0 + b0)
+
+    def post() -> BetaBernoulliPosterior:
+        return BetaBernoulliPosterior(prior_alpha=a0, prior_beta=b0)
+
+    factories: dict[str, Callable[[], SlatePolicy]] = {
+        "in-slate-ts": lambda: InSlateThompsonSampling(post(), seed=seed),
+        "ts": lambda: ThompsonSamplingPolicy(post(), seed=seed),
+        "greedy": lambda: GreedyPolicy(post(), seed=seed),
+        "epsilon-greedy": lambda: EpsilonGreedyPolicy(post(), epsilon=0.1, seed=seed),
+        "random": lambda: RandomPolicy(seed=seed),
+        "river-ts": lambda: RiverTopKThompson(a0, b0, seed=seed),
+    }
+    if name == "contextual-ts":
+        assert isinstance(sim, SyntheticSimulator)
+        d = sim.dim
+        return ContextualThompsonSampling(
+            sim.item_embedding,
+            item_dim=d,
+            user_dim=d,
+            prior_precision=1.0 / ctr0**2,  # prior sd of each weight = the site-wide CTR
+            noise_variance=ctr0 * (1 - ctr0),
+            examination=1.0 / np.log2(np.arange(K) + 2.0),
+            prior_mean_bias=ctr0,
+            seed=seed,
+        )
+    return factories[name]()
+
+
+def run_one(args: tuple[str, str, int, int, str]) -> dict[str, Any]:
+    """One policy on one simulator seed: per-step clicks/regret, diversity and timings."""
+    kind, name, seed, steps, prior_kind = args
+    sim = make_sim(kind, seed, steps)
+    if prior_kind == "empirical":
+        prior = empirical_prior(kind, seed, steps)
+    else:  # 'weak': mean = site-wide CTR, one pseudo-click
+        ctr0 = make_sim(kind, seed, steps).mean_attractiveness()
+        prior = (1.0, 1.0 / ctr0 - 1.0)
+    policy = make_policy(name, sim, prior, seed)
+    clicks = np.zeros(steps)
+    regret = np.zeros(steps)
+    div = np.zeros(steps)
+    t_sel = np.zeros(steps)
+    t_upd = np.zeros(steps)
+    for t in range(steps):
+        req = sim.next_request()
+        t0 = time.perf_counter()
+        slate = policy.select(req.candidates, K, req.context)
+        t1 = time.perf_counter()
+        fb = sim.respond(req, slate.items, slate.propensities)
+        t2 = time.perf_counter()
+        policy.update(fb)
+        t3 = time.perf_counter()
+        t_sel[t], t_upd[t] = t1 - t0, t3 - t2
+        clicks[t] = len(fb.clicks)
+        regret[t] = sim.optimal_expected_clicks(req, K) - sim.expected_clicks(req, slate.items)
+        div[t] = sim.diversity(slate.items)
+    return {
+        "sim": kind,
+        "policy": name,
+        "seed": seed,
+        "clicks": clicks,
+        "regret": regret,
+        "diversity": float(div.mean()),
+        "select_ms_mean": float(t_sel.mean() * 1e3),
+        "select_ms_p99": float(np.percentile(t_sel, 99) * 1e3),
+        "update_us_mean": float(t_upd.mean() * 1e6),
+        "new_items": int(getattr(sim, "n_new_items", 0)),
+        "prior": prior,
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and sd over seeds per simulator and policy."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in runs:
+        out.setdefault(r["sim"], {}).setdefault(r["policy"], {})
+    for kind, pols in out.items():
+        for name in pols:
+            rs = [r for r in runs if r["sim"] == kind and r["policy"] == name]
+            cl = np.array([r["clicks"].sum() for r in rs])
+            rg = np.array([r["regret"].sum() for r in rs])
+            steps = rs[0]["clicks"].size
+            late = np.array([r["clicks"][steps // 2 :].mean() for r in rs])
+            pols[name] = {
+                "seeds": len(rs),
+                "clicks_mean": float(cl.mean()),
+                "clicks_sd": float(cl.std(ddof=1)) if len(rs) > 1 else 0.0,
+                "regret_mean": float(rg.mean()),
+                "regret_sd": float(rg.std(ddof=1)) if len(rs) > 1 else 0.0,
+                "late_clicks_per_slate": float(late.mean()),
+                "diversity": float(np.mean([r["diversity"] for r in rs])),
+                "select_ms_mean": float(np.mean([r["select_ms_mean"] for r in rs])),
+                "select_ms_p99": float(np.mean([r["select_ms_p99"] for r in rs])),
+                "update_us_mean": float(np.mean([r["update_us_mean"] for r in rs])),
+                "new_items": float(np.mean([r["new_items"] for r in rs])),
+                "prior_alpha": float(np.mean([r["prior"][0] for r in rs])),
+                "prior_beta": float(np.mean([r["prior"][1] for r in rs])),
+            }
+    return out
+
+
+def plot(runs: list[dict[str, Any]], kind: str, path: Path) -> None:
+    """Cumulative regret (mean +- 1 sd over seeds) and moving-average clicks per slate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name in POLICY_ORDER:
+        rs = [r for r in runs if r["sim"] == kind and r["policy"] == name]
+        if not rs:
+            continue
+        reg = np.cumsum(np.stack([r["regret"] for r in rs]), axis=1)
+        m, s = reg.mean(0), reg.std(0)
+        x = np.arange(1, m.size + 1)
+        (line,) = ax1.plot(x, m, label=name)
+        ax1.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.15)
+        cl = np.stack([r["clicks"] for r in rs]).mean(0)
+        w = max(1, m.size // 20)
+        ma = np.convolve(cl, np.ones(w) / w, mode="valid")
+        ax2.plot(np.arange(ma.size) + w, ma, label=name, color=line.get_color())
+    ax1.set(xlabel="slates served", ylabel="cumulative regret (expected clicks)")
+    ax1.set_title(f"{kind}: regret vs per-user oracle slate, {len(rs)} seeds")
+    ax2.set(xlabel="slates served", ylabel="clicks per slate (moving average)")
+    ax2.set_title(f"{kind}: clicks per slate (k={K})")
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(summary: dict[str, dict[str, dict[str, float]]], kind: str) -> str:
+    """Markdown table for one simulator."""
+    rows = [
+        "| policy | clicks (mean ± sd) | regret (mean ± sd) | clicks/slate, 2nd half "
+        "| distinct categories/slate | select ms (mean / p99) | update µs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in POLICY_ORDER:
+        s = summary.get(kind, {}).get(name)
+        if s is None:
+            continue
+        rows.append(
+            f"| {name} | {s['clicks_mean']:.0f} ± {s['clicks_sd']:.0f} "
+            f"| {s['regret_mean']:.0f} ± {s['regret_sd']:.0f} "
+            f"| {s['late_clicks_per_slate']:.3f} | {s['diversity']:.2f} "
+            f"| {s['select_ms_mean']:.2f} / {s['select_ms_p99']:.2f} | {s['update_us_mean']:.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the grid (simulator x policy x seed) on a process pool and write the report files."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--sims", default="synthetic,movielens")
+    ap.add_argument("--policies", default=",".join(POLICY_ORDER))
+    ap.add_argument("--out", default="docs/bandits")
+    ap.add_argument("--prior", choices=["empirical", "weak"], default="empirical")
+    ap.add_argument("--tag", default="", help="suffix for the output file names")
+    a = ap.parse_args(argv)
+    sims = [s for s in a.sims.split(",") if s]
+    pols = [p for p in a.policies.split(",") if p]
+    if "movielens" in sims:
+        _ML.update(load_ml_arrays())
+    grid = [
+        (kind, name, seed, a.steps, a.prior)
+        for kind in sims
+        for seed in range(a.seeds)
+        for name in pols
+        if not (name == "contextual-ts" and kind != "synthetic")
+    ]
+    t0 = time.time()
+    with get_context("fork").Pool(a.jobs) as pool:
+        runs = []
+        for j, r in enumerate(pool.imap_unordered(run_one, grid), 1):
+            runs.append(r)
+            print(f"[{j}/{len(grid)}] {r['sim']} {r['policy']} seed {r['seed']}", file=sys.stderr)
+    summary = summarise(runs)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for kind in sims:
+        plot(runs, kind, out / f"regret_{kind}{a.tag}.png")
+    meta = {
+        "command": "PYTHONPATH=. python -m bench.experiments_bandits " + " ".join(argv or []),
+        "seeds": a.seeds,
+        "steps": a.steps,
+        "prior": a.prior,
+        "k": K,
+        "wall_s": round(time.time() - t0, 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+    }
+    (out / f"results{a.tag}.json").write_text(json.dumps({"meta": meta, "summary": summary}, indent=1))
+    md = [f"<!-- generated by bench/experiments_bandits.py: {meta} -->"]
+    for kind in sims:
+        md += [f"### {kind}", "", table(summary, kind), ""]
+    (out / f"results_table{a.tag}.md").write_text("\n".join(md))
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
