@@ -90,8 +90,10 @@ def bind_handler(
     batch_size: int = 1000,
     within_s: float = 0.02,
     partitions: int | None = None,
+    tick_interval_s: float = 0.5,
 ) -> Any:
-    """Register `handler` as a Faust agent over its topics; returns the agent."""
+    """Register `handler` as a Faust agent over its topics (plus a timer calling its optional
+    `tick()` coroutine, whose emits are published); returns the agent."""
     topics = [raw_topic(app, t, partitions) for t in handler.topics]
     channel = (
         topics[0]
@@ -112,4 +114,14 @@ def bind_handler(
             await publish(app, emits)
 
     process.__name__ = f"{handler.name}_agent"
-    return app.agent(channel, name=handler.name)(process)
+    agent = app.agent(channel, name=handler.name)(process)
+    tick = getattr(handler, "tick", None)
+    if tick is not None:
+        # time-driven work (window closing, training steps, snapshots) when no events arrive
+
+        async def on_timer() -> None:
+            await publish(app, await tick())
+
+        on_timer.__name__ = f"{handler.name}_tick"
+        app.timer(interval=tick_interval_s)(on_timer)
+    return agent

@@ -62,3 +62,8 @@ class TrainerHandler:
                 log.warning("trainer skipped %s@%s: %s", rec.topic, rec.offset, exc)
         svc.tick()
         return []
+
+    async def tick(self) -> list[Emit]:
+        """Time-driven training step and snapshot when no events arrive."""
+        self.service.tick()
+        return []

@@ -1,0 +1,132 @@
+"""`slatestream demo`: the whole loop with simulated MovieLens users, then a report.
+
+Embedded by default (one process, in-memory log and store, the same handlers as the
+workers). With SLATESTREAM_KAFKA_BOOTSTRAP set, or `--stack local`, it runs the workers as
+separate processes on real Kafka and Redis and talks to them as a plain client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+
+from streams.config import Settings, load_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `demo` subcommand."""
+    p = sub.add_parser("demo", help="run the whole loop with simulated users and write a report")
+    p.add_argument("--duration", type=float, default=90.0, help="seconds of sessions (90)")
+    p.add_argument("--batch", type=int, default=32, help="requests per round (32)")
+    p.add_argument("--k", type=int, default=10, help="slate size (10)")
+    p.add_argument("--warmup", type=float, default=0.5, help="share of history replayed (0.5)")
+    p.add_argument(
+        "--stack",
+        choices=["none", "local"],
+        default="none",
+        help="'local': start Kafka + Redis with the launcher and use them",
+    )
+    p.add_argument("--out", type=Path, default=Path("demo-report"), help="report directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--arms",
+        default="in-slate-ts,ts,greedy",
+        help="policies split by user hash (comma-separated)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no live progress line")
+    p.set_defaults(func=run)
+
+
+def _settings(
+    args: argparse.Namespace, registry: Path, kafka: str | None, redis_url: str | None, prefix: str
+) -> tuple[Settings, dict[str, str]]:
+    arms = {a.strip(): 1.0 for a in args.arms.split(",") if a.strip()}
+    over: dict[str, object] = {
+        "topic_prefix": prefix,
+        "registry_url": str(registry),
+        "policy_arms": arms,
+        "attribution_window_ms": 2000,
+        "snapshot_every_s": 5.0,
+        "reload_interval_s": 1.0,
+        "train_every_events": 64,
+        "popularity_half_life_s": 600.0,
+    }
+    if kafka:
+        over["kafka_bootstrap"] = kafka
+        over["redis_url"] = redis_url
+    settings = load_settings(**over)
+    import json
+
+    env = dict(os.environ)
+    for key, value in over.items():
+        if value is not None:
+            env[f"SLATESTREAM_{key.upper()}"] = (
+                json.dumps(value) if isinstance(value, dict) else str(value)
+            )
+    env.setdefault("SLATESTREAM_METRICS_PORT", "0")
+    return settings, env
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo and write the report; prints where it is."""
+    from streams.demo import driver, report
+    from streams.demo.world import World
+
+    base = load_settings()
+    kafka, redis_url = base.kafka_bootstrap, base.redis_url
+    started_stack = False
+    if args.stack == "local" and not kafka:
+        from deploy import stack
+
+        state = stack.up()
+        kafka, redis_url, started_stack = state.kafka_bootstrap, state.redis_url, True
+        print(f"# local stack: KAFKA_BOOTSTRAP={kafka} REDIS_URL={redis_url}")
+    mode = "kafka" if kafka else "embedded"
+    run_id = uuid.uuid4().hex[:8]
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    registry = base.state_dir / "demo" / run_id / "registry"
+    settings, env = _settings(args, registry, kafka, redis_url, f"demo-{run_id}")
+    t0 = time.monotonic()
+    print(f"# slatestream demo ({mode}); loading MovieLens-100k ...")
+    world = World.movielens(horizon=100_000, warmup_fraction=args.warmup, seed=args.seed)
+    cfg = driver.DemoConfig(
+        duration_s=args.duration,
+        batch=args.batch,
+        k=args.k,
+        seed=args.seed,
+        progress=not args.no_progress,
+        answer_timeout_s=10.0 if mode == "embedded" else 60.0,
+    )
+
+    async def go() -> driver.DemoResult:
+        from streams.demo.transports import EmbeddedTransport, KafkaTransport
+
+        transport: driver.Transport
+        if mode == "embedded":
+            transport = EmbeddedTransport(settings)
+        else:
+            kt = KafkaTransport(settings, env, out / "logs")
+            await kt.start()
+            transport = kt
+        try:
+            return await driver.run(transport, world, cfg)
+        finally:
+            await transport.close()
+
+    try:
+        res = asyncio.run(go())
+    finally:
+        if started_stack:
+            from deploy import stack
+
+            stack.down()
+    md = report.write(res, out, mode, time.monotonic() - t0)
+    print(f"# report: {md}")
+    for arm in sorted(res.slates):
+        print(f"{arm}: {res.slates[arm]} slates, CTR {res.ctr(arm):.4f}")
+    return 0 if res.answered > 0 else 1

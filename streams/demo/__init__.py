@@ -1,0 +1,1 @@
+"""The main job: the whole loop with simulated MovieLens users, embedded or on Kafka."""

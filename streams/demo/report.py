@@ -1,0 +1,101 @@
+"""The demo's report: a markdown summary and PNG plots (CTR per policy, latency, freshness)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from streams.demo.driver import DemoResult
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def plot(res: DemoResult, out: Path) -> list[Path]:
+    """Write ctr_over_time.png, latency.png, freshness.png into `out`; return the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for arm, series in sorted(res.ctr_series.items()):
+        if series:
+            xs, ys = zip(*series, strict=True)
+            ax.plot(xs, ys, label=f"{arm} (n={res.slates[arm]})")
+    ax.set_xlabel("seconds since start of sessions")
+    ax.set_ylabel("clicks per slate (cumulative)")
+    ax.set_title("CTR over time per policy (A/B arms by user hash)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "ctr_over_time.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    for name, values, title in (
+        ("latency.png", res.latency_ms, "scorer latency per request (ms)"),
+        ("roundtrip.png", res.roundtrip_ms, "request -> recommendation round trip (ms)"),
+        ("freshness.png", res.freshness_ms, "freshness: click published -> visible to scorer (ms)"),
+    ):
+        fig, ax = plt.subplots(figsize=(8, 4))
+        if values:
+            v = np.asarray(values)
+            hi = np.percentile(v, 99.5)
+            ax.hist(np.clip(v, 0, hi), bins=60, color="#4477aa")
+            for q, style in ((50, "--"), (99, ":")):
+                ax.axvline(
+                    np.percentile(v, q),
+                    color="k",
+                    linestyle=style,
+                    label=f"p{q} = {np.percentile(v, q):.2f} ms",
+                )
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, "no samples", ha="center", transform=ax.transAxes)
+        ax.set_title(title)
+        ax.set_xlabel("ms")
+        ax.set_ylabel("count")
+        fig.tight_layout()
+        paths.append(out / name)
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def write(res: DemoResult, out: Path, mode: str, elapsed_s: float) -> Path:
+    """Write report.md (and the plots) into `out`; return the markdown path."""
+    pngs = plot(res, out)
+    lines = [
+        "# slatestream demo report",
+        "",
+        f"- mode: **{mode}**; wall time {elapsed_s:.0f} s (warm-up {res.warmup_s:.1f} s)",
+        f"- events published: {res.events:,}; requests: {res.requests:,}; answered: "
+        f"{res.answered:,}; errors: {res.errors}; duplicate answers: {res.duplicates}",
+        f"- scorer latency p50 {_pct(res.latency_ms, 50):.2f} ms, p99 "
+        f"{_pct(res.latency_ms, 99):.2f} ms; round trip p50 {_pct(res.roundtrip_ms, 50):.1f} ms,"
+        f" p99 {_pct(res.roundtrip_ms, 99):.1f} ms",
+        f"- freshness (click -> visible to the scorer) p50 {_pct(res.freshness_ms, 50):.1f} ms, "
+        f"p99 {_pct(res.freshness_ms, 99):.1f} ms ({len(res.freshness_ms)} samples)",
+        f"- model versions served: first {res.model_versions[0] if res.model_versions else '-'},"
+        f" last {res.model_versions[-1] if res.model_versions else '-'}",
+        "",
+        "| policy (arm) | slates | clicks | CTR (clicks/slate) | expected CTR (true tastes) |"
+        " distinct categories / slate |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for arm in sorted(res.slates):
+        n = res.slates[arm]
+        div = float(np.mean(res.diversity[arm])) if res.diversity[arm] else 0.0
+        lines.append(
+            f"| {arm} | {n:,} | {res.clicks[arm]:,} | {res.ctr(arm):.4f} | "
+            f"{res.expected[arm] / n if n else 0:.4f} | {div:.2f} |"
+        )
+    lines += ["", *[f"![{p.stem}]({p.name})" for p in pngs], ""]
+    md = out / "report.md"
+    md.write_text("\n".join(lines))
+    return md

@@ -1,0 +1,66 @@
+"""Worker roles: which handler does what, built from settings over one feature store.
+
+`features` (feature store from interactions, impressions, items; dead-letters bad input),
+`joiner` (impression ⋈ clicks → feedback), `trainer` (incremental model + snapshots),
+`scorer` (requests → recommendations). One process may run several roles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from streams.config import Settings
+from streams.errors import ConfigError
+from streams.runtime import Handler
+
+ROLES = ("features", "joiner", "trainer", "scorer")
+
+
+def parse_roles(text: str) -> list[str]:
+    """`features,joiner` → ['features', 'joiner'], `all` → every role; clear error otherwise."""
+    roles = list(ROLES) if text.strip() == "all" else [r.strip() for r in text.split(",") if r]
+    bad = [r for r in roles if r not in ROLES]
+    if bad or not roles:
+        raise ConfigError(
+            f"--role: unknown role(s) {bad or text!r}; choose from {', '.join(ROLES)}"
+        )
+    return list(dict.fromkeys(roles))
+
+
+def build_handlers(settings: Settings, roles: Sequence[str], store: Any = None) -> list[Handler]:
+    """Handlers for `roles`, sharing one feature store (opened from settings if not given)."""
+    from features import open_store
+    from streams.handlers.scorer import ScorerHandler
+    from streams.handlers.trainer import TrainerHandler
+    from streams.services.scorer_service import ScorerConfig, ScorerService
+    from streams.services.store_view import StoreView
+
+    store = store if store is not None else open_store(settings.effective_store_url)
+    out: list[Handler] = []
+    for role in roles:
+        if role == "features":
+            from streams.handlers.ingest import FeatureHandler
+
+            out.append(FeatureHandler(settings, store))
+        elif role == "joiner":
+            from streams.handlers.ingest import JoinerHandler
+
+            out.append(JoinerHandler(settings, store))
+        elif role == "trainer":
+            out.append(TrainerHandler(settings))
+        elif role == "scorer":
+            from models.registry import ModelRegistry, SnapshotWatcher
+
+            watcher = SnapshotWatcher(ModelRegistry(settings.effective_registry))
+            cfg = ScorerConfig(
+                arms=settings.arms,
+                shadows=tuple(settings.shadow_policies),
+                reload_interval_s=settings.reload_interval_s,
+            )
+            try:
+                cfg.validate()
+            except ValueError as exc:
+                raise ConfigError(f"SLATESTREAM_POLICY_ARMS: {exc}") from None
+            out.append(ScorerHandler(settings, ScorerService(StoreView(store), watcher, cfg)))
+    return out
