@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     shadow_policies: list[str] = Field(
         default_factory=list, description="Policies that rank every request without serving"
     )
-    model_kind: str = Field(default="bayes-gru", description="Trainer model: gru | bayes-gru")
+    model_kind: str = Field(default="bayes-gru", description="Trainer model: gru or bayes-gru")
     model_dim: int = Field(default=64, ge=4, le=1024, description="Item embedding size")
     train_every_events: int = Field(default=64, ge=1, description="Gradient step every N events")
     train_every_ms: float = Field(default=500.0, gt=0, description="... or every T ms")
@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     @classmethod
     def _model_kind(cls, value: str) -> str:
         if value not in ("gru", "bayes-gru"):
-            raise ValueError(f"unknown model kind {value!r} (gru | bayes-gru)")
+            raise ValueError(f"unknown model kind {value!r} (gru or bayes-gru)")
         return value
 
     @property
