@@ -1,0 +1,129 @@
+"""Metrics of the scorer (`slatestream_scorer_…`): requests in, slates out, model hot-reloads.
+
+Besides the common role metrics (see `streams.metrics.common`) it measures:
+
+- `request_seconds`: scoring latency of one request (what `latency_ms` reports);
+- `request_age_seconds`: request event time to recommendation published (end to end);
+- `recommendations_total{policy}`: slates served, by policy (A/B arm);
+- `slate_items_total{policy}` / `explored_items_total{policy}`: slate positions served and
+  those that differ from the greedy (posterior-mean) ranking — exploration share is their
+  ratio;
+- `clicks_total{policy}` / `feedback_total{policy}`: feedback records the scorer learned from
+  and their clicks — CTR by policy is `clicks / feedback` (or / recommendations);
+- `shadow_ctr{policy}`: IPS estimate of clicks per slate for shadow policies;
+- `request_errors_total{reason}`: requests answered with an error;
+- `store_op_seconds{op}`: latency of the feature reads of a batch;
+- `model_version`, `snapshot_timestamp_seconds`, `snapshot_age_seconds`: the loaded model;
+- `reloads_total` and `snapshot_load_seconds`: hot reloads, and freshness "snapshot written
+  → loaded by the scorer".
+
+Call from a handler::
+
+    from streams.metrics import SCORER
+    SCORER.observe_served(policy, latency_s, request_ts_ms, k=len(slate), explored=n_explored)
+    SCORER.observe_feedback(policy, clicks=1)
+    SCORER.observe_reload(version="v3", snapshot_written_at=ts)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from streams.metrics.common import FRESHNESS_BUCKETS, LATENCY_BUCKETS, RoleMetrics
+from streams.metrics.trainer import version_number
+
+
+class ScorerMetrics(RoleMetrics):
+    """The scorer's metrics."""
+
+    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
+        super().__init__("scorer", registry)
+        self.request_seconds = self.histogram(
+            "request_seconds", "Scoring latency of one request", buckets=LATENCY_BUCKETS
+        )
+        self.request_age = self.histogram(
+            "request_age_seconds",
+            "Request event time to recommendation published",
+            buckets=FRESHNESS_BUCKETS,
+        )
+        self.recommendations = self.counter(
+            "recommendations", "Slates served, by policy", ["policy"]
+        )
+        self.slate_items = self.counter("slate_items", "Slate positions served", ["policy"])
+        self.explored_items = self.counter(
+            "explored_items", "Served positions that differ from the greedy ranking", ["policy"]
+        )
+        self.feedback = self.counter("feedback", "Feedback records learned from", ["policy"])
+        self.clicks = self.counter("clicks", "Clicks in feedback records", ["policy"])
+        self.shadow_ctr = self.gauge(
+            "shadow_ctr", "IPS estimate of clicks per slate of a shadow policy", ["policy"]
+        )
+        self.request_errors = self.counter(
+            "request_errors", "Requests answered with an error, by reason", ["reason"]
+        )
+        self.store_op_seconds = self.histogram(
+            "store_op_seconds", "Latency of feature reads", ["op"], LATENCY_BUCKETS
+        )
+        self.model_version = self.gauge("model_version", "Version of the loaded model snapshot")
+        self.snapshot_timestamp = self.gauge(
+            "snapshot_timestamp_seconds", "Unix time the loaded snapshot was written"
+        )
+        self.snapshot_age = self.gauge(
+            "snapshot_age_seconds", "Seconds since the loaded snapshot was written"
+        )
+        self.snapshot_age.set_function(self._snapshot_age)
+        self.reloads = self.counter("reloads", "Model snapshots hot-reloaded")
+        self.snapshot_load = self.histogram(
+            "snapshot_load_seconds",
+            "Snapshot written to loaded by the scorer",
+            buckets=FRESHNESS_BUCKETS,
+        )
+        self._snapshot_at = math.nan
+
+    def _snapshot_age(self) -> float:
+        return time.time() - self._snapshot_at if not math.isnan(self._snapshot_at) else -1.0
+
+    def observe_served(
+        self,
+        policy: str,
+        latency_s: float,
+        request_ts_ms: int | None = None,
+        k: int = 0,
+        explored: int = 0,
+        now: float | None = None,
+    ) -> None:
+        """Record one served slate: latency, end-to-end age, positions and explored ones."""
+        now = time.time() if now is None else now
+        self.request_seconds.observe(latency_s)
+        if request_ts_ms:
+            self.request_age.observe(max(0.0, now - request_ts_ms / 1000.0))
+        self.recommendations.labels(policy=policy).inc()
+        if k:
+            self.slate_items.labels(policy=policy).inc(k)
+        if explored:
+            self.explored_items.labels(policy=policy).inc(explored)
+
+    def observe_feedback(self, policy: str | None, clicks: int) -> None:
+        """Record one feedback record (a closed impression) and how many clicks it had."""
+        p = policy or "external"
+        self.feedback.labels(policy=p).inc()
+        if clicks:
+            self.clicks.labels(policy=p).inc(clicks)
+
+    def observe_reload(
+        self, version: str | int, snapshot_written_at: float | None, now: float | None = None
+    ) -> None:
+        """Record a hot reload: the version now served and snapshot → loaded freshness."""
+        now = time.time() if now is None else now
+        self.reloads.inc()
+        self.model_version.set(version_number(version))
+        if snapshot_written_at is not None:
+            self._snapshot_at = snapshot_written_at
+            self.snapshot_timestamp.set(snapshot_written_at)
+            self.snapshot_load.observe(max(0.0, now - snapshot_written_at))
+
+
+SCORER = ScorerMetrics()

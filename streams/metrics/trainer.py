@@ -1,0 +1,109 @@
+"""Metrics of the trainer (`slatestream_trainer_…`): feedback in, gradient steps, snapshots.
+
+Besides the common role metrics (see `streams.metrics.common`) it measures:
+
+- `train_events_total`: events the model learned from;
+- `train_steps_total` and `train_step_seconds`: gradient/update steps and their latency;
+- `loss`: the last training loss (gauge), `loss_observed` histogram of losses over time;
+- `model_version`: version number of the newest snapshot written;
+- `snapshot_timestamp_seconds` / `snapshot_age_seconds`: when the newest snapshot was
+  written, and how long ago that is (computed at scrape time);
+- `snapshots_total` and `snapshot_seconds`: snapshots written and how long each took;
+- `freshness_seconds`: feedback event time to the model having learned it (model updated).
+
+Call from a handler::
+
+    from streams.metrics import TRAINER
+    with TRAINER.train_step_seconds.time():
+        loss = model.learn(batch)
+    TRAINER.observe_step(loss, n_events=len(batch), event_ts_ms=[fb.ts for fb in batch])
+    TRAINER.observe_snapshot(version=12)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from streams.metrics.common import FRESHNESS_BUCKETS, LATENCY_BUCKETS, RoleMetrics
+
+LOSS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0)
+
+
+def version_number(version: str | int) -> float:
+    """`"v12"` / `"12"` / 12 -> 12.0; anything else -> NaN (gauges need numbers)."""
+    if isinstance(version, int):
+        return float(version)
+    digits = str(version).lstrip("vV")
+    return float(digits) if digits.isdigit() else math.nan
+
+
+class TrainerMetrics(RoleMetrics):
+    """The trainer's metrics."""
+
+    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
+        super().__init__("trainer", registry)
+        self.train_events = self.counter("train_events", "Events the model learned from")
+        self.train_steps = self.counter("train_steps", "Training (gradient/update) steps")
+        self.train_step_seconds = self.histogram(
+            "train_step_seconds", "Latency of one training step", buckets=LATENCY_BUCKETS
+        )
+        self.loss = self.gauge("loss", "Training loss of the last step")
+        self.loss_observed = self.histogram(
+            "loss_observed", "Training losses of steps", buckets=LOSS_BUCKETS
+        )
+        self.model_version = self.gauge("model_version", "Version of the newest snapshot written")
+        self.snapshot_timestamp = self.gauge(
+            "snapshot_timestamp_seconds", "Unix time the newest snapshot was written"
+        )
+        self.snapshot_age = self.gauge(
+            "snapshot_age_seconds", "Seconds since the newest snapshot was written"
+        )
+        self.snapshot_age.set_function(self._snapshot_age)
+        self.snapshots = self.counter("snapshots", "Snapshots written")
+        self.snapshot_seconds = self.histogram(
+            "snapshot_seconds", "Time to write one snapshot", buckets=LATENCY_BUCKETS
+        )
+        self.freshness = self.histogram(
+            "freshness_seconds",
+            "Feedback event time to the model having learned it",
+            buckets=FRESHNESS_BUCKETS,
+        )
+        self._last_snapshot = math.nan
+
+    def _snapshot_age(self) -> float:
+        return time.time() - self._last_snapshot if not math.isnan(self._last_snapshot) else -1.0
+
+    def observe_step(
+        self,
+        loss: float | None,
+        n_events: int,
+        event_ts_ms: Iterable[int] = (),
+        now: float | None = None,
+    ) -> None:
+        """Record one training step: loss, events learned, and each event's freshness."""
+        now = time.time() if now is None else now
+        self.train_steps.inc()
+        self.train_events.inc(n_events)
+        if loss is not None and math.isfinite(loss):
+            self.loss.set(loss)
+            self.loss_observed.observe(loss)
+        for ts in event_ts_ms:
+            self.freshness.observe(max(0.0, now - ts / 1000.0))
+
+    def observe_snapshot(
+        self, version: str | int, seconds: float | None = None, at: float | None = None
+    ) -> None:
+        """Record a snapshot written: its version, when, and how long writing took."""
+        self._last_snapshot = time.time() if at is None else at
+        self.snapshot_timestamp.set(self._last_snapshot)
+        self.model_version.set(version_number(version))
+        self.snapshots.inc()
+        if seconds is not None:
+            self.snapshot_seconds.observe(seconds)
+
+
+TRAINER = TrainerMetrics()
