@@ -301,11 +301,12 @@ class InSlateThompsonSampling(ThompsonSamplingPolicy):
     """In-slate Thompson sampling (Eide et al.): k posterior draws each propose a ranking; the
     slate takes draw 1's best, draw 2's best, ..., then second choices, skipping duplicates.
 
-    Propensities: the served slate uses draws 0..k-1 of a pool of `propensity_pool` draws
-    (default 2k; at least k); the other `propensity_draws - 1` Monte Carlo slates use random
-    ordered k-subsets of the pool. Every such slate has the policy's distribution, so the
-    frequencies are unbiased; a larger pool lowers their variance but costs posterior draws
-    (propensity_pool=0 means independent draws: propensity_draws * k posterior draws).
+    Propensities: the served slate uses k posterior draws; the other `propensity_draws - 1`
+    Monte Carlo slates are random ordered k-subsets of a separate pool of `propensity_pool`
+    draws (default 2k, at least k; 0 = fully independent slates, propensity_draws * k draws).
+    Each of those slates has the policy's distribution and is independent of the served one,
+    so a propensity (1 + matches) / propensity_draws is off by at most 1 / propensity_draws
+    in expectation; a larger pool lowers its variance at the cost of posterior draws.
     """
 
     name = "in-slate-ts"
@@ -334,15 +335,15 @@ class InSlateThompsonSampling(ThompsonSamplingPolicy):
         for_marginals: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         pool = 2 * k if self.propensity_pool is None else self.propensity_pool
-        if for_marginals or pool == 0:
+        if for_marginals or pool == 0 or n_slates == 1:
             n_rows = n_slates * k
             orders = np.arange(n_rows).reshape(n_slates, k)
         else:
-            n_rows = max(k, pool)
+            pool = max(k, pool)
+            n_rows = k + pool
             orders = np.empty((n_slates, k), dtype=np.int64)
-            orders[0] = np.arange(k)
-            if n_slates > 1:
-                orders[1:] = np.argsort(rng.random((n_slates - 1, n_rows)), axis=1)[:, :k]
+            orders[0] = np.arange(k)  # the served slate: its own k draws
+            orders[1:] = k + np.argsort(rng.random((n_slates - 1, pool)), axis=1)[:, :k]
         top_ids, top_sc = self._rows(candidates, n_rows, k, context, rng)
         return in_slate_fill(top_ids, top_sc, orders, k)
 
