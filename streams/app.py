@@ -115,7 +115,7 @@ def bind_handler(
 
     process.__name__ = f"{handler.name}_agent"
     agent = app.agent(channel, name=handler.name)(process)
-    tick = getattr(handler, "tick", None)
+    tick = getattr(handler, "tick", None) or getattr(getattr(handler, "inner", None), "tick", None)
     if tick is not None:
         # time-driven work (window closing, training steps, snapshots) when no events arrive
 

@@ -44,7 +44,11 @@ class Handler(Protocol):
     """
 
     name: str
-    topics: Sequence[str]
+
+    @property
+    def topics(self) -> Sequence[str]:
+        """Full names of the topics this handler consumes."""
+        ...
 
     async def handle(self, records: Sequence[Record]) -> list[Emit]:
         """Process one batch of records in order; return the records to publish."""

@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     from streams.app import bind_handler, create_app
+    from streams.metrics import for_role, instrument
+    from streams.metrics.server import LagMonitor, group_id, start_metrics_server
 
     roles = parse_roles(args.role)
     settings = load_settings()
@@ -31,14 +33,15 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(settings, group="-".join(roles))
     handlers = build_handlers(settings, roles)
     for handler in handlers:
-        bind_handler(app, handler, partitions=settings.partitions)
-    if settings.metrics_port:
-        try:
-            from streams.metrics.server import start_metrics_server
-        except ImportError:  # metrics package not installed in this build
-            logging.getLogger(__name__).warning("metrics server unavailable")
-        else:
-            start_metrics_server(settings, roles=roles, handlers=handlers)
+        bind_handler(app, instrument(handler), partitions=settings.partitions)
+    server = start_metrics_server(settings)
+    if server is not None:
+        logging.getLogger(__name__).warning("metrics on %s", server.url)
+        group = group_id(settings, "-".join(roles))
+        for handler in handlers:
+            LagMonitor(
+                for_role(handler.name), settings.kafka_bootstrap or "", group, list(handler.topics)
+            ).start()
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0

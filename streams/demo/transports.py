@@ -78,6 +78,7 @@ class KafkaTransport:
         self.env = env
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.proc_roles: list[str] = []
         self.producer: Any = None
         self.consumer: Any = None
         self.view: StoreView | None = None
@@ -95,6 +96,7 @@ class KafkaTransport:
         ensure_topics(self.settings)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for roles in groups:
+            self.proc_roles.append(roles)
             log = (self.log_dir / f"worker-{roles.replace(',', '-')}.log").open("ab")
             self.procs.append(
                 subprocess.Popen(
@@ -127,10 +129,10 @@ class KafkaTransport:
     async def process(self) -> None:
         """Flush the producer; the workers do the rest on their own."""
         await self.producer.flush()
-        for p in self.procs:
+        for p, roles in zip(self.procs, self.proc_roles, strict=True):
             if p.poll() is not None:
                 raise SlatestreamError(
-                    f"worker {p.args[-1]} exited with {p.returncode}; see {self.log_dir}"
+                    f"worker {roles} exited with {p.returncode}; see {self.log_dir}"
                 )
 
     async def recommendations(

@@ -11,6 +11,7 @@ from streams import schemas
 from streams.config import Settings
 from streams.errors import SchemaError
 from streams.handlers.edge import decode_or_dead_letter
+from streams.metrics import SCORER
 from streams.runtime import Emit, Record
 from streams.services.scorer_service import ScorerService
 from streams.topics import topic_name
@@ -61,6 +62,7 @@ class ScorerHandler:
                 except SchemaError:
                     continue  # the joiner produced it; nothing a client waits for
                 self.service.on_feedback(fb)
+                SCORER.observe_feedback(fb.policy, len(fb.clicked_positions))
                 continue
             req, dead, err = decode_or_dead_letter(rec, schemas.Request, self.settings, self.name)
             if req is not None:
@@ -71,8 +73,19 @@ class ScorerHandler:
             rid, uid = _request_id_of(rec.value)
             if rid is not None:
                 emits.append(self._error(rid, uid or "", f"{err.reason}: {err.detail}"[:300]))
+        if self.service.maybe_reload():
+            SCORER.observe_reload(self.service.model_version, self.service.snapshot_written_at)
         for served in await self.service.recommend_many(requests):
             rec_ev = served.recommendation
+            SCORER.observe_served(
+                rec_ev.policy,
+                rec_ev.latency_ms / 1000.0,
+                served.request_ts,
+                k=len(rec_ev.slate),
+                explored=served.explored,
+            )
+            if rec_ev.error:
+                SCORER.request_errors.labels(reason=rec_ev.error).inc()
             key = rec_ev.user_id.encode()
             emits.append(Emit(self.recs_topic, rec_ev.to_json(), key))
             if rec_ev.slate:
@@ -87,10 +100,13 @@ class ScorerHandler:
                 )
                 emits.append(Emit(self.impressions_topic, imp.to_json(), key))
             self.served += 1
+        for name, st in self.service.shadow_stats.items():
+            SCORER.shadow_ctr.labels(policy=name).set(st.ctr)
         return emits
 
     def _error(self, request_id: str, user_id: str, reason: str) -> Emit:
         self.errors += 1
+        SCORER.request_errors.labels(reason=reason.split(":", 1)[0]).inc()
         now = int(time.time() * 1000)
         rec = schemas.Recommendation(
             event_id=f"rec-{request_id}",

@@ -208,6 +208,8 @@ class Served:
     arm: str
     n_candidates: int
     shadows: dict[str, list[str]] = field(default_factory=dict)
+    request_ts: int = 0
+    explored: int = 0  # served positions that differ from the greedy (posterior-mean) ranking
 
 
 class ScorerService:
@@ -243,6 +245,7 @@ class ScorerService:
         self.model: OnlineModel | None = None
         self.model_version = "none"
         self.model_loaded_at = 0.0
+        self.snapshot_written_at: float | None = None
         self._last_reload = -math.inf
 
     # --- model -------------------------------------------------------------------------------
@@ -260,6 +263,11 @@ class ScorerService:
         self.model = model
         self.model_version = f"v{self.watcher.version}"
         self.model_loaded_at = self.clock()
+        try:
+            meta = self.watcher.registry.read_meta(int(self.watcher.version or 0))
+            self.snapshot_written_at = float(meta.get("created_at", 0.0)) or None
+        except (OSError, ValueError, KeyError):
+            self.snapshot_written_at = None
         log.info("scorer loaded model %s", self.model_version)
         return True
 
@@ -321,6 +329,7 @@ class ScorerService:
         scores: list[float] = []
         props: list[float] = []
         shadows: dict[str, list[str]] = {}
+        explored = 0
         if cands:
             if model is not None:
                 for item in cands:
@@ -331,6 +340,8 @@ class ScorerService:
             slate_items = list(slate.items)
             scores = [float(x) for x in slate.scores]
             props = [float(min(1.0, max(p, 1e-6))) for p in slate.propensities]
+            greedy = np.argsort(-self.posterior.mean_scores(cands, ctx), kind="stable")
+            explored = sum(1 for p, item in enumerate(slate_items) if cands[int(greedy[p])] != item)
             for name in cfg.shadows:
                 shadows[name] = list(self.policies[name].select(cands, req.k, ctx, self.rng).items)
             self._remember(req.user_id, slate_items)
@@ -353,7 +364,7 @@ class ScorerService:
             latency_ms=(time.perf_counter() - t0) * 1000.0,
             error=None if slate_items else "no_candidates",
         )
-        return Served(rec, arm, len(cands), shadows)
+        return Served(rec, arm, len(cands), shadows, req.ts, explored)
 
     def _context(
         self,

@@ -55,6 +55,7 @@ class TrainerService:
         self.registry = registry
         self.stats = TrainerStats()
         self._categories: dict[str, str] = {}
+        self._feedback_ts: list[int] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainerService:
@@ -99,9 +100,16 @@ class TrainerService:
         )
         loss = self.trainer.on_feedback(record)
         self.stats.feedback += 1
+        if len(self._feedback_ts) < 10_000:
+            self._feedback_ts.append(fb.ts)
         self.stats.last_feedback_lag_ms = max(0.0, time.time() * 1000 - fb.ts)
         if loss is not None:
             self.stats.last_loss = loss
+
+    def take_feedback_ts(self) -> list[int]:
+        """Event times of feedback learned since the last call (for model freshness)."""
+        out, self._feedback_ts = self._feedback_ts, []
+        return out
 
     def tick(self, force_snapshot: bool = False) -> int | None:
         """Step if due and publish a snapshot if due; returns the new version, if any."""
