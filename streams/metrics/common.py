@@ -20,14 +20,18 @@ handlers themselves through the role objects (`FEATURES`, `JOINER`, `TRAINER`, `
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 from collections import Counter as _Tally
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from streams.runtime import Emit, Handler, Record
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = "slatestream"
 
@@ -165,6 +169,14 @@ class RoleMetrics:
             if e.topic.endswith(dlq_topic_suffix):
                 self.dlq.labels(reason=dead_letter_reason(e.value)).inc()
 
+    def derive(
+        self, handler: object, records: Sequence[Record], emits: Sequence[Emit], now: float
+    ) -> None:
+        """Role-specific figures read from the public event contract after a batch.
+
+        Subclasses override; `InstrumentedHandler` calls it and never lets it fail a batch.
+        """
+
     def sample_names(self) -> set[str]:
         """Every sample name this role exposes (`…_total`, `…_bucket`, …), for config checks."""
         names: set[str] = set()
@@ -179,6 +191,27 @@ class RoleMetrics:
         return names
 
 
+def parse(value: bytes) -> dict[str, object]:
+    """A record's JSON object, or {} (metrics read the public contract, leniently)."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def num(obj: dict[str, object], key: str) -> float | None:
+    """obj[key] as a float when it is a number, else None."""
+    v = obj.get(key)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def label(obj: dict[str, object], key: str, default: str = "external") -> str:
+    """obj[key] as a short label value (bounded length), or `default`."""
+    v = obj.get(key)
+    return str(v)[:64] if isinstance(v, str) and v else default
+
+
 def dead_letter_reason(value: bytes) -> str:
     """The `reason` of a dead-letter record, or `unknown` (bounded label values)."""
     try:
@@ -188,10 +221,46 @@ def dead_letter_reason(value: bytes) -> str:
     return str(reason)[:64] if reason else "unknown"
 
 
+async def measured(
+    handle: Callable[[Sequence[Record]], Awaitable[list[Emit]]],
+    handler: object,
+    metrics: RoleMetrics,
+    records: Sequence[Record],
+) -> list[Emit]:
+    """Run `handle(records)` and record the batch's common and derived metrics."""
+    t0 = time.perf_counter()
+    try:
+        emits = await handle(records)
+    except Exception as exc:
+        metrics.errors.labels(kind=type(exc).__name__).inc()
+        raise
+    metrics.observe_batch(records, emits, time.perf_counter() - t0)
+    try:
+        metrics.derive(handler, records, emits, time.time())
+    except Exception:  # metrics must never fail a batch
+        log.debug("deriving %s metrics failed", metrics.role, exc_info=True)
+    return emits
+
+
+def _mark(handler: object) -> None:
+    with contextlib.suppress(AttributeError, TypeError):
+        handler._slatestream_instrumented = True  # type: ignore[attr-defined]
+
+
+def is_instrumented(handler: object) -> bool:
+    """True when the handler's batches are already measured (never measure twice)."""
+    return isinstance(handler, InstrumentedHandler) or bool(
+        getattr(handler, "_slatestream_instrumented", False)
+    )
+
+
 class InstrumentedHandler:
-    """Wraps a Handler: same name/topics/behaviour, plus the common role metrics per batch."""
+    """Wraps a Handler: same name/topics/behaviour, plus the role metrics per batch."""
 
     def __init__(self, inner: Handler, metrics: RoleMetrics) -> None:
+        if is_instrumented(inner):
+            raise ValueError(f"handler {inner.name!r} is already instrumented")
+        _mark(inner)
         self.inner = inner
         self.metrics = metrics
         self.name = inner.name
@@ -199,15 +268,26 @@ class InstrumentedHandler:
 
     async def handle(self, records: Sequence[Record]) -> list[Emit]:
         """Run the inner handler, timing it and counting what went in and out."""
-        t0 = time.perf_counter()
-        try:
-            emits = await self.inner.handle(records)
-        except Exception as exc:
-            self.metrics.errors.labels(kind=type(exc).__name__).inc()
-            raise
-        self.metrics.observe_batch(records, emits, time.perf_counter() - t0)
-        return emits
+        return await measured(self.inner.handle, self.inner, self.metrics, records)
 
     def __getattr__(self, item: str) -> object:
-        # anything else (service, counters, close()) is the inner handler's
+        # anything else (service, counters, tick(), close()) is the inner handler's
         return getattr(self.inner, item)
+
+
+def instrument_in_place(handler: Handler, metrics: RoleMetrics) -> bool:
+    """Measure an already-bound handler by replacing `handle` on the instance.
+
+    For drivers that already hold the handler object (a Faust agent looks `handle` up per
+    batch). Returns False, changing nothing, when the handler is already instrumented.
+    """
+    if is_instrumented(handler):
+        return False
+    inner_handle = handler.handle
+
+    async def handle(records: Sequence[Record]) -> list[Emit]:
+        return await measured(inner_handle, handler, metrics, records)
+
+    handler.handle = handle  # type: ignore[method-assign]
+    _mark(handler)
+    return True

@@ -10,16 +10,19 @@ of its topics' partitions (one ListOffsets request) with kafka-python, and sets
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
 from streams.config import Settings
-from streams.metrics.common import RoleMetrics
+from streams.metrics import for_role
+from streams.metrics.common import RoleMetrics, instrument_in_place
+from streams.runtime import Handler
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class MetricsServer:
     port: int
     _server: Any
     _thread: threading.Thread
+    monitors: list[LagMonitor] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -44,7 +48,9 @@ class MetricsServer:
         return f"{self.host}:{self.port}"
 
     def close(self) -> None:
-        """Stop serving and free the port."""
+        """Stop the lag monitors, stop serving and free the port."""
+        for m in self.monitors:
+            m.stop()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -59,12 +65,35 @@ def serve(
 
 
 def start_metrics_server(
-    settings: Settings, registry: CollectorRegistry = REGISTRY
+    settings: Settings,
+    registry: CollectorRegistry = REGISTRY,
+    *,
+    roles: Sequence[str] | None = None,
+    handlers: Sequence[Handler] = (),
+    lag_interval_s: float = 5.0,
 ) -> MetricsServer | None:
-    """The worker's endpoint on settings.metrics_host:metrics_port; None when the port is 0."""
+    """Serve /metrics on settings.metrics_host:metrics_port (None when the port is 0).
+
+    With `handlers` (and `roles`, in the same order, as the worker binds them): handlers not
+    yet measured are instrumented in place, and when a broker is configured, one
+    `LagMonitor` per handler reports the consumer lag of the worker's group
+    (`<prefix>-<roles joined by ->`, as `streams.app.create_app` names it).
+    """
     if not settings.metrics_port:
         return None
     srv = serve(settings.metrics_host, settings.metrics_port, registry)
+    role_names = list(roles or [h.name for h in handlers])
+    for i, handler in enumerate(handlers):
+        role = role_names[i] if i < len(role_names) else handler.name
+        metrics = for_role(role)
+        instrument_in_place(handler, metrics)
+        if settings.kafka_bootstrap:
+            group = group_id(settings, "-".join(role_names))
+            srv.monitors.append(
+                LagMonitor(
+                    metrics, settings.kafka_bootstrap, group, handler.topics, lag_interval_s
+                ).start()
+            )
     log.info("metrics on %s", srv.url)
     return srv
 
@@ -74,33 +103,64 @@ def group_id(settings: Settings, role_group: str) -> str:
     return f"{settings.topic_prefix}-{role_group}"
 
 
-def read_lag(bootstrap: str, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
-    """Lag per (topic, partition) of `group`: end offset minus committed (or minus 0)."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+class LagReader:
+    """Reads a group's lag with two kafka-python clients kept open between reads."""
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="slatestream-lag")
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, client_id="slatestream-lag"
-    )
-    try:
-        committed = admin.list_consumer_group_offsets(group)
-        tps: list[TopicPartition] = []
-        for topic in topics:
-            parts = consumer.partitions_for_topic(topic) or set()
-            tps.extend(TopicPartition(topic, p) for p in sorted(parts))
-        if not tps:
-            return {}
-        ends = consumer.end_offsets(tps)
-        begins = consumer.beginning_offsets(tps)
+    def __init__(self, bootstrap: str, group: str, topics: Sequence[str]) -> None:
+        self.bootstrap = bootstrap
+        self.group = group
+        self.topics = list(topics)
+        self._admin: Any = None
+        self._consumer: Any = None
+
+    def read(self) -> dict[tuple[str, int], int]:
+        """Lag per (topic, partition): end offset minus committed (or minus the log start)."""
+        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+        if self._admin is None:
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap, client_id="slatestream-lag"
+            )
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=None, client_id="slatestream-lag"
+            )
+        try:
+            committed = self._admin.list_consumer_group_offsets(self.group)
+            tps = [
+                TopicPartition(topic, p)
+                for topic in self.topics
+                for p in sorted(self._consumer.partitions_for_topic(topic) or ())
+            ]
+            if not tps:
+                return {}
+            ends = self._consumer.end_offsets(tps)
+            begins = self._consumer.beginning_offsets(tps)
+        except Exception:
+            self.close()  # reconnect on the next read
+            raise
         out = {}
         for tp in tps:
             meta = committed.get(tp)
             pos = meta.offset if meta is not None and meta.offset >= 0 else begins.get(tp, 0)
             out[(tp.topic, tp.partition)] = max(0, int(ends.get(tp, 0)) - int(pos))
         return out
+
+    def close(self) -> None:
+        """Close both clients."""
+        for client in (self._consumer, self._admin):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+        self._admin = self._consumer = None
+
+
+def read_lag(bootstrap: str, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    """One-off lag read of `group` over `topics` (see LagReader)."""
+    reader = LagReader(bootstrap, group, topics)
+    try:
+        return reader.read()
     finally:
-        consumer.close()
-        admin.close()
+        reader.close()
 
 
 class LagMonitor:
@@ -119,6 +179,7 @@ class LagMonitor:
         self.group = group
         self.topics = list(topics)
         self.interval_s = interval_s
+        self.reader = LagReader(bootstrap, group, topics)
         self.last: dict[tuple[str, int], int] = {}
         self.refreshes = 0
         self._stop = threading.Event()
@@ -131,7 +192,7 @@ class LagMonitor:
 
     def refresh(self) -> dict[tuple[str, int], int]:
         """Read lag once and set the gauges (also called by the thread)."""
-        lag = read_lag(self.bootstrap, self.group, self.topics)
+        lag = self.reader.read()
         for (topic, part), value in lag.items():
             self.metrics.consumer_lag.labels(topic=topic, partition=str(part)).set(value)
         self.last = lag
@@ -151,3 +212,4 @@ class LagMonitor:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        self.reader.close()

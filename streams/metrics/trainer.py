@@ -11,7 +11,10 @@ Besides the common role metrics (see `streams.metrics.common`) it measures:
 - `snapshots_total` and `snapshot_seconds`: snapshots written and how long each took;
 - `freshness_seconds`: feedback event time to the model having learned it (model updated).
 
-Call from a handler::
+`instrument(handler)` records feedback freshness from the records and, after each batch,
+reads the handler's `service.stats` (interactions, feedback, last_loss, snapshots,
+last_version — `streams.services.trainer_service.TrainerStats`) into the counters and
+gauges; a loss change counts as one step. A trainer without such stats calls instead::
 
     from streams.metrics import TRAINER
     with TRAINER.train_step_seconds.time():
@@ -24,11 +27,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from streams.metrics.common import FRESHNESS_BUCKETS, LATENCY_BUCKETS, RoleMetrics
+from streams.metrics.common import FRESHNESS_BUCKETS, LATENCY_BUCKETS, RoleMetrics, num, parse
+from streams.runtime import Emit, Record
 
 LOSS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0)
 
@@ -73,6 +77,9 @@ class TrainerMetrics(RoleMetrics):
             buckets=FRESHNESS_BUCKETS,
         )
         self._last_snapshot = math.nan
+        self._seen_events = 0
+        self._seen_snapshots = 0
+        self._last_loss = math.nan
 
     def _snapshot_age(self) -> float:
         return time.time() - self._last_snapshot if not math.isnan(self._last_snapshot) else -1.0
@@ -104,6 +111,48 @@ class TrainerMetrics(RoleMetrics):
         self.snapshots.inc()
         if seconds is not None:
             self.snapshot_seconds.observe(seconds)
+
+    def derive(
+        self, handler: object, records: Sequence[Record], emits: Sequence[Emit], now: float
+    ) -> None:
+        """Feedback freshness from the records; loss, events, snapshots from `service.stats`."""
+        for r in records:
+            if r.topic.endswith(".feedback"):
+                ts = num(parse(r.value), "ts")
+                if ts is not None:
+                    self.freshness.observe(max(0.0, now - ts / 1000.0))
+        service = getattr(handler, "service", None)
+        stats = getattr(service, "stats", None)
+        if stats is None:
+            return
+        learned = int(getattr(stats, "interactions", 0)) + int(getattr(stats, "feedback", 0))
+        if learned > self._seen_events:
+            self.train_events.inc(learned - self._seen_events)
+        self._seen_events = max(self._seen_events, learned)
+        loss = getattr(stats, "last_loss", None)
+        if isinstance(loss, float) and math.isfinite(loss) and loss != self._last_loss:
+            self._last_loss = loss
+            self.loss.set(loss)
+            self.loss_observed.observe(loss)
+            self.train_steps.inc()
+        snaps = int(getattr(stats, "snapshots", 0))
+        version = getattr(stats, "last_version", None)
+        if snaps > self._seen_snapshots and version is not None:
+            self._seen_snapshots = snaps
+            self.observe_snapshot(version, at=_created_at(service, version) or now)
+
+
+def _created_at(service: object, version: object) -> float | None:
+    """created_at of a snapshot from the service's registry metadata, when it has one."""
+    registry = getattr(service, "registry", None)
+    read_meta = getattr(registry, "read_meta", None)
+    if read_meta is None or not isinstance(version, int):
+        return None
+    try:
+        created = read_meta(version).get("created_at")
+    except Exception:
+        return None
+    return float(created) if isinstance(created, int | float) else None
 
 
 TRAINER = TrainerMetrics()
