@@ -251,14 +251,27 @@ def evaluate(
         g = np.zeros(n)
         for r, fb in enumerate(logs):
             marg = prep.target_rows[r]
-            kk = marg.shape[1]
-            m_items = len(prep.cands[r])
-            q = sum(marg[prep.cand_index[r][fb.slate[p]], p] for p in range(kk))
-            g[r] = m_items * q - kk + 1
+            g[r] = _pi_weight(marg, [prep.cand_index[r][it] for it in fb.slate])
         terms = g * prep.c.sum(axis=1)
         m, lo, hi = _mean_ci(terms, z)
         out["pi"] = OPEResult("pi", m, lo, hi, _kish(g), n)
     return out
+
+
+def _pi_weight(marg: np.ndarray, slate_rows: Sequence[int]) -> float:
+    """q_pi' Gamma^+ 1_s for uniform logging of ordered l-slates from m items, closed form.
+
+    Gamma = I/m + (J_l - I) x (J_m - I) / (m(m-1)) has eigenvalues l/m, (m-l)/(m(m-1)), 0 and
+    1/(m-1) on the four products of 'constant' / 'centred' subspaces; inverting the non-zero
+    ones gives 1 - (m-1)l/(m-l) + (m-1) sum_j q(j, s_j) + (m-1)/(m-l) sum_{a in s} q(a)
+    (for m = l the second subspace vanishes: 1 + (m-1)(sum_j q(j, s_j) - 1)).
+    """
+    m, l = marg.shape
+    on_slot = float(sum(marg[a, j] for j, a in enumerate(slate_rows)))
+    if m == l:
+        return 1.0 + (m - 1) * (on_slot - 1.0)
+    in_slate = float(marg[list(slate_rows)].sum())
+    return 1.0 - (m - 1) * l / (m - l) + (m - 1) * on_slot + (m - 1) / (m - l) * in_slate
 
 
 def _uniform_logging(logs: Sequence[Feedback], prep: _Prepared) -> bool:
