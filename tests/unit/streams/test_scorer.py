@@ -1,0 +1,196 @@
+"""Scorer service and handler on the in-memory store: slates, fallbacks, reloads, errors."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from features.base import InteractionUpdate, ItemUpdate
+from features.memory import MemoryFeatureStore
+from models.gru import BayesGRUModel, GRUConfig
+from models.registry import ModelRegistry, SnapshotWatcher
+from streams import schemas
+from streams.config import load_settings
+from streams.handlers.scorer import ScorerHandler
+from streams.runtime import MemoryLog, drain
+from streams.services.scorer_service import ScorerConfig, ScorerService, arm_for
+from streams.services.store_view import StoreView
+
+NOW = int(time.time() * 1000)
+CATS = {"a": ("movies", "comedy"), "b": ("movies", "drama"), "c": ("books", "poetry")}
+
+
+def item_id(cat: str, i: int) -> str:
+    return f"{cat}{i}"
+
+
+async def catalogue(store: MemoryFeatureStore, per_cat: int = 30) -> None:
+    events = [
+        ItemUpdate(f"it-{c}{i}", item_id(c, i), NOW - 1000, CATS[c])
+        for c in CATS
+        for i in range(per_cat)
+    ]
+    # some background popularity spread over every category
+    rng = np.random.default_rng(0)
+    for j in range(300):
+        c = "abc"[j % 3]
+        events.append(
+            InteractionUpdate(
+                f"bg-{j}",
+                f"bg{j % 50}",
+                item_id(c, int(rng.integers(per_cat))),
+                "view",
+                NOW - 5000 + j,
+                0.2,
+            )
+        )
+    await store.apply_many(events)
+
+
+def request(rid: str, user: str, k: int = 5, **kw: object) -> schemas.Request:
+    return schemas.Request(event_id=f"e-{rid}", ts=NOW, request_id=rid, user_id=user, k=k, **kw)
+
+
+def service(
+    store: MemoryFeatureStore, watcher: SnapshotWatcher | None = None, **cfg: object
+) -> ScorerService:
+    return ScorerService(StoreView(store), watcher, ScorerConfig(reload_interval_s=0.0, **cfg))  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(30)
+async def test_new_user_without_model_gets_valid_slate_from_popularity_and_fresh() -> None:
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    svc = service(store)
+    [served] = await svc.recommend_many([request("r1", "newbie", k=8)])
+    rec = served.recommendation
+    assert rec.model_version == "none" and rec.error is None
+    assert len(rec.slate) == 8 and len(set(rec.slate)) == 8
+    assert len(rec.propensities) == 8 and all(0 < p <= 1 for p in rec.propensities)
+    assert rec.scores == sorted(rec.scores, reverse=True) or rec.policy != "greedy"
+    assert rec.latency_ms > 0 and rec.served_at >= NOW
+
+
+@pytest.mark.timeout(30)
+async def test_exclusions_and_recent_items_are_not_shown_unknown_ids_ignored() -> None:
+    store = MemoryFeatureStore()
+    await catalogue(store, per_cat=4)
+    await store.apply_many([InteractionUpdate("x1", "u1", "a0", "click", NOW, 1.0)])
+    svc = service(store)
+    [served] = await svc.recommend_many(
+        [request("r1", "u1", k=10, exclusions=["a1", "b1", "does-not-exist"])]
+    )
+    slate = served.recommendation.slate
+    assert not {"a0", "a1", "b1"} & set(slate)
+    assert len(slate) == 9  # 12 items - 3 excluded
+    # the last slate is not shown again to the same user
+    [again] = await svc.recommend_many([request("r2", "u1", k=3)])
+    assert not set(again.recommendation.slate) & set(slate)
+
+
+@pytest.mark.timeout(30)
+async def test_category_affinity_shows_in_the_next_slate() -> None:
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    clicks = [
+        InteractionUpdate(f"c{i}", "fan", item_id("c", i), "click", NOW + i, 1.0) for i in range(4)
+    ]
+    await store.apply_many(clicks)
+    svc = service(store)
+    [served] = await svc.recommend_many([request("r1", "fan", k=5)])
+    cats = [i[0] for i in served.recommendation.slate]
+    assert cats.count("c") >= 3, served.recommendation.slate
+
+
+@pytest.mark.timeout(60)
+async def test_hot_reload_and_corrupted_snapshot_keeps_previous(tmp_path: Path) -> None:
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    registry = ModelRegistry(tmp_path / "reg")
+    svc = service(store, SnapshotWatcher(registry))
+    [r0] = await svc.recommend_many([request("r0", "u")])
+    assert r0.recommendation.model_version == "none"
+    model = BayesGRUModel(GRUConfig(dim=16, hidden=16))
+    for c in CATS:
+        for i in range(30):
+            model.admit(item_id(c, i), "/".join(CATS[c]))
+    v1 = registry.publish(model)
+    [r1] = await svc.recommend_many([request("r1", "u")])
+    assert r1.recommendation.model_version == f"v{v1}"
+    v2 = registry.publish(model)
+    tensors = next(p for p in registry.path(v2).iterdir() if p.suffix == ".safetensors")
+    data = bytearray(tensors.read_bytes())
+    data[-1] ^= 0xFF
+    tensors.write_bytes(bytes(data))
+    [r2] = await svc.recommend_many([request("r2", "u")])
+    assert r2.recommendation.model_version == f"v{v1}"
+    assert v2 in svc.watcher.rejected  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(60)
+async def test_new_item_with_known_category_is_recommendable_before_any_click(
+    tmp_path: Path,
+) -> None:
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    registry = ModelRegistry(tmp_path / "reg")
+    model = BayesGRUModel(GRUConfig(dim=16, hidden=16))
+    for c in CATS:
+        for i in range(30):
+            model.admit(item_id(c, i), "/".join(CATS[c]))
+    registry.publish(model)
+    svc = service(store, SnapshotWatcher(registry))
+    await store.apply_many([ItemUpdate("new", "brand-new", NOW, ("books", "poetry"))])
+    seen = Counter()
+    for j in range(40):
+        [s] = await svc.recommend_many(
+            [request(f"r{j}", f"user{j}", k=10, candidate_filter={"categories": ["books"]})]
+        )
+        seen.update(s.recommendation.slate)
+        assert all(i.startswith("c") or i == "brand-new" for i in s.recommendation.slate)
+    assert seen["brand-new"] > 0
+    assert np.isfinite(svc.model.score(svc.model.user_state([]), ["brand-new"])[0])  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(20)
+def test_arms_split_is_stable_and_follows_weights() -> None:
+    arms = {"in-slate-ts": 1.0, "greedy": 3.0}
+    users = [f"u{i}" for i in range(4000)]
+    first = [arm_for(u, arms) for u in users]
+    assert first == [arm_for(u, arms) for u in users]
+    share = first.count("greedy") / len(users)
+    assert 0.72 < share < 0.78
+
+
+@pytest.mark.timeout(30)
+async def test_handler_answers_every_request_once_and_dead_letters_bad_ones() -> None:
+    settings = load_settings(topic_prefix="t")
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    handler = ScorerHandler(
+        settings, service(store, arms={"in-slate-ts": 1, "greedy": 1}, shadows=("random",))
+    )
+    log = MemoryLog()
+    for j in range(20):
+        log.publish("t.requests", request(f"r{j}", f"u{j}").to_json(), f"u{j}".encode())
+    bad_req = {"event_id": "e", "ts": NOW, "request_id": "bad-1", "user_id": "u1", "k": "many"}
+    log.publish("t.requests", json.dumps(bad_req).encode(), b"u1")
+    log.publish("t.requests", b"not json at all", b"u2")
+    await drain(log, handler)
+    recs = [
+        schemas.Recommendation.model_validate_json(r.value) for r in log.topics["t.recommendations"]
+    ]
+    ids = Counter(r.request_id for r in recs)
+    assert all(ids[f"r{j}"] == 1 for j in range(20)) and ids["bad-1"] == 1
+    bad = next(r for r in recs if r.request_id == "bad-1")
+    assert bad.slate == [] and bad.error and "k" in bad.error
+    dlq = [json.loads(r.value) for r in log.topics["t.dlq"]]
+    assert sorted(d["reason"] for d in dlq) == ["malformed_json", "wrong_type"]
+    assert {r.arm for r in recs if not r.error} == {"in-slate-ts", "greedy"}
+    impressions = log.topics["t.impressions"]
+    assert len(impressions) == 20  # every served slate is also an impression
