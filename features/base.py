@@ -1,0 +1,263 @@
+"""The FeatureStore interface, its input events and its read models.
+
+`features/` knows nothing of Kafka or of the event contract: the feature service in
+`streams/` converts validated schema events into the small dataclasses below and hands a
+batch of them to `FeatureStore.apply_many`. Every update is keyed by `event_id`; a store
+applies each id at most once within `dedupe_ttl_s` (the dedupe mark is written atomically
+with the update), so at-least-once delivery counts every event exactly once.
+
+Decayed scores are kept in log2 space relative to the epoch, which makes them
+order-independent (a replay in another order gives the same numbers up to rounding) and
+keeps ranking correct at any "now": ``value(now) = 2 ** (score - now_s / half_life_s)``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: raw-count field of an item counting how often it was shown in a slate
+IMPRESSIONS = "impressions"
+#: hash field of per-user / global counters holding the sum over all interaction types
+ALL = "_all"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How the store aggregates: sequence cap, decay half-lives, dedupe window."""
+
+    sequence_length: int = 50
+    popularity_half_life_s: float = 3600.0
+    affinity_half_life_s: float = 7 * 86400.0
+    dedupe_ttl_s: int = 7 * 86400
+
+    def __post_init__(self) -> None:
+        if self.sequence_length < 1:
+            raise ValueError("sequence_length must be >= 1")
+        if self.popularity_half_life_s <= 0 or self.affinity_half_life_s <= 0:
+            raise ValueError("half-lives must be > 0")
+        if self.dedupe_ttl_s < 1:
+            raise ValueError("dedupe_ttl_s must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionUpdate:
+    """A user interacted with an item; `weight` is the configured weight of `type`."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str
+    ts: int
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ImpressionUpdate:
+    """A slate was shown to a user (counts impressions per item)."""
+
+    event_id: str
+    user_id: str
+    request_id: str
+    slate: tuple[str, ...]
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemUpdate:
+    """Catalogue metadata of an item (new items are recommendable at once by category)."""
+
+    event_id: str
+    item_id: str
+    ts: int
+    category_path: tuple[str, ...] = ()
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    text: str | None = None
+
+    @property
+    def category(self) -> str:
+        """The category path joined with '/', '' when unknown."""
+        return "/".join(self.category_path)
+
+
+FeatureEvent = InteractionUpdate | ImpressionUpdate | ItemUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class RecentEvent:
+    """One entry of a user's recent sequence."""
+
+    item_id: str
+    type: str
+    ts: int
+
+
+@dataclass(frozen=True)
+class UserFeatures:
+    """Everything the store knows of a user (empty for an unknown user)."""
+
+    user_id: str
+    recent: list[RecentEvent] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    affinity: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def recent_items(self) -> list[str]:
+        """Item ids of the recent sequence, oldest first (newest last)."""
+        return [e.item_id for e in self.recent]
+
+    @property
+    def total(self) -> int:
+        """Number of interactions of the user (all types)."""
+        return self.counts.get(ALL, 0)
+
+
+@dataclass(frozen=True)
+class ItemFeatures:
+    """Metadata and counters of an item (`known` is False when no item event was seen)."""
+
+    item_id: str
+    known: bool = False
+    category_path: tuple[str, ...] = ()
+    attributes: dict[str, Any] = field(default_factory=dict)
+    text: str | None = None
+    added_ts: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    popularity: float = 0.0
+
+    @property
+    def category(self) -> str:
+        """The category path joined with '/'."""
+        return "/".join(self.category_path)
+
+
+@dataclass
+class ApplyResult:
+    """What one `apply_many` did: events applied and skipped as duplicates, by kind."""
+
+    applied: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_applied(self) -> int:
+        """Events applied in total."""
+        return sum(self.applied.values())
+
+    @property
+    def n_duplicates(self) -> int:
+        """Events skipped in total."""
+        return sum(self.duplicates.values())
+
+
+def kind_of(event: FeatureEvent) -> str:
+    """`interaction`, `impression` or `item`."""
+    if isinstance(event, InteractionUpdate):
+        return "interaction"
+    if isinstance(event, ImpressionUpdate):
+        return "impression"
+    return "item"
+
+
+def log2_add(a: float | None, b: float) -> float:
+    """log2(2**a + 2**b) without overflow (a None = empty sum)."""
+    if a is None or a == -math.inf:
+        return b
+    if a >= b:
+        return a + math.log2(1.0 + 2.0 ** (b - a))
+    return b + math.log2(1.0 + 2.0 ** (a - b))
+
+
+def decayed_log2(weight: float, ts_ms: int, half_life_s: float) -> float:
+    """log2 of one event's contribution referenced to the epoch: log2(w) + t / half-life."""
+    return math.log2(weight) + ts_ms / 1000.0 / half_life_s
+
+
+def value_now(score: float, now_ms: float, half_life_s: float) -> float:
+    """A log2 epoch-referenced score as a decayed value at `now_ms`."""
+    exp = score - now_ms / 1000.0 / half_life_s
+    return 0.0 if exp < -1000 else 2.0**exp
+
+
+def category_prefixes(path: Sequence[str]) -> list[str]:
+    """['a', 'b', 'c'] → ['a', 'a/b', 'a/b/c'] (an item belongs to every prefix)."""
+    return ["/".join(path[: i + 1]) for i in range(len(path))]
+
+
+class FeatureStore(ABC):
+    """Online features of users and items; async, batched, idempotent by event_id.
+
+    Writers call `apply_many` (one round trip per batch on Redis); it returns only once
+    the batch is durable in the backend. Readers use the query methods.
+    """
+
+    config: StoreConfig
+
+    def configure(self, config: StoreConfig) -> None:
+        """Set how updates aggregate (the writer's settings; readers keep the defaults)."""
+        self.config = config
+
+    # --- writes ---------------------------------------------------------------------------
+    @abstractmethod
+    async def apply_many(self, events: Sequence[FeatureEvent]) -> ApplyResult:
+        """Apply a batch in order, skipping event_ids already applied; durable on return."""
+
+    async def update(self, event: FeatureEvent) -> bool:
+        """Apply one event; False if its event_id was already applied."""
+        return (await self.apply_many([event])).n_applied == 1
+
+    # --- user reads -----------------------------------------------------------------------
+    @abstractmethod
+    async def get_many(self, user_ids: Sequence[str]) -> dict[str, UserFeatures]:
+        """Features of each user (an empty UserFeatures for unknown users)."""
+
+    async def get(self, user_id: str) -> UserFeatures:
+        """Features of one user."""
+        return (await self.get_many([user_id]))[user_id]
+
+    # --- item reads -----------------------------------------------------------------------
+    @abstractmethod
+    async def items_many(self, item_ids: Sequence[str]) -> dict[str, ItemFeatures]:
+        """Metadata, raw counts and decayed popularity of each item."""
+
+    async def item(self, item_id: str) -> ItemFeatures:
+        """Features of one item."""
+        return (await self.items_many([item_id]))[item_id]
+
+    @abstractmethod
+    async def categories(self, item_ids: Sequence[str]) -> dict[str, str]:
+        """Category path ('a/b') of each catalogue item among `item_ids` (unknown ones left out)."""
+
+    @abstractmethod
+    async def popular(self, n: int, now_ms: float | None = None) -> list[tuple[str, float]]:
+        """The n most popular items now (weighted, time-decayed), best first."""
+
+    @abstractmethod
+    async def fresh(self, n: int) -> list[str]:
+        """The n newest catalogue items (by first item-event time), newest first."""
+
+    @abstractmethod
+    async def items(self, category: str | None = None) -> list[str]:
+        """Every catalogue item, or those under a category path prefix ('a' or 'a/b'), sorted."""
+
+    @abstractmethod
+    async def category_list(self) -> list[str]:
+        """Every category path prefix with at least one item, sorted."""
+
+    @abstractmethod
+    async def global_counts(self) -> dict[str, int]:
+        """Counters over everything: per interaction type, `_all`, impressions, items, users."""
+
+    # --- lifecycle ------------------------------------------------------------------------
+    @abstractmethod
+    async def is_empty(self) -> bool:
+        """True when nothing was ever applied (what `features rebuild` requires)."""
+
+    @abstractmethod
+    async def clear(self) -> None:
+        """Delete every feature and dedupe mark of this store (its namespace only)."""
+
+    async def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,219 @@
+"""One behavioural suite for every FeatureStore backend: memory and real Redis."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from features import (
+    ALL,
+    IMPRESSIONS,
+    FeatureStore,
+    ImpressionUpdate,
+    InteractionUpdate,
+    ItemUpdate,
+    StoreConfig,
+    open_store,
+)
+
+T0 = 1_764_000_000_000  # epoch ms
+HOUR = 3_600_000
+CFG = StoreConfig(sequence_length=5, popularity_half_life_s=3600.0, affinity_half_life_s=3600.0)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, uid: str) -> AsyncIterator[FeatureStore]:
+    """The store under test: memory, or Redis (unique namespace, deleted afterwards)."""
+    if request.param == "memory":
+        s = open_store("memory://", CFG)
+    else:
+        services = request.getfixturevalue("services")
+        s = open_store(f"{services.redis_url}?namespace=c{uid}", CFG)
+    yield s
+    await s.clear()
+    await s.close()
+
+
+_n = 0
+
+
+def click(user: str, item: str, ts: int, type: str = "click", w: float = 1.0, eid: str = "") -> Any:
+    global _n
+    _n += 1
+    return InteractionUpdate(eid or f"e{_n}", user, item, type, ts, w)
+
+
+def item(i: str, path: tuple[str, ...], ts: int = T0, eid: str = "", **kw: Any) -> ItemUpdate:
+    global _n
+    _n += 1
+    return ItemUpdate(eid or f"m{_n}", i, ts, path, **kw)
+
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_unknown_user_and_item_are_empty(store: FeatureStore) -> None:
+    u = await store.get("nobody")
+    assert u.recent == [] and u.counts == {} and u.affinity == {} and u.total == 0
+    it = await store.item("nothing")
+    assert not it.known and it.counts == {} and it.popularity == 0.0
+    assert await store.is_empty()
+    assert await store.popular(10) == [] and await store.fresh(10) == []
+    assert await store.global_counts() == {}
+
+
+async def test_sequence_is_capped_newest_last_with_type_and_ts(store: FeatureStore) -> None:
+    evs = [click("u1", f"i{k}", T0 + k, "view" if k % 2 else "click") for k in range(8)]
+    await store.apply_many(evs[:3])
+    await store.apply_many(evs[3:])
+    u = await store.get("u1")
+    assert u.recent_items == ["i3", "i4", "i5", "i6", "i7"]
+    assert [(e.type, e.ts) for e in u.recent] == [
+        ("view", T0 + 3),
+        ("click", T0 + 4),
+        ("view", T0 + 5),
+        ("click", T0 + 6),
+        ("view", T0 + 7),
+    ]
+    assert u.counts == {"click": 4, "view": 4, ALL: 8}
+
+
+async def test_redelivered_event_changes_nothing(store: FeatureStore) -> None:
+    e = click("u1", "i1", T0, eid="dup-1")
+    r1 = await store.apply_many([e, e])
+    assert r1.applied == {"interaction": 1} and r1.duplicates == {"interaction": 1}
+    assert not await store.update(e)
+    m = item("i9", ("a",), eid="dup-m")
+    imp = ImpressionUpdate("dup-s", "u1", "r1", ("i1", "i2"), T0)
+    r2 = await store.apply_many([m, imp, m, imp])
+    assert r2.applied == {"item": 1, "impression": 1}
+    assert r2.duplicates == {"item": 1, "impression": 1}
+    u = await store.get("u1")
+    assert u.counts == {"click": 1, ALL: 1} and u.recent_items == ["i1"]
+    g = await store.global_counts()
+    assert g == {"click": 1, ALL: 1, "users": 1, "items": 1, IMPRESSIONS: 1}
+    assert (await store.item("i1")).counts == {"click": 1, ALL: 1, IMPRESSIONS: 1}
+
+
+async def test_popularity_is_weighted_and_decays(store: FeatureStore) -> None:
+    await store.apply_many(
+        [
+            click("u1", "a", T0),
+            click("u2", "b", T0 - HOUR),  # one half-life older: worth half
+            click("u3", "c", T0 - HOUR, "purchase", 4.0),
+            click("u4", "d", T0, "view", 0.0),  # weight 0: counted, no popularity
+        ]
+    )
+    top = await store.popular(10, now_ms=T0)
+    assert [i for i, _ in top] == ["c", "a", "b"]
+    vals = dict(top)
+    assert vals["a"] == pytest.approx(1.0)
+    assert vals["b"] == pytest.approx(0.5)
+    assert vals["c"] == pytest.approx(2.0)
+    later = dict(await store.popular(10, now_ms=T0 + 2 * HOUR))
+    assert later["a"] == pytest.approx(0.25)
+    assert (await store.item("d")).counts == {"view": 1, ALL: 1}
+    assert [i for i, _ in await store.popular(1, now_ms=T0)] == ["c"]
+
+
+async def test_popularity_does_not_depend_on_order(store: FeatureStore) -> None:
+    rng = random.Random(3)
+    evs = [click(f"u{k % 7}", f"i{k % 5}", T0 + rng.randint(-5 * HOUR, 0)) for k in range(60)]
+    await store.apply_many(evs)
+    first = dict(await store.popular(5, now_ms=T0))
+    await store.clear()
+    rng.shuffle(evs)
+    await store.apply_many([InteractionUpdate("x" + e.event_id, *_fields(e)) for e in evs])
+    second = dict(await store.popular(5, now_ms=T0))
+    assert first.keys() == second.keys()
+    for k in first:
+        assert first[k] == pytest.approx(second[k], rel=1e-9)
+
+
+def _fields(e: InteractionUpdate) -> tuple[Any, ...]:
+    return (e.user_id, e.item_id, e.type, e.ts, e.weight)
+
+
+async def test_category_affinity_decays_and_uses_item_metadata(store: FeatureStore) -> None:
+    await store.apply_many(
+        [
+            item("i1", ("movies", "comedy")),
+            item("i2", ("books",)),
+            click("u1", "i1", T0),
+            click("u1", "i1", T0 - HOUR, "purchase", 4.0),
+            click("u1", "i2", T0 - 2 * HOUR),
+            click("u1", "unknown", T0),  # no metadata: no affinity
+        ]
+    )
+    store.clock = lambda: T0 / 1000.0  # type: ignore[attr-defined]
+    aff = (await store.get("u1")).affinity
+    assert aff.keys() == {"movies/comedy", "books"}
+    assert aff["movies/comedy"] == pytest.approx(1.0 + 2.0)
+    assert aff["books"] == pytest.approx(0.25)
+
+
+async def test_item_metadata_categories_and_fresh(store: FeatureStore) -> None:
+    await store.apply_many(
+        [
+            item("i1", ("movies", "comedy"), T0, attributes={"year": 1995}, text="Toy Story"),
+            item("i2", ("movies", "drama"), T0 + 10),
+            item("i3", ("books",), T0 + 20),
+            item("i4", (), T0 + 30),
+        ]
+    )
+    it = await store.item("i1")
+    assert it.known and it.category_path == ("movies", "comedy")
+    assert it.attributes == {"year": 1995} and it.text == "Toy Story" and it.added_ts == T0
+    assert await store.categories(["i1", "i3", "i4", "zz"]) == {
+        "i1": "movies/comedy",
+        "i3": "books",
+        "i4": "",
+    }
+    assert await store.fresh(3) == ["i4", "i3", "i2"]
+    assert await store.items() == ["i1", "i2", "i3", "i4"]
+    assert await store.items("movies") == ["i1", "i2"]
+    assert await store.items("movies/drama") == ["i2"]
+    assert await store.category_list() == ["books", "movies", "movies/comedy", "movies/drama"]
+    # an item event again: metadata replaced, category moved, first-seen time kept
+    await store.update(item("i2", ("books", "poetry"), T0 + 99))
+    assert await store.items("movies") == ["i1"]
+    assert await store.items("books") == ["i2", "i3"]
+    assert "movies/drama" not in await store.category_list()
+    assert (await store.item("i2")).added_ts == T0 + 10
+    assert (await store.global_counts())["items"] == 4
+
+
+async def test_impressions_count_per_item(store: FeatureStore) -> None:
+    await store.apply_many(
+        [
+            ImpressionUpdate("s1", "u1", "r1", ("a", "b"), T0),
+            ImpressionUpdate("s2", "u2", "r2", ("b", "c"), T0),
+        ]
+    )
+    got = await store.items_many(["a", "b", "c"])
+    assert [got[i].counts.get(IMPRESSIONS) for i in "abc"] == [1, 2, 1]
+    assert (await store.global_counts())[IMPRESSIONS] == 2
+
+
+async def test_large_batch_and_many_users(store: FeatureStore) -> None:
+    evs = [click(f"u{k % 300}", f"i{k % 50}", T0 + k) for k in range(4500)]
+    evs += evs[:100]  # redelivered tail
+    res = await store.apply_many(evs)
+    assert res.n_applied == 4500 and res.n_duplicates == 100
+    users = await store.get_many([f"u{k}" for k in range(300)] + ["u0"])
+    assert len(users) == 300
+    assert all(u.total == 15 for u in users.values())
+    assert users["u7"].recent_items == [f"i{k % 50}" for k in range(7 + 300 * 10, 4500, 300)]
+    g = await store.global_counts()
+    assert g == {"click": 4500, ALL: 4500, "users": 300}
+
+
+async def test_clear_empties_the_store(store: FeatureStore) -> None:
+    await store.apply_many([click("u1", "i1", T0), item("i1", ("a",))])
+    assert not await store.is_empty()
+    await store.clear()
+    assert await store.is_empty()
+    assert (await store.get("u1")).total == 0 and await store.items() == []
