@@ -23,8 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     from streams.app import bind_handler, create_app
-    from streams.metrics import for_role, instrument
-    from streams.metrics.server import LagMonitor, group_id, start_metrics_server
+    from streams.metrics.server import start_metrics_server
 
     roles = parse_roles(args.role)
     settings = load_settings()
@@ -32,16 +31,12 @@ def run(args: argparse.Namespace) -> int:
     ensure_topics(settings)
     app = create_app(settings, group="-".join(roles))
     handlers = build_handlers(settings, roles)
-    for handler in handlers:
-        bind_handler(app, instrument(handler), partitions=settings.partitions)
-    server = start_metrics_server(settings)
+    # instruments the handlers in place and watches the group's consumer lag
+    server = start_metrics_server(settings, roles=roles, handlers=handlers)
     if server is not None:
         logging.getLogger(__name__).warning("metrics on %s", server.url)
-        group = group_id(settings, "-".join(roles))
-        for handler in handlers:
-            LagMonitor(
-                for_role(handler.name), settings.kafka_bootstrap or "", group, list(handler.topics)
-            ).start()
+    for handler in handlers:
+        bind_handler(app, handler, partitions=settings.partitions)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0

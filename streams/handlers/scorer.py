@@ -62,7 +62,6 @@ class ScorerHandler:
                 except SchemaError:
                     continue  # the joiner produced it; nothing a client waits for
                 self.service.on_feedback(fb)
-                SCORER.observe_feedback(fb.policy, len(fb.clicked_positions))
                 continue
             req, dead, err = decode_or_dead_letter(rec, schemas.Request, self.settings, self.name)
             if req is not None:
@@ -100,13 +99,10 @@ class ScorerHandler:
                 )
                 emits.append(Emit(self.impressions_topic, imp.to_json(), key))
             self.served += 1
-        for name, st in self.service.shadow_stats.items():
-            SCORER.shadow_ctr.labels(policy=name).set(st.ctr)
         return emits
 
     def _error(self, request_id: str, user_id: str, reason: str) -> Emit:
         self.errors += 1
-        SCORER.request_errors.labels(reason=reason.split(":", 1)[0]).inc()
         now = int(time.time() * 1000)
         rec = schemas.Recommendation(
             event_id=f"rec-{request_id}",

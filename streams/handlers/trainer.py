@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 from streams import schemas
 from streams.config import Settings
 from streams.errors import SchemaError
-from streams.metrics import TRAINER
 from streams.runtime import Emit, Record
 from streams.services.trainer_service import TrainerService
 from streams.topics import topic_name
@@ -34,7 +32,6 @@ class TrainerHandler:
             topic_name(settings, "feedback"): schemas.Feedback,
         }
         self.topics = tuple(self._kinds)
-        self._learned = 0
 
     async def handle(self, records: Sequence[Record]) -> list[Emit]:
         """Learn from a batch; publish a snapshot when one is due."""
@@ -72,15 +69,5 @@ class TrainerHandler:
         return []
 
     def _tick(self) -> None:
-        svc = self.service
-        steps = svc.trainer.updates
-        t0 = time.perf_counter()
-        version = svc.tick()
-        if svc.trainer.updates > steps:
-            TRAINER.train_step_seconds.observe(time.perf_counter() - t0)
-            TRAINER.observe_step(
-                svc.stats.last_loss, svc.trainer.events_seen - self._learned, svc.take_feedback_ts()
-            )
-            self._learned = svc.trainer.events_seen
-        if version is not None:
-            TRAINER.observe_snapshot(version)
+        # loss, steps, snapshots are derived from service.stats by streams.metrics.instrument()
+        self.service.tick()
