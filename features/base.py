@@ -259,5 +259,5 @@ class FeatureStore(ABC):
     async def clear(self) -> None:
         """Delete every feature and dedupe mark of this store (its namespace only)."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""

@@ -86,7 +86,8 @@ while i <= n do
   local eid = ARGV[i + 1]
   local fresh = redis.call("SET", ns .. ":seen:" .. eid, "1", "NX", "EX", ttl)
   if kind == "I" then
-    local user, item, typ, ts, w = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6])
+    local user, item, typ, ts = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    local w = tonumber(ARGV[i + 6])
     i = i + 7
     if fresh then
       res[1] = res[1] + 1
@@ -124,7 +125,8 @@ while i <= n do
     end
     i = i + 3 + k
   else
-    local item, ts, path, attrs, hastext, text, cat = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+    local item, ts, path, attrs = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    local hastext, text, cat = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
     local k = tonumber(ARGV[i + 9])
     if fresh then
       res[5] = res[5] + 1
@@ -221,7 +223,7 @@ def _args_of(ev: FeatureEvent) -> list[Any]:
     ]
 
 
-def _s(value: bytes | str) -> str:
+def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -374,7 +376,7 @@ class RedisFeatureStore(FeatureStore):
             return []
         now = self.clock() * 1000.0 if now_ms is None else now_ms
         hl = self.config.popularity_half_life_s
-        rows = await self.client.zrevrange(self._k("pop"), 0, n - 1, withscores=True)
+        rows: Any = await self.client.zrevrange(self._k("pop"), 0, n - 1, withscores=True)
         return [(_s(i), value_now(float(s), now, hl)) for i, s in rows]
 
     async def fresh(self, n: int) -> list[str]:
@@ -386,7 +388,7 @@ class RedisFeatureStore(FeatureStore):
     async def items(self, category: str | None = None) -> list[str]:
         """Catalogue items, optionally under a category prefix."""
         if category is None:
-            rows = await self.client.zrange(self._k("fresh"), 0, -1)
+            rows: Any = await self.client.zrange(self._k("fresh"), 0, -1)
         else:
             rows = await self.client.smembers(self._k("cat", category.strip("/")))
         return sorted(_s(i) for i in rows)
