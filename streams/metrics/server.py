@@ -125,7 +125,7 @@ class LagReader:
                 bootstrap_servers=self.bootstrap, group_id=None, client_id="slatestream-lag"
             )
         try:
-            committed = self._admin.list_consumer_group_offsets(self.group)
+            committed = self._committed()
             tps = [
                 TopicPartition(topic, p)
                 for topic in self.topics
@@ -144,6 +144,13 @@ class LagReader:
             pos = meta.offset if meta is not None and meta.offset >= 0 else begins.get(tp, 0)
             out[(tp.topic, tp.partition)] = max(0, int(ends.get(tp, 0)) - int(pos))
         return out
+
+    def _committed(self) -> dict[Any, Any]:
+        """The group's committed offsets (kafka-python 3.x and 2.x admin APIs)."""
+        admin = self._admin
+        if hasattr(admin, "list_group_offsets"):  # kafka-python >= 3
+            return dict(admin.list_group_offsets({self.group: None}).get(self.group, {}))
+        return dict(admin.list_consumer_group_offsets(self.group))
 
     def close(self) -> None:
         """Close both clients."""
