@@ -111,25 +111,35 @@ class GRUModel(SequentialModel):
         cap = max(self.config.capacity, self.items.n_rows)
         gcap = max(64, 2 * len(self.items.categories))
         self.net = _Net(self.config, cap, gcap, self.is_bayesian)
-        self._init_rows(np.arange(1, self.items.n_rows))
+        self._n_init = 1  # rows below this have been initialised
+        sparse = {"offset", "offset_rho"}
+        named = list(self.net.named_parameters())
+        self._dense_params = [p for n, p in named if n not in sparse]
         self.opt = torch.optim.Adam(
-            self.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+            self._dense_params, lr=self.config.lr, weight_decay=self.config.weight_decay
+        )
+        # item offsets get sparse gradients: only the rows in a step are touched (SparseAdam)
+        self.sparse_opt = torch.optim.SparseAdam(
+            [p for n, p in named if n in sparse], lr=self.config.lr
         )
         self._version = -1
         self._groups_t = torch.zeros((cap, self.items.categories.max_depth), dtype=torch.long)
         self._active_t = torch.zeros(cap, dtype=torch.bool)
+        self._active_rows = torch.zeros(0, dtype=torch.long)
         self._cache: dict[str, np.ndarray] = {}
         self._all_rows: np.ndarray | None = None
         self._sync_items()
 
     # --- table management -------------------------------------------------------------------
     def _init_rows(self, rows: np.ndarray) -> None:
-        """New/reused rows start at the group mean (offset 0) with prior uncertainty."""
+        """New/reused rows start near the group mean (tiny random offset to break symmetry
+        between items of one group) with prior uncertainty."""
         if rows.size == 0:
             return
         idx = torch.as_tensor(rows, dtype=torch.long)
         with torch.no_grad():
-            self.net.offset[idx] = 0.0
+            noise = torch.randn((idx.numel(), self.config.dim), generator=self._gen)
+            self.net.offset[idx] = noise * self.config.init_std
             if self.is_bayesian:
                 self.net.offset_rho[idx] = _inv_softplus(self.config.prior_std)
 
@@ -138,10 +148,10 @@ class GRUModel(SequentialModel):
         new = torch.full((rows, *old.shape[1:]), fill, dtype=old.dtype)
         new[: old.shape[0]] = old
         param.data = new
-        state = self.opt.state.get(param) if hasattr(self, "opt") else None
-        if state:
+        for opt in (getattr(self, "opt", None), getattr(self, "sparse_opt", None)):
+            state = opt.state.get(param) if opt is not None else None
             for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
+                if state and key in state:
                     buf = torch.zeros_like(new)
                     buf[: old.shape[0]] = state[key]
                     state[key] = buf
@@ -165,12 +175,15 @@ class GRUModel(SequentialModel):
             with torch.no_grad():
                 g = torch.randn(net.group.shape[0] - old, self.config.dim, generator=self._gen)
                 net.group[old:] = g * self.config.init_std
+        if items.n_rows > self._n_init:
+            self._init_rows(np.arange(self._n_init, items.n_rows))
+            self._n_init = items.n_rows
         if items.evicted_rows:
             rows = np.asarray(items.evicted_rows, np.int64)
             items.evicted_rows.clear()
             self._init_rows(rows)
             for param in (net.offset, getattr(net, "offset_rho", None)):
-                st = self.opt.state.get(param) if param is not None else None
+                st = self.sparse_opt.state.get(param) if param is not None else None
                 for key in ("exp_avg", "exp_avg_sq"):
                     if st and key in st:
                         st[key][torch.as_tensor(rows)] = 0.0
@@ -179,6 +192,7 @@ class GRUModel(SequentialModel):
         self._groups_t[: gm.shape[0]] = torch.from_numpy(gm)
         self._active_t = torch.zeros(cap, dtype=torch.bool)
         self._active_t[: items.n_rows] = torch.from_numpy(items.active_mask())
+        self._active_rows = torch.nonzero(self._active_t).squeeze(1)
         self._all_rows = None
         self._cache.clear()
         self._version = items.version
@@ -193,9 +207,9 @@ class GRUModel(SequentialModel):
         """Item vectors = sum of category-prefix group vectors + offset (sampled if asked)."""
         net = self.net
         g = F.embedding(self._groups_t[rows], net.group, padding_idx=0).sum(-2)
-        off = F.embedding(rows, net.offset)
+        off = F.embedding(rows, net.offset, sparse=True)
         if sample and self.is_bayesian:
-            std = F.softplus(F.embedding(rows, net.offset_rho))
+            std = F.softplus(F.embedding(rows, net.offset_rho, sparse=True))
             off = off + std * torch.randn(off.shape, generator=self._gen)
         return g + off
 
@@ -238,35 +252,61 @@ class GRUModel(SequentialModel):
         cfg = self.config
         self.net.train()
         n_rows = self.items.n_rows
-        table = self._vectors(torch.arange(n_rows), sample=True)
-        losses: list[torch.Tensor] = []
-        total = torch.zeros(())
-        if batch.sequences:
-            seq_loss = self._sequence_loss(batch, table)
-            if seq_loss is not None:
-                losses.append(seq_loss)
-        if batch.feedback:
-            losses.append(self._slate_loss(batch, table))
-        if not losses:
+        seq = self._sequence_arrays(batch) if batch.sequences else None
+        fb = self._feedback_arrays(batch) if batch.feedback else None
+        if seq is None and fb is None:
             return 0.0
-        total = sum(losses, torch.zeros(()))
-        total = total + self._regulariser(batch)
+        neg: np.ndarray | None = None
+        if cfg.n_negatives > 0:
+            pick = torch.randint(
+                0, self._active_rows.numel(), (cfg.n_negatives,), generator=self._gen
+            )
+            neg = self._active_rows[pick].numpy()
+            parts = [neg]
+            if seq is not None:
+                parts += [seq[0].ravel(), seq[1].ravel()]
+            if fb is not None:
+                parts += [fb[0].ravel(), fb[2].ravel()]
+            uniq = np.unique(np.concatenate(parts))
+        else:
+            uniq = np.arange(n_rows)
+        remap = np.zeros(n_rows, np.int64)
+        remap[uniq] = np.arange(uniq.size)
+        uniq_t = torch.from_numpy(uniq)
+        table = self._vectors(uniq_t, sample=True)
+        losses: list[torch.Tensor] = []
+        if seq is not None:
+            x, y, w = seq
+            neg_r = None if neg is None else remap[neg]
+            losses.append(self._sequence_loss(remap[x], y, remap[y], w, table, neg_r))
+        if fb is not None:
+            hx, hlen, slates, target, lens = fb
+            losses.append(
+                self._slate_loss(remap[hx], hlen, slates, remap[slates], target, lens, table)
+            )
+        total = sum(losses, torch.zeros(())) + self._regulariser(batch, uniq_t)
         self.opt.zero_grad(set_to_none=True)
+        self.sparse_opt.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
         if cfg.max_grad_norm:
-            nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+            nn.utils.clip_grad_norm_(self._dense_params, cfg.max_grad_norm)
         self.opt.step()
+        self.sparse_opt.step()
         self._cache.clear()
         return float(total.detach())
 
-    def _regulariser(self, batch: TrainingBatch) -> torch.Tensor:
+    def _regulariser(self, batch: TrainingBatch, rows: torch.Tensor) -> torch.Tensor:
+        """MAP Gaussian prior on the offsets of the rows in this step (toward group mean)."""
         if self.config.offset_l2 <= 0:
             return torch.zeros(())
-        return self.config.offset_l2 * self.net.offset[: self.items.n_rows].pow(2).sum(-1).mean()
+        off = F.embedding(rows, self.net.offset, sparse=True)
+        return self.config.offset_l2 * off.pow(2).sum(-1).mean()
 
-    def _sequence_loss(self, batch: TrainingBatch, table: torch.Tensor) -> torch.Tensor | None:
-        cfg = self.config
-        lmax = cfg.max_len + 1
+    def _sequence_arrays(
+        self, batch: TrainingBatch
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Padded inputs x, targets y and per-target weights w (0 = no loss) as arrays."""
+        lmax = self.config.max_len + 1
         seqs = [s[-lmax:] for s in batch.sequences]
         width = max(len(s) for s in seqs) - 1
         if width < 1:
@@ -288,44 +328,51 @@ class GRUModel(SequentialModel):
             else:
                 w[i, st - 1 : n - 1] = 1.0
         w[y == 0] = 0.0
-        mask = torch.from_numpy(w > 0)
-        if not bool(mask.any()):
+        if not (w > 0).any():
             return None
-        xt, yt, wt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(w)
-        hs = self._encode(xt, table, train=True)
+        return x, y, w
+
+    def _sequence_loss(
+        self,
+        x: np.ndarray,
+        y_rows: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray,
+        table: torch.Tensor,
+        neg: np.ndarray | None,
+    ) -> torch.Tensor:
+        """Weighted softmax (full or shared-sampled) next-item loss; x, y index `table`."""
+        mask_np = w > 0
+        mask = torch.from_numpy(mask_np)
+        hs = self._encode(torch.from_numpy(x), table, train=True)
         u = self._out(hs[mask], sample=True)
-        targets = yt[mask]
-        weights = wt[mask]
-        if cfg.n_negatives > 0:
-            active = torch.nonzero(self._active_t[: self.items.n_rows]).squeeze(1)
-            pick = torch.randint(0, active.numel(), (cfg.n_negatives,), generator=self._gen)
-            neg = active[pick]
+        targets = torch.from_numpy(y[mask_np])
+        weights = torch.from_numpy(w[mask_np])
+        if neg is not None:
+            neg_t = torch.from_numpy(neg)
             pos_logit = self._pair_logits(u, table[targets].unsqueeze(1))
-            neg_logit = self._logits(u, table[neg])
-            neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == targets.unsqueeze(1), -1e9)
+            neg_logit = self._logits(u, table[neg_t])
+            neg_logit = neg_logit.masked_fill(neg_t.unsqueeze(0) == targets.unsqueeze(1), -1e9)
             logits = torch.cat([pos_logit, neg_logit], dim=1)
             ce = F.cross_entropy(logits, torch.zeros_like(targets), reduction="none")
-        else:
+        else:  # table holds every row in order
             logits = self._logits(u, table)
-            logits = logits.masked_fill(~self._active_t[: self.items.n_rows], -1e9)
+            logits = logits.masked_fill(~self._active_t[: table.shape[0]], -1e9)
             ce = F.cross_entropy(logits, targets, reduction="none")
         return (ce * weights).sum() / weights.sum()
 
-    def _slate_loss(self, batch: TrainingBatch, table: torch.Tensor) -> torch.Tensor:
+    def _feedback_arrays(
+        self, batch: TrainingBatch
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Histories (padded), their lengths, slates (padded), click targets, slate lengths."""
         cfg = self.config
         fb = batch.feedback
         n = len(fb)
         hist = [h[-cfg.max_len :] for h, _, _ in fb]
         hlen = np.asarray([len(h) for h in hist], np.int64)
-        width = max(1, int(hlen.max()))
-        x = np.zeros((n, width), np.int64)
+        hx = np.zeros((n, max(1, int(hlen.max()))), np.int64)
         for i, h in enumerate(hist):
-            x[i, : len(h)] = h
-        hs = self._encode(torch.from_numpy(x), table, train=True)
-        last = torch.from_numpy(np.maximum(hlen - 1, 0))
-        h_last = hs[torch.arange(n), last]
-        h_last = h_last * torch.from_numpy(hlen > 0).unsqueeze(1).float()
-        u = self._out(h_last, sample=True)
+            hx[i, : len(h)] = h
         k = min(cfg.max_slate_len, max(len(s) for _, s, _ in fb))
         slates = np.zeros((n, k), np.int64)
         target = np.zeros((n, k + 1), np.float32)
@@ -339,9 +386,27 @@ class GRUModel(SequentialModel):
                 target[i, 1 + np.asarray(hits)] = 1.0
             else:
                 target[i, 0] = 1.0
-        st = torch.from_numpy(slates)
-        logits = self._pair_logits(u, table[st])
-        logits = logits.masked_fill(st == 0, -1e9)
+        return hx, hlen, slates, target, lens
+
+    def _slate_loss(
+        self,
+        hx: np.ndarray,
+        hlen: np.ndarray,
+        slate_rows: np.ndarray,
+        slates: np.ndarray,
+        target: np.ndarray,
+        lens: np.ndarray,
+        table: torch.Tensor,
+    ) -> torch.Tensor:
+        """Slate likelihood: softmax over the shown items plus a no-click logit per length."""
+        n = hx.shape[0]
+        hs = self._encode(torch.from_numpy(hx), table, train=True)
+        last = torch.from_numpy(np.maximum(hlen - 1, 0))
+        h_last = hs[torch.arange(n), last]
+        h_last = h_last * torch.from_numpy(hlen > 0).unsqueeze(1).float()
+        u = self._out(h_last, sample=True)
+        logits = self._pair_logits(u, table[torch.from_numpy(slates)])
+        logits = logits.masked_fill(torch.from_numpy(slate_rows == 0), -1e9)
         no_click = self.net.no_click[torch.from_numpy(lens)].unsqueeze(1)
         logp = F.log_softmax(torch.cat([no_click, logits], dim=1), dim=1)
         tt = torch.from_numpy(target)
@@ -460,12 +525,14 @@ class BayesGRUModel(GRUModel):
     kind: ClassVar[str] = "bayes-gru"
     is_bayesian: ClassVar[bool] = True
 
-    def _regulariser(self, batch: TrainingBatch) -> torch.Tensor:
+    def _regulariser(self, batch: TrainingBatch, rows: torch.Tensor) -> torch.Tensor:
+        """ELBO's KL / N: item offsets of this step's rows (all rows under the full softmax)
+        plus the output layer."""
         cfg = self.config
         net = self.net
-        n = self.items.n_rows
-        active = self._active_t[:n].unsqueeze(1).float()
-        mu, std = net.offset[:n], F.softplus(net.offset_rho[:n])
+        active = self._active_t[rows].unsqueeze(1).float()
+        mu = F.embedding(rows, net.offset, sparse=True)
+        std = F.softplus(F.embedding(rows, net.offset_rho, sparse=True))
         kl_items = _kl_normal(mu, std, cfg.prior_std) * active
         kl_out = _kl_normal(net.out.weight, F.softplus(net.out_w_rho), cfg.out_prior_std)
         kl_b = _kl_normal(net.out.bias, F.softplus(net.out_b_rho), cfg.out_prior_std)

@@ -41,6 +41,8 @@ class TrainerConfig:
     step_every_events: int = 64
     step_every_ms: float = 1000.0
     batch_users: int = 64
+    train_len: int = 20  # rows per user per step (context + targets), <= max_len + 1
+    targets_per_user: int = 8  # loss positions per user per step (fresh events always count)
     max_users: int = 100_000
     feedback_buffer: int = 10_000
     batch_feedback: int = 32
@@ -55,6 +57,8 @@ class TrainerConfig:
         """Raise ValueError on an invalid setting."""
         if min(self.max_len, self.step_every_events, self.batch_users, self.max_users) < 1:
             raise ValueError("max_len, step_every_events, batch_users, max_users must be >= 1")
+        if self.train_len < 2 or self.targets_per_user < 1:
+            raise ValueError("train_len must be >= 2 and targets_per_user >= 1")
         if self.step_every_ms <= 0 or self.snapshot_every_s <= 0:
             raise ValueError("step_every_ms and snapshot_every_s must be > 0")
         if self.snapshot_every_updates < 1 or self.feedback_buffer < 1:
@@ -214,9 +218,15 @@ class OnlineTrainer:
         for uid in users:
             buf = self._users[uid]
             rows = np.fromiter(buf.rows, np.int64, len(buf.rows))
+            wts = np.fromiter(buf.weights, np.float32, len(buf.weights))
+            if self.replay:
+                keep = min(len(rows), max(cfg.train_len, buf.n_new + 1))
+                rows, wts = rows[-keep:], wts[-keep:]
+                starts.append(max(1, len(rows) - max(cfg.targets_per_user, buf.n_new)))
+            else:
+                starts.append(max(0, len(rows) - buf.n_new))
             seqs.append(rows)
-            weights.append(np.fromiter(buf.weights, np.float32, len(buf.weights)))
-            starts.append(1 if self.replay else max(0, len(rows) - buf.n_new))
+            weights.append(wts)
         for uid in self._dirty:
             self._users[uid].n_new = 0
         self._dirty.clear()

@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     names = [m.strip() for m in str(args.model).split(",") if m.strip()]
     unknown = [m for m in names if m not in MODEL_NAMES]
     if not names or unknown:
-        return _err(f"unknown model {unknown or args.model!r}; choose from {', '.join(MODEL_NAMES)}")
+        return _err(
+            f"unknown model {unknown or args.model!r}; choose from {', '.join(MODEL_NAMES)}"
+        )
     if args.protocol == "loo" and len(names) != 1:
         return _err("--protocol loo takes exactly one --model")
     if args.epochs < 1 or args.patience < 1 or args.dim < 1 or args.hidden < 1:

@@ -1,0 +1,147 @@
+"""Benchmark: incremental training throughput (events/s) and single-user scoring latency.
+
+`run(quick)` returns measured numbers; `python -m bench.bench_training [--quick]` prints
+them as JSON. Synthetic stream: 10,000 items in 50 categories, 2,000 users whose next
+item follows a noisy walk in item space; embedding dim 64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.gru import BayesGRUModel, GRUConfig, GRUModel
+from models.online_trainer import OnlineTrainer, TrainerConfig
+
+N_ITEMS = 10_000
+N_CATS = 50
+
+
+def _stream(n_events: int, n_users: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, n_users, n_events)
+    pos = rng.integers(0, N_ITEMS, n_users)
+    items = np.empty(n_events, np.int64)
+    for k, u in enumerate(users):
+        pos[u] = (pos[u] + rng.integers(1, 20)) % N_ITEMS
+        items[k] = pos[u]
+    return users, items
+
+
+def _catalogue(model: GRUModel) -> None:
+    for i in range(N_ITEMS):
+        model.admit(f"i{i}", f"cat{i % N_CATS}/sub{i % 7}")
+
+
+def bench_training(
+    n_events: int, cfg: TrainerConfig, n_negatives: int, dim: int = 64, seed: int = 0
+) -> dict[str, Any]:
+    """Events/s of OnlineTrainer.on_interaction (gradient steps included)."""
+    model = GRUModel(GRUConfig(dim=dim, hidden=2 * dim, n_negatives=n_negatives, seed=seed))
+    _catalogue(model)
+    trainer = OnlineTrainer(model, cfg)
+    users, items = _stream(n_events + 2000, 2000, seed)
+    user_ids = [f"u{u}" for u in users]
+    item_ids = [f"i{i}" for i in items]
+    for k in range(2000):  # warm-up: fill the replay buffer, first steps
+        trainer.on_interaction(user_ids[k], item_ids[k], "click", k)
+    updates0 = trainer.updates
+    t0 = time.perf_counter()
+    for k in range(2000, 2000 + n_events):
+        trainer.on_interaction(user_ids[k], item_ids[k], "click", k)
+    dt = time.perf_counter() - t0
+    return {
+        "events": n_events,
+        "seconds": round(dt, 3),
+        "events_per_s": round(n_events / dt),
+        "updates": trainer.updates - updates0,
+        "ms_per_update": round(1000 * dt / max(1, trainer.updates - updates0), 2),
+        "step_every_events": cfg.step_every_events,
+        "batch_users": cfg.batch_users,
+        "n_negatives": n_negatives,
+        "dim": dim,
+    }
+
+
+def _timeit(fn: Any, repeats: int) -> dict[str, float]:
+    for _ in range(min(20, repeats)):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    ms = np.asarray(times) * 1000
+    return {
+        "p50_ms": round(float(np.median(ms)), 4),
+        "p99_ms": round(float(np.quantile(ms, 0.99)), 4),
+    }
+
+
+def bench_scoring(repeats: int, dim: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Latency of scoring one user over all 10,000 items (and related calls)."""
+    out: dict[str, Any] = {"n_items": N_ITEMS, "dim": dim}
+    for cls in (GRUModel, BayesGRUModel):
+        model = cls(GRUConfig(dim=dim, hidden=2 * dim, n_negatives=256, seed=seed))
+        _catalogue(model)
+        trainer = OnlineTrainer(model, TrainerConfig(step_every_events=64))
+        users, items = _stream(2000, 200, seed)
+        for u, i in zip(users, items, strict=True):
+            trainer.on_interaction(f"u{u}", f"i{i}")
+        hist = trainer.history("u1")
+        state = model.user_state(hist)
+        model.score(state)  # build the scoring cache once (rebuilt after each update)
+        res = {
+            "score_all_items": _timeit(lambda m=model, s=state: m.score(s), repeats),
+            "user_state_50": _timeit(lambda m=model, h=hist: m.user_state(h[-50:]), repeats // 2),
+            "rank_top10": _timeit(lambda m=model, s=state: m.rank(s, 10), repeats // 2),
+        }
+        if cls is BayesGRUModel:
+            rng = np.random.default_rng(0)
+            res["sample_scores_10x10000"] = _timeit(
+                lambda m=model, s=state, g=rng: m.sample_scores(s, None, 10, g), repeats // 5
+            )
+        out[cls.kind] = res
+    return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Run both benchmarks; `quick` uses fewer events/repeats (numbers are still measured)."""
+    threads = torch.get_num_threads()
+    n_events = 10_000 if quick else 50_000
+    repeats = 200 if quick else 2000
+    default_cfg = TrainerConfig()
+    fast_cfg = TrainerConfig(step_every_events=128, batch_users=32)
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": threads,
+            "python": platform.python_version(),
+        },
+        "quick": quick,
+        "training_default": bench_training(n_events, default_cfg, n_negatives=256),
+        "training_fast": bench_training(n_events, fast_cfg, n_negatives=256),
+        "scoring": bench_scoring(repeats),
+    }
+
+
+def main() -> None:
+    """CLI entry: print the measurements as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(json.dumps(run(quick=args.quick), indent=1))
+
+
+if __name__ == "__main__":
+    main()
