@@ -22,6 +22,7 @@ from features.base import (
     StoreConfig,
     UserFeatures,
 )
+from features.join import JoinState, MemoryJoinState, join_state_for, open_join_state
 
 
 class StoreURLError(ValueError):
@@ -52,9 +53,13 @@ __all__ = [
     "InteractionUpdate",
     "ItemFeatures",
     "ItemUpdate",
+    "JoinState",
+    "MemoryJoinState",
     "RecentEvent",
     "StoreConfig",
     "StoreURLError",
     "UserFeatures",
+    "join_state_for",
+    "open_join_state",
     "open_store",
 ]
