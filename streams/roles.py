@@ -31,11 +31,9 @@ def parse_roles(text: str) -> list[str]:
 def build_handlers(settings: Settings, roles: Sequence[str], store: Any = None) -> list[Handler]:
     """Handlers for `roles`, sharing one feature store (opened from settings if not given)."""
     from features import open_store
-    from streams.handlers.scorer import ScorerHandler
-    from streams.handlers.trainer import TrainerHandler
-    from streams.services.scorer_service import ScorerConfig, ScorerService
-    from streams.services.store_view import StoreView
 
+    # role imports stay inside their branch: trainer/scorer pull in torch and river
+    # (~550 MB RSS), which a features/joiner worker must not pay for
     store = store if store is not None else open_store(settings.effective_store_url)
     out: list[Handler] = []
     for role in roles:
@@ -48,9 +46,14 @@ def build_handlers(settings: Settings, roles: Sequence[str], store: Any = None) 
 
             out.append(JoinerHandler(settings, store))
         elif role == "trainer":
+            from streams.handlers.trainer import TrainerHandler
+
             out.append(TrainerHandler(settings))
         elif role == "scorer":
             from models.registry import ModelRegistry, SnapshotWatcher
+            from streams.handlers.scorer import ScorerHandler
+            from streams.services.scorer_service import ScorerConfig, ScorerService
+            from streams.services.store_view import StoreView
 
             watcher = SnapshotWatcher(ModelRegistry(settings.effective_registry))
             cfg = ScorerConfig(
