@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -42,6 +43,8 @@ def create_app(settings: Settings, group: str, **overrides: Any) -> faust.App:
         "datadir": str(settings.state_dir / "faust" / group),
     }
     conf.update(overrides)
+    # Faust creates datadir without parents: make sure a fresh state dir works
+    Path(str(conf["datadir"])).parent.mkdir(parents=True, exist_ok=True)
     return faust.App(f"{settings.topic_prefix}-{group}", **conf)
 
 
