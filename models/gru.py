@@ -546,13 +546,13 @@ class BayesGRUModel(GRUModel):
         self._sync_items()
         c = self._np()
         h = np.asarray(user_state, np.float32)
-        w = c["W"][None] + c["Wstd"][None] * rng.standard_normal(
-            (n_samples, *c["W"].shape), dtype=np.float32
-        )
-        b = c["b"][None] + c["bstd"][None] * rng.standard_normal(
-            (n_samples, c["b"].size), dtype=np.float32
-        )
-        u = np.einsum("sdh,h->sd", w, h) + b  # (S, d)
+        # u = W h + b with independent Gaussian entries of W and b is itself Gaussian with
+        # independent coordinates: sample u directly (exact, d normals per draw, not d*h)
+        u_mean = c["W"] @ h + c["b"]
+        u_std = np.sqrt((c["Wstd"] ** 2) @ (h * h) + c["bstd"] ** 2)
+        u = u_mean[None] + u_std[None] * rng.standard_normal(
+            (n_samples, u_mean.size), dtype=np.float32
+        )  # (S, d)
         m, s2 = c["M"][rows], c["S2"][rows]
         if self.config.scoring == "dot":
             mean = u @ m.T
