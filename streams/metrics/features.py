@@ -6,8 +6,8 @@ reason, consumer lag, errors — see `streams.metrics.common`) it measures:
 - `store_op_seconds{op}`: latency of one feature-store operation (get, get_many, update, …);
 - `store_ops_total{op}`: store operations, by op;
 - `freshness_seconds`: event time (`ts` of the interaction/impression/item) to the moment its
-  features were durably updated — "how old is what the scorer can see" (sampled by
-  `instrument()`: first and last event of each batch);
+  features were durably updated — "how old is what the scorer can see" (the handler
+  observes the oldest and newest event of each batch);
 - `updates_total{kind}`: events applied to the store, by kind (interaction, impression, item);
 - `duplicates_total{kind}`: events skipped because their event_id was already applied.
 
@@ -23,15 +23,12 @@ Call from a handler::
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from streams.metrics.common import FRESHNESS_BUCKETS, LATENCY_BUCKETS, RoleMetrics, num, parse
-from streams.runtime import Emit, Record
-
-EVENT_TOPICS = (".interactions", ".impressions", ".items")
+from streams.metrics.common import FRESHNESS_BUCKETS, LATENCY_BUCKETS, RoleMetrics
 
 
 class FeaturesMetrics(RoleMetrics):
@@ -67,16 +64,6 @@ class FeaturesMetrics(RoleMetrics):
         """Record event time → features updated for one event (`ts` in epoch ms)."""
         now = time.time() if now is None else now
         self.freshness.observe(max(0.0, now - event_ts_ms / 1000.0))
-
-    def derive(
-        self, handler: object, records: Sequence[Record], emits: Sequence[Emit], now: float
-    ) -> None:
-        """Freshness, sampled: event `ts` of the first and last event record of each batch."""
-        events = [r for r in records if r.topic.endswith(EVENT_TOPICS)]
-        for r in {id(x): x for x in events[:1] + events[-1:]}.values():
-            ts = num(parse(r.value), "ts")
-            if ts is not None:
-                self.observe_freshness(int(ts), now)
 
 
 FEATURES = FeaturesMetrics()

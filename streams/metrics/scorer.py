@@ -17,17 +17,15 @@ Besides the common role metrics (see `streams.metrics.common`) it measures:
 - `reloads_total` and `snapshot_load_seconds`: hot reloads, and freshness "snapshot written
   → loaded by the scorer".
 
-`instrument(handler)` derives from the contract, per batch: request latency (`latency_ms`),
-request age (request `ts` → `served_at`), recommendations / slate items / errors by policy
-from the recommendations emitted, feedback and clicks by policy from the feedback
-consumed, and reloads / model version / snapshot → loaded from `service.model_version` and
-the registry's `created_at`; shadow CTRs from `service.shadow_stats`. The scorer itself
-only adds what it alone knows, the exploration::
+The scorer handler records serving and reloads itself::
 
     from streams.metrics import SCORER
-    SCORER.explored_items.labels(policy=arm).inc(n_positions_not_greedy)
+    SCORER.observe_served(policy, latency_s, request_ts_ms, k=len(slate), explored=n_explored)
+    SCORER.observe_reload(version="v3", snapshot_written_at=ts)
 
-Without `instrument()`, `observe_served`, `observe_feedback`, `observe_reload` do it all.
+and `instrument(handler)` adds, besides the common metrics, feedback and clicks by policy
+from the feedback records consumed (the public contract; the handler must not call
+`observe_feedback` as well) and shadow CTRs from `service.shadow_stats`.
 """
 
 from __future__ import annotations
@@ -43,7 +41,6 @@ from streams.metrics.common import (
     LATENCY_BUCKETS,
     RoleMetrics,
     label,
-    num,
     parse,
 )
 from streams.metrics.trainer import version_number
@@ -96,7 +93,6 @@ class ScorerMetrics(RoleMetrics):
             buckets=FRESHNESS_BUCKETS,
         )
         self._snapshot_at = math.nan
-        self._seen_version = "none"
 
     def _snapshot_age(self) -> float:
         return time.time() - self._snapshot_at if not math.isnan(self._snapshot_at) else -1.0
@@ -143,71 +139,20 @@ class ScorerMetrics(RoleMetrics):
     def derive(
         self, handler: object, records: Sequence[Record], emits: Sequence[Emit], now: float
     ) -> None:
-        """Served slates from the recommendations out; CTR from feedback in; model reloads."""
-        request_ts: dict[str, float] = {}
+        """CTR inputs from the feedback consumed; shadow CTRs from `service.shadow_stats`."""
         for r in records:
-            if r.topic.endswith(".requests"):
-                req = parse(r.value)
-                ts = num(req, "ts")
-                if ts is not None and isinstance(req.get("request_id"), str | int):
-                    request_ts[str(req["request_id"])] = ts
-            elif r.topic.endswith(".feedback"):
+            if r.topic.endswith(".feedback"):
                 fb = parse(r.value)
                 clicks = fb.get("clicks")
                 self.observe_feedback(
                     label(fb, "policy"), len(clicks) if isinstance(clicks, list) else 0
                 )
-        for e in emits:
-            if not e.topic.endswith(".recommendations"):
-                continue
-            rec = parse(e.value)
-            error = rec.get("error")
-            if isinstance(error, str) and error:
-                self.request_errors.labels(reason=error[:64]).inc()
-            latency = num(rec, "latency_ms")
-            slate = rec.get("slate")
-            served_at = num(rec, "served_at")
-            rts = request_ts.get(str(rec.get("request_id")))
-            policy = label(rec, "policy", "unknown")
-            self.request_seconds.observe((latency or 0.0) / 1000.0)
-            if rts is not None:
-                end = served_at / 1000.0 if served_at is not None else now
-                self.request_age.observe(max(0.0, end - rts / 1000.0))
-            if not error:
-                self.recommendations.labels(policy=policy).inc()
-                if isinstance(slate, list) and slate:
-                    self.slate_items.labels(policy=policy).inc(len(slate))
-        self._bridge_service(getattr(handler, "service", None), now)
-
-    def _bridge_service(self, service: object, now: float) -> None:
-        """Model version changes (hot reloads) and shadow CTRs of a ScorerService."""
-        if service is None:
-            return
-        version = getattr(service, "model_version", None)
-        if isinstance(version, str) and version != self._seen_version:
-            self._seen_version = version
-            number = version_number(version)
-            if not math.isnan(number):
-                written = _created_at(getattr(service, "watcher", None), int(number))
-                self.observe_reload(version, written, now)
-        shadows = getattr(service, "shadow_stats", None)
+        shadows = getattr(getattr(handler, "service", None), "shadow_stats", None)
         if isinstance(shadows, dict):
             for name, st in shadows.items():
                 ctr = getattr(st, "ctr", None)
                 if isinstance(ctr, float | int):
                     self.shadow_ctr.labels(policy=str(name)[:64]).set(float(ctr))
-
-
-def _created_at(watcher: object, version: int) -> float | None:
-    """created_at of a snapshot from the watcher's registry metadata, when it has one."""
-    read_meta = getattr(getattr(watcher, "registry", None), "read_meta", None)
-    if read_meta is None:
-        return None
-    try:
-        created = read_meta(version).get("created_at")
-    except Exception:
-        return None
-    return float(created) if isinstance(created, int | float) else None
 
 
 SCORER = ScorerMetrics()

@@ -44,13 +44,17 @@ def test_parse_duration() -> None:
 
 
 class Scoring:
-    """Answers each request with a 2-item slate; the first half took 2 ms, the rest 40 ms."""
+    """Answers each request with a 2-item slate; the first half took 2 ms, the rest 40 ms.
+
+    Records serving like the real scorer handler does (observe_served).
+    """
 
     name = "scorer"
     topics = ("p.requests",)
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: ScorerMetrics) -> None:
         self.n = 0
+        self.metrics = metrics
 
     async def handle(self, records):
         out = []
@@ -63,13 +67,15 @@ class Scoring:
                 "latency_ms": 2.0 if self.n <= 50 else 40.0,
                 "served_at": int(time.time() * 1000),
             }
+            self.metrics.observe_served("ts", rec["latency_ms"] / 1000.0, k=2)
             out.append(Emit("p.recommendations", json.dumps(rec).encode()))
         return out
 
 
 def test_sampler_derives_rates_and_quantiles(tmp_path) -> None:
     reg = CollectorRegistry()
-    h = InstrumentedHandler(Scoring(), ScorerMetrics(reg))
+    metrics = ScorerMetrics(reg)
+    h = InstrumentedHandler(Scoring(metrics), metrics)
     clock = [1000.0]
     sampler = RegistrySampler(reg, window_s=5.0, clock=lambda: clock[0])
     sampler.sample()
