@@ -79,16 +79,12 @@ local function item_cat(item)
   end
   return c
 end
-local i = 6
-local n = #ARGV
-while i <= n do
-  local kind = ARGV[i]
-  local eid = ARGV[i + 1]
-  local fresh = redis.call("SET", ns .. ":seen:" .. eid, "1", "NX", "EX", ttl)
+local evs = cjson.decode(ARGV[6])
+for _, e in ipairs(evs) do
+  local kind = e[1]
+  local fresh = redis.call("SET", ns .. ":seen:" .. e[2], "1", "NX", "EX", ttl)
   if kind == "I" then
-    local user, item, typ, ts = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-    local w = tonumber(ARGV[i + 6])
-    i = i + 7
+    local user, item, typ, ts, w = e[3], e[4], e[5], e[6], e[7]
     if fresh then
       res[1] = res[1] + 1
       local s = useq[user]
@@ -115,19 +111,16 @@ while i <= n do
       res[2] = res[2] + 1
     end
   elseif kind == "M" then
-    local k = tonumber(ARGV[i + 2])
     if fresh then
       res[3] = res[3] + 1
       ginc("impressions", 1)
-      for j = 1, k do inc(icnt, iorder, ARGV[i + 2 + j], "impressions") end
+      for _, it in ipairs(e[3]) do inc(icnt, iorder, it, "impressions") end
     else
       res[4] = res[4] + 1
     end
-    i = i + 3 + k
   else
-    local item, ts, path, attrs = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-    local hastext, text, cat = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
-    local k = tonumber(ARGV[i + 9])
+    -- item: id, ts, path json, attrs json, text (false = none), cat, prefixes
+    local item, ts, path, attrs, text, cat, prefixes = e[3], e[4], e[5], e[6], e[7], e[8], e[9]
     if fresh then
       res[5] = res[5] + 1
       local mkey = ns .. ":i:" .. item .. ":m"
@@ -143,24 +136,22 @@ while i <= n do
       else
         ginc("items", 1)
       end
-      local pfx = {}
-      for j = 1, k do
-        local p = ARGV[i + 9 + j]
-        pfx[j] = p
+      for _, p in ipairs(prefixes) do
         redis.call("SADD", ns .. ":cat:" .. p, item)
         redis.call("SADD", ns .. ":cats", p)
       end
       redis.call("DEL", mkey)
       local fields = {"path", path, "attrs", attrs, "cat", cat, "ts", added}
-      if k > 0 then fields[#fields + 1] = "pfx"; fields[#fields + 1] = cjson.encode(pfx) end
-      if hastext == "1" then fields[#fields + 1] = "text"; fields[#fields + 1] = text end
+      if #prefixes > 0 then
+        fields[#fields + 1] = "pfx"; fields[#fields + 1] = cjson.encode(prefixes)
+      end
+      if text then fields[#fields + 1] = "text"; fields[#fields + 1] = text end
       redis.call("HSET", mkey, unpack(fields))
       redis.call("ZADD", ns .. ":fresh", added, item)
       catcache[item] = cat
     else
       res[6] = res[6] + 1
     end
-    i = i + 10 + k
   end
 end
 for _, user in ipairs(uorder) do
@@ -202,12 +193,12 @@ return res
 _KINDS = ("interaction", "impression", "item")
 
 
-def _args_of(ev: FeatureEvent) -> list[Any]:
+def _row(ev: FeatureEvent) -> list[Any]:
+    """One event as the JSON row the script reads (ts as a string: exact in Lua)."""
     if isinstance(ev, InteractionUpdate):
-        return ["I", ev.event_id, ev.user_id, ev.item_id, ev.type, str(ev.ts), repr(ev.weight)]
+        return ["I", ev.event_id, ev.user_id, ev.item_id, ev.type, str(ev.ts), ev.weight]
     if isinstance(ev, ImpressionUpdate):
-        return ["M", ev.event_id, str(len(ev.slate)), *ev.slate]
-    pfx = category_prefixes(ev.category_path)
+        return ["M", ev.event_id, list(ev.slate)]
     return [
         "T",
         ev.event_id,
@@ -215,11 +206,9 @@ def _args_of(ev: FeatureEvent) -> list[Any]:
         str(ev.ts),
         json.dumps(list(ev.category_path)),
         json.dumps(dict(ev.attributes), sort_keys=True),
-        "0" if ev.text is None else "1",
-        ev.text or "",
+        False if ev.text is None else ev.text,
         ev.category,
-        str(len(pfx)),
-        *pfx,
+        category_prefixes(ev.category_path),
     ]
 
 
@@ -291,10 +280,9 @@ class RedisFeatureStore(FeatureStore):
         return res
 
     async def _run(self, head: list[str], chunk: Sequence[FeatureEvent], pipe: Any) -> Any:
-        args: list[Any] = list(head)
-        for ev in chunk:
-            args.extend(_args_of(ev))
-        return await self._apply(keys=[], args=args, client=pipe)
+        # the whole chunk as one JSON argument: cheap to pack in Python, decoded in C by cjson
+        rows = json.dumps([_row(ev) for ev in chunk], separators=(",", ":"))
+        return await self._apply(keys=[], args=[*head, rows], client=pipe)
 
     # --- reads ----------------------------------------------------------------------------
     async def get_many(self, user_ids: Sequence[str]) -> dict[str, UserFeatures]:

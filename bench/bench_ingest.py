@@ -1,0 +1,383 @@
+"""Ingest benchmark: Kafka → feature worker (Faust) → Redis, beside a bare aiokafka loop.
+
+One run: start (or use) a broker + Redis, produce N interaction events keyed by user,
+then (1) drain the topic with a bare aiokafka consume loop (decode nothing, just count)
+and (2) run one real feature worker process (`slatestream worker --role features`, one
+Faust app) from the beginning of the same topic until the store holds every event.
+Reports events/s of both, their ratio and the worker's peak RSS.
+
+    python -m bench.bench_ingest [--quick] [--events N] [--kafka host:port --redis URL]
+
+Also importable: `run(quick: bool, services=None) -> dict`; `generate_events(...)` is the
+event generator the integration tests use (ground truth included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
+TYPE_WEIGHTS = (50, 35, 8, 4, 3)
+
+
+@dataclass
+class Generated:
+    """Records to publish, in order, with the ground truth computed while generating."""
+
+    records: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # (logical, key, val)
+    user_counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    malformed: list[tuple[str, bytes, str]] = field(default_factory=list)  # (logical, raw, why)
+    n_interactions: int = 0
+    n_impressions: int = 0
+    n_items: int = 0
+    n_duplicates: int = 0
+
+
+def _malformed(rng: random.Random, now_ms: int, max_bytes: int) -> tuple[bytes, str]:
+    """One bad interaction payload and the DLQ reason it must get."""
+    base: dict[str, Any] = {
+        "event_id": uuid.uuid4().hex,
+        "ts": now_ms,
+        "user_id": "u1",
+        "item_id": "i1",
+        "type": "click",
+    }
+    kind = rng.randrange(7)
+    if kind == 0:
+        return b'{"event_id": "broken", "ts": ' + str(now_ms).encode(), "malformed_json"
+    if kind == 1:
+        base["ts"] = "yesterday"
+        return json.dumps(base).encode(), "wrong_type"
+    if kind == 2:
+        del base["item_id"]
+        return json.dumps(base).encode(), "missing_field"
+    if kind == 3:
+        base["schema_version"] = 99
+        return json.dumps(base).encode(), "unknown_schema_version"
+    if kind == 4:
+        base["pad"] = "x" * (max_bytes + 10)
+        return json.dumps(base).encode(), "oversized"
+    if kind == 5:
+        base["ts"] = rng.choice([-5, 1_000, now_ms + 10 * 86_400_000])
+        return json.dumps(base).encode(), "bad_timestamp"
+    base["type"] = "teleport"
+    return json.dumps(base).encode(), "unknown_interaction_type"
+
+
+def generate_events(
+    n: int = 50_000,
+    users: int = 500,
+    items: int = 2_000,
+    duplicate_rate: float = 0.02,
+    malformed_rate: float = 0.01,
+    catalogue: int = 200,
+    impressions_rate: float = 0.02,
+    seed: int = 7,
+    max_bytes: int = 65536,
+    now_ms: int | None = None,
+) -> Generated:
+    """`n` records in total: catalogue items, impressions, interactions, redelivered copies
+    of earlier records (`duplicate_rate`) and bad payloads (`malformed_rate`)."""
+    rng = random.Random(seed)
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    g = Generated()
+    n_dup = int(n * duplicate_rate)
+    n_bad = int(n * malformed_rate)
+    n_good = n - n_dup - n_bad
+    for k in range(min(catalogue, n_good)):
+        ev = {
+            "event_id": f"item-{seed}-{k}",
+            "ts": now - 3_600_000,
+            "item_id": f"i{k}",
+            "category_path": [f"c{k % 5}", f"s{k % 17}"],
+            "attributes": {"rank": k},
+        }
+        g.records.append(("items", f"i{k}".encode(), json.dumps(ev).encode()))
+        g.n_items += 1
+    good_left = n_good - g.n_items
+    slots = ["good"] * good_left + ["dup"] * n_dup + ["bad"] * n_bad
+    rng.shuffle(slots)
+    good_sent: list[tuple[str, bytes, bytes, str, str]] = []
+    for j, slot in enumerate(slots):
+        if slot == "dup" and good_sent:
+            logical, key, val, user, typ = rng.choice(good_sent)
+            g.records.append((logical, key, val))
+            g.n_duplicates += 1
+            continue
+        if slot == "bad":
+            raw, why = _malformed(rng, now, max_bytes)
+            user = f"u{rng.randrange(users)}"
+            g.records.append(("interactions", user.encode(), raw))
+            g.malformed.append(("interactions", raw, why))
+            continue
+        user = f"u{rng.randrange(users)}"
+        ts = now - 600_000 + j
+        if rng.random() < impressions_rate:
+            slate = [f"i{rng.randrange(items)}" for _ in range(5)]
+            ev = {
+                "event_id": f"s-{seed}-{j}",
+                "ts": ts,
+                "user_id": user,
+                "request_id": f"r-{seed}-{j}",
+                "slate": slate,
+            }
+            rec = ("impressions", user.encode(), json.dumps(ev).encode())
+            g.n_impressions += 1
+            good_sent.append((*rec, user, ""))
+        else:
+            typ = rng.choices(TYPES, TYPE_WEIGHTS)[0]
+            ev = {
+                "event_id": f"e-{seed}-{j}",
+                "ts": ts,
+                "schema_version": 1,
+                "user_id": user,
+                "item_id": f"i{min(int(rng.paretovariate(1.2)) - 1, items - 1)}",
+                "type": typ,
+            }
+            rec = ("interactions", user.encode(), json.dumps(ev).encode())
+            g.user_counts[user][typ] += 1
+            g.n_interactions += 1
+            good_sent.append((*rec, user, typ))
+        g.records.append(rec)
+    return g
+
+
+async def produce(bootstrap: str, prefix: str, records: list[tuple[str, bytes, bytes]]) -> float:
+    """Publish records (acks=all) in order; returns seconds taken."""
+    from aiokafka import AIOKafkaProducer
+
+    t0 = time.perf_counter()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024, acks="all"
+    )
+    await producer.start()
+    try:
+        futs = [await producer.send(f"{prefix}.{lg}", v, key=k) for lg, k, v in records]
+        await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - t0
+
+
+async def bare_loop(bootstrap: str, topic: str, expected: int, timeout_s: float = 120) -> float:
+    """Events/s of a bare aiokafka consume loop from the beginning (no decode, no store)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bare-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=2000,
+    )
+    await consumer.start()
+    try:
+        seen = 0
+        t0: float | None = None
+        deadline = time.monotonic() + timeout_s
+        while seen < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+            for msgs in batch.values():
+                if t0 is None and msgs:
+                    t0 = time.perf_counter()
+                seen += len(msgs)
+        dt = time.perf_counter() - (t0 or time.perf_counter())
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+    return seen / dt if dt > 0 else 0.0
+
+
+def worker_env(
+    services: Any, prefix: str, namespace: str, state_dir: str, **extra: str
+) -> dict[str, str]:
+    """Environment of a worker subprocess on these services."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLATESTREAM_")}
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(
+        SLATESTREAM_KAFKA_BOOTSTRAP=services.kafka_bootstrap,
+        SLATESTREAM_REDIS_URL=services.redis_url,
+        SLATESTREAM_STORE_URL=f"{services.redis_url}?namespace={namespace}",
+        SLATESTREAM_TOPIC_PREFIX=prefix,
+        SLATESTREAM_STATE_DIR=state_dir,
+        **extra,
+    )
+    return env
+
+
+def start_worker(env: dict[str, str], roles: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """`python -m streams worker --role ROLES` in its own process group."""
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams", "worker", "--role", roles],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
+    """SIGTERM the worker's group, then SIGKILL."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def rss_mb(pid: int) -> float:
+    """Current resident set size of a process (MB) from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident set size (VmHWM) of a process (MB) from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def _wait_applied(store: Any, expected: int, timeout_s: float) -> tuple[float, float]:
+    """Wait until the store's global interaction count reaches `expected`.
+
+    Returns (time the first update was seen, time the last one was)."""
+    first: float | None = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        total = (await store.global_counts()).get("_all", 0)
+        now = time.perf_counter()
+        if total and first is None:
+            first = now
+        if total >= expected:
+            return first or now, now
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"store reached {total} of {expected} events in {timeout_s}s")
+
+
+async def run_async(quick: bool, services: Any = None, n: int | None = None) -> dict[str, Any]:
+    """The benchmark; starts its own stack when `services` is None."""
+    from deploy import stack
+    from features import open_store
+    from streams.broker import ensure_topics
+    from streams.config import Settings
+
+    own_dir = None
+    if services is None:
+        own_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+        jars = stack.ensure_kafka_jars(stack.default_state_dir())
+        (own_dir / jars.name).symlink_to(jars)
+        st = stack.up(own_dir)
+
+        @dataclass
+        class _S:
+            kafka_bootstrap: str
+            redis_url: str
+
+        services = _S(st.kafka_bootstrap, st.redis_url)
+    n = n or (30_000 if quick else 200_000)
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    ns = f"b{uuid.uuid4().hex[:8]}"
+    settings = Settings(kafka_bootstrap=services.kafka_bootstrap, topic_prefix=prefix, partitions=4)
+    ensure_topics(settings)
+    gen = generate_events(
+        n, users=5_000, duplicate_rate=0.0, malformed_rate=0.0, catalogue=0, impressions_rate=0.0
+    )
+    produce_s = await produce(services.kafka_bootstrap, prefix, gen.records)
+    topic = f"{prefix}.interactions"
+    bare = await bare_loop(services.kafka_bootstrap, topic, gen.n_interactions + 0)
+    # bare loop over every record (items/impressions topics hold a few; count interactions)
+    tmp = tempfile.mkdtemp(prefix="bench-worker-")
+    env = worker_env(services, prefix, ns, tmp)
+    store = open_store(f"{services.redis_url}?namespace={ns}")
+    proc = start_worker(env, "features", Path(tmp) / "worker.log")
+    peak = 0.0
+    try:
+        wait = asyncio.ensure_future(_wait_applied(store, gen.n_interactions, 300))
+        while not wait.done():
+            peak = max(peak, rss_mb(proc.pid))
+            if proc.poll() is not None:
+                wait.cancel()
+                raise RuntimeError(f"worker exited {proc.returncode}; see {tmp}/worker.log")
+            await asyncio.sleep(0.1)
+        first, last = wait.result()
+        peak = max(peak, peak_rss_mb(proc.pid))
+    finally:
+        stop_worker(proc)
+        await store.clear()
+        await store.close()
+        if own_dir is not None:
+            stack.down(own_dir)
+    # the worker's rate over the whole drain: first store update to the last one
+    n_total = len(gen.records)
+    worker_rate = n_total / (last - first) if last > first else 0.0
+    return {
+        "events": n_total,
+        "interactions": gen.n_interactions,
+        "produce_s": round(produce_s, 2),
+        "bare_aiokafka_events_per_s": round(bare),
+        "worker_events_per_s": round(worker_rate),
+        "ratio_worker_to_bare": round(worker_rate / bare, 3) if bare else None,
+        "worker_peak_rss_mb": round(peak, 1),
+        "targets": {"events_per_s": 20_000, "ratio": 0.5, "rss_mb": 300},
+    }
+
+
+def run(quick: bool, services: Any = None) -> dict[str, Any]:
+    """Run the benchmark (sync wrapper); `services` has kafka_bootstrap and redis_url."""
+    return asyncio.run(run_async(quick, services))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: print the results as JSON."""
+    p = argparse.ArgumentParser(prog="python -m bench.bench_ingest", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="30k events instead of 200k")
+    p.add_argument("--events", type=int, default=None)
+    p.add_argument("--kafka", default=None, help="existing broker host:port")
+    p.add_argument("--redis", default=None, help="existing redis URL")
+    args = p.parse_args(argv)
+    services = None
+    if args.kafka and args.redis:
+
+        @dataclass
+        class _S:
+            kafka_bootstrap: str
+            redis_url: str
+
+        services = _S(args.kafka, args.redis)
+    out = asyncio.run(run_async(args.quick, services, args.events))
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
