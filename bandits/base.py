@@ -210,6 +210,11 @@ class SlatePolicy(abc.ABC):
 
     name: str = "policy"
 
+    @property
+    def uses_context(self) -> bool:
+        """Whether slates depend on the request context (OPE caches marginals when not)."""
+        return False
+
     def __init__(self, seed: int | None = None) -> None:
         check_seed(seed)
         self.seed = seed

@@ -132,17 +132,15 @@ def _prepare(
     w = np.zeros((n, kmax))
     c = np.zeros((n, kmax))
     mask = np.zeros((n, kmax), dtype=bool)
-    cache: dict[tuple[int, int, str], tuple[np.ndarray, dict[str, int], tuple[str, ...]]] = {}
+    cache: dict[tuple[int, int, int], tuple[np.ndarray, dict[str, int], tuple[str, ...]]] = {}
     rows: list[np.ndarray] = []
     idxs: list[dict[str, int]] = []
     cand_list: list[tuple[str, ...]] = []
     for r, fb in enumerate(logs):
         cands = fb.candidates if fb.candidates is not None else universe
-        missing = [i for i in fb.slate if i not in set(cands)] if fb.candidates else []
-        if missing:
-            raise FeedbackError(f"record {r}: slate item {missing[0]!r} not among its candidates")
         kk = len(fb.slate) if k is None else min(k, len(fb.slate))
-        ctx_key = "" if fb.context is None else json.dumps(fb.context, sort_keys=True, default=str)
+        # marginals depend on the candidates, k and (for contextual policies) the context
+        ctx_key = r if policy.uses_context else -1
         key = (id(cands) if fb.candidates is None else hash(cands), kk, ctx_key)
         hit = cache.get(key)
         if hit is None:
@@ -150,6 +148,9 @@ def _prepare(
             hit = (marg, {it: j for j, it in enumerate(cands)}, cands)
             cache[key] = hit
         marg, index, cs = hit
+        missing = [i for i in fb.slate if i not in index]
+        if missing:
+            raise FeedbackError(f"record {r}: slate item {missing[0]!r} not among its candidates")
         rows.append(marg)
         idxs.append(index)
         cand_list.append(cs)
@@ -179,7 +180,7 @@ def _dr_terms(prep: _Prepared, logs: Sequence[Feedback], n_folds: int = 2) -> np
         train = [logs[i] for i in range(n) if folds[i] != f]
         model = _fit_reward_model(train if train else logs)
         q_cache: dict[int, np.ndarray] = {}
-        for r in np.flatnonzero(folds == f):
+        for r in np.flatnonzero(folds == f).tolist():
             marg = prep.target_rows[r]
             kk = marg.shape[1]
             exam = model.examination[np.minimum(np.arange(kk), model.max_positions - 1)]
@@ -266,12 +267,14 @@ def _pi_weight(marg: np.ndarray, slate_rows: Sequence[int]) -> float:
     ones gives 1 - (m-1)l/(m-l) + (m-1) sum_j q(j, s_j) + (m-1)/(m-l) sum_{a in s} q(a)
     (for m = l the second subspace vanishes: 1 + (m-1)(sum_j q(j, s_j) - 1)).
     """
-    m, l = marg.shape
+    m, slots = marg.shape
     on_slot = float(sum(marg[a, j] for j, a in enumerate(slate_rows)))
-    if m == l:
+    if m == slots:
         return 1.0 + (m - 1) * (on_slot - 1.0)
     in_slate = float(marg[list(slate_rows)].sum())
-    return 1.0 - (m - 1) * l / (m - l) + (m - 1) * on_slot + (m - 1) / (m - l) * in_slate
+    return (
+        1.0 - (m - 1) * slots / (m - slots) + (m - 1) * on_slot + (m - 1) / (m - slots) * in_slate
+    )
 
 
 def _uniform_logging(logs: Sequence[Feedback], prep: _Prepared) -> bool:

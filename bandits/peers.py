@@ -44,7 +44,7 @@ class RiverTopKThompson(SlatePolicy):
         )
 
     def _params(self, candidates: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        rewards = self.river._rewards
+        rewards: Any = self.river._rewards  # arm id -> river.proba.Beta
         a = np.full(len(candidates), self.prior_alpha)
         b = np.full(len(candidates), self.prior_beta)
         for j, c in enumerate(candidates):
@@ -76,10 +76,10 @@ class RiverTopKThompson(SlatePolicy):
         context: Mapping[str, Any] | None,
         rng: np.random.Generator,
     ) -> Slate:
-        remaining = list(candidates)
+        remaining: list[Any] = list(candidates)
         items: list[str] = []
         for _ in range(k):
-            arm = self.river.pull(remaining)
+            arm = str(self.river.pull(remaining))
             items.append(arm)
             remaining.remove(arm)
         props = np.ones(k)

@@ -49,9 +49,7 @@ class RandomPolicy(SlatePolicy):
     ) -> Slate:
         n = len(candidates)
         idx = rng.choice(n, size=k, replace=False)
-        return Slate(
-            tuple(candidates[i] for i in idx), np.zeros(k), np.full(k, 1.0 / n), self.name
-        )
+        return Slate(tuple(candidates[i] for i in idx), np.zeros(k), np.full(k, 1.0 / n), self.name)
 
     def _marginals(
         self,
@@ -82,6 +80,11 @@ class _PosteriorPolicy(SlatePolicy):
             )
         self.posterior = posterior
         self.update_posterior = bool(update_posterior)
+
+    @property
+    def uses_context(self) -> bool:
+        """True unless the posterior declares `uses_context = False`."""
+        return bool(getattr(self.posterior, "uses_context", True))
 
     def _update(self, feedback: Feedback) -> None:
         if self.update_posterior and isinstance(self.posterior, UpdatablePosterior):

@@ -84,6 +84,8 @@ class BetaBernoulliPosterior:
     the item's evidence decays by that factor per feedback record (drifting preferences).
     """
 
+    uses_context = False
+
     def __init__(
         self,
         prior_alpha: float = 1.0,
@@ -302,6 +304,7 @@ class LinearGaussianPosterior:
         self.prior_precision = float(prior_precision)
         self.noise_variance = float(noise_variance)
         self.dim = (1 + item_dim) * (1 + user_dim)
+        self.uses_context = user_dim > 0
         self.mu = np.zeros(self.dim)
         self.mu[0] = float(prior_mean_bias)
         self.cov = np.eye(self.dim) / self.prior_precision

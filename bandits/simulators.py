@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import abc
 import math
-from statistics import NormalDist
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -87,7 +87,10 @@ class SlateSimulator(abc.ABC):
         return float((rho * exam).sum())
 
     def respond(
-        self, request: Request, items: Sequence[str], propensities: Sequence[float] | None = None
+        self,
+        request: Request,
+        items: Sequence[str],
+        propensities: Sequence[float] | np.ndarray | None = None,
     ) -> Feedback:
         """Sample the user's clicks on a served slate and return the feedback record."""
         p = self.click_probabilities(request, items)
@@ -106,8 +109,10 @@ class SlateSimulator(abc.ABC):
         import copy
 
         probe = copy.deepcopy(self)
-        vals = [probe.attractiveness(r, r.candidates).mean() for r in
-                (probe.next_request() for _ in range(n_requests))]
+        vals = [
+            probe.attractiveness(r, r.candidates).mean()
+            for r in (probe.next_request() for _ in range(n_requests))
+        ]
         return float(np.mean(vals))
 
     def diversity(self, items: Sequence[str]) -> int:
@@ -208,8 +213,9 @@ class MovieLensSimulator(SlateSimulator):
     rho(u, i) = sigmoid(logit(base_ctr) + preference_scale * z_ui): z_ui is the normal score
     of item i's rank, for user u, in the rank-`n_factors` SVD reconstruction of the user x item
     rating matrix (PureSVD). The ratings are held out from the policies; they define the users'
-    true tastes (a user's top 1% of items get rho of about 0.17, the median item 0.02). Requests replay the
-    rating stream's users in time order over `horizon` requests; the candidates are the
+    true tastes (a user's top 1% of items get rho of about 0.17, the median item 0.02).
+    Requests replay the rating stream's users in time order over `horizon` requests; the
+    candidates are the
     `n_candidates` items rated most in the trailing `window_days` (ties random) among items
     already released (first rating before the clock) - new releases and fading popularity give
     real item churn. The replay starts once `n_candidates` items have been released.

@@ -90,7 +90,9 @@ def _warm(policy: SlatePolicy, rounds: int = 30) -> None:
     rng = np.random.default_rng(7)
     for _ in range(rounds):
         slate = tuple(rng.permutation(ITEMS[:6])[:3])
-        clicks = tuple(p for p, it in enumerate(slate) if it in ("it0", "it1") or rng.random() < 0.05)
+        clicks = tuple(
+            p for p, it in enumerate(slate) if it in ("it0", "it1") or rng.random() < 0.05
+        )
         policy.update(Feedback(slate, clicks))
 
 

@@ -43,9 +43,8 @@ def test_ips_snips_pi_exactly_unbiased_by_enumeration() -> None:
         for pattern in itertools.product([0, 1], repeat=2):
             prob = np.prod([p[j] if pattern[j] else 1 - p[j] for j in range(2)])
             clicks = tuple(j for j in range(2) if pattern[j])
-            logs += [Feedback(slate, clicks, (0.25, 0.25), candidates=tuple(items))] * int(
-                round(prob * 4)
-            )
+            copies = round(float(prob) * 4)
+            logs += [Feedback(slate, clicks, (0.25, 0.25), candidates=tuple(items))] * copies
     assert len(logs) == 12 * 4
     target = _target(items)
     marg = target.marginals(items, 2)

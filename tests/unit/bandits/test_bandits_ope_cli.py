@@ -60,8 +60,19 @@ def test_ope_json_output(log_file: Path, capsys: pytest.CaptureFixture[str]) -> 
 @pytest.mark.timeout(20)
 def test_ope_table_output(log_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = _run(
-        ["ope", "--logs", str(log_file), "--policy", "epsilon-greedy", "--epsilon", "0.3",
-         "--estimators", "ips,snips", "--train-fraction", "0.2"]
+        [
+            "ope",
+            "--logs",
+            str(log_file),
+            "--policy",
+            "epsilon-greedy",
+            "--epsilon",
+            "0.3",
+            "--estimators",
+            "ips,snips",
+            "--train-fraction",
+            "0.2",
+        ]
     )
     assert code == 0
     out = capsys.readouterr().out

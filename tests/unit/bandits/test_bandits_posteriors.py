@@ -41,7 +41,7 @@ def test_discount_forgets_old_evidence() -> None:
     high = post.mean_scores(["a"])[0]
     for _ in range(60):
         post.update(Feedback(("b",), ()))
-    a, b = post.params(["a"])
+    a, _ = post.params(["a"])
     assert post.mean_scores(["a"])[0] < high
     assert a[0] - 1.0 < 30 * 0.9**60 + 1e-9  # decayed, not kept
     keep = BetaBernoulliPosterior(1.0, 20.0)

@@ -1,0 +1,168 @@
+"""Latency of the slate bandits: in-slate TS select (k=10 of 10,000 candidates) and update.
+
+Run: PYTHONPATH=. python -m bench.bench_bandits [--quick]. `run(quick)` returns the numbers.
+Targets (issue 5): select p99 <= 2 ms, update <= 50 us per feedback record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from bandits import (
+    BetaBernoulliPosterior,
+    Feedback,
+    GreedyPolicy,
+    InSlateThompsonSampling,
+    SlatePolicy,
+    ThompsonSamplingPolicy,
+)
+
+N_CANDIDATES = 10_000
+K = 10
+
+
+def _posterior(warm_fraction: float, seed: int = 0) -> tuple[BetaBernoulliPosterior, list[str]]:
+    """A posterior over 10,000 items of which `warm_fraction` have evidence (about 20
+    impressions each, clicks at a 5% rate); the rest were never shown (new items)."""
+    rng = np.random.default_rng(seed)
+    cands = [f"item-{j}" for j in range(N_CANDIDATES)]
+    post = BetaBernoulliPosterior(prior_alpha=2.0, prior_beta=40.0)
+    n_warm = int(warm_fraction * N_CANDIDATES)
+    for _ in range(2 * n_warm):
+        slate = tuple(cands[j] for j in rng.choice(n_warm, K, replace=False))
+        clicks = tuple(int(p) for p in np.flatnonzero(rng.random(K) < 0.05))
+        post.update(Feedback(slate, clicks))
+    return post, cands
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    a = np.asarray(samples)
+    return {
+        "mean": float(a.mean()),
+        "p50": float(np.percentile(a, 50)),
+        "p99": float(np.percentile(a, 99)),
+    }
+
+
+def _time_select(policy: SlatePolicy, cands: Any, reps: int, fresh_list: bool) -> dict[str, float]:
+    for _ in range(5):
+        policy.select(cands, K)
+    out = []
+    for _ in range(reps):
+        c = list(cands) if fresh_list else cands
+        t0 = time.perf_counter()
+        policy.select(c, K)
+        out.append((time.perf_counter() - t0) * 1e3)
+    return _percentiles(out)
+
+
+def bench_select(quick: bool) -> dict[str, Any]:
+    """select() latency in ms for several posterior states and propensity settings."""
+    reps = 60 if quick else 400
+    results: dict[str, Any] = {}
+    cases: list[tuple[str, float, Callable[[BetaBernoulliPosterior], SlatePolicy], bool]] = [
+        ("in-slate-ts, 0% warm (all new items)", 0.0, lambda p: InSlateThompsonSampling(p), False),
+        ("in-slate-ts, 10% warm", 0.1, lambda p: InSlateThompsonSampling(p), False),
+        (
+            "in-slate-ts, 10% warm, fresh candidate list each call",
+            0.1,
+            lambda p: InSlateThompsonSampling(p),
+            True,
+        ),
+        (
+            "in-slate-ts, 10% warm, propensity_draws=1 (slate only)",
+            0.1,
+            lambda p: InSlateThompsonSampling(p, propensity_draws=1),
+            False,
+        ),
+        ("in-slate-ts, 100% warm", 1.0, lambda p: InSlateThompsonSampling(p), False),
+        (
+            "in-slate-ts, 100% warm, propensity_draws=1 (slate only)",
+            1.0,
+            lambda p: InSlateThompsonSampling(p, propensity_draws=1),
+            False,
+        ),
+        ("ts, 10% warm", 0.1, lambda p: ThompsonSamplingPolicy(p), False),
+        ("greedy, 10% warm", 0.1, lambda p: GreedyPolicy(p), False),
+    ]
+    posts: dict[float, tuple[BetaBernoulliPosterior, list[str]]] = {}
+    for label, warm, factory, fresh in cases:
+        if warm not in posts:
+            posts[warm] = _posterior(warm)
+        post, cands = posts[warm]
+        policy = factory(post)
+        results[label] = _time_select(policy, tuple(cands), reps, fresh)
+    return results
+
+
+def bench_update(quick: bool) -> dict[str, Any]:
+    """update() latency in us per feedback record (k=10 slate)."""
+    reps = 2000 if quick else 20000
+    rng = np.random.default_rng(1)
+    items = [f"item-{j}" for j in range(N_CANDIDATES)]
+    records = []
+    for _ in range(reps):
+        slate = tuple(items[j] for j in rng.choice(N_CANDIDATES, K, replace=False))
+        clicks = tuple(int(p) for p in np.flatnonzero(rng.random(K) < 0.05))
+        records.append(Feedback(slate, clicks, (0.5,) * K))
+    out: dict[str, Any] = {}
+    for label, post in (
+        ("beta posterior (position model learned)", BetaBernoulliPosterior()),
+        ("beta posterior, discount=0.999", BetaBernoulliPosterior(discount=0.999)),
+    ):
+        policy = InSlateThompsonSampling(post)
+        times = []
+        for fb in records:
+            t0 = time.perf_counter()
+            policy.update(fb)
+            times.append((time.perf_counter() - t0) * 1e6)
+        out[label] = _percentiles(times[len(times) // 10 :])
+    return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Measure and return select (ms) and update (us) latencies with machine info."""
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, numpy {np.__version__}",
+        "loadavg_1m": os.getloadavg()[0],
+        "n_candidates": N_CANDIDATES,
+        "k": K,
+        "quick": quick,
+        "select_ms": bench_select(quick),
+        "update_us": bench_update(quick),
+        "targets": {"select_p99_ms": 2.0, "update_us": 50.0},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the benchmark as a table (or JSON with --json)."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    res = run(a.quick)
+    if a.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    print(f"# {res['machine']}, load {res['loadavg_1m']:.2f}, k={K} of {N_CANDIDATES:,}")
+    print(f"{'select (ms)':<60}{'mean':>8}{'p50':>8}{'p99':>8}")
+    for label, r in res["select_ms"].items():
+        print(f"{label:<60}{r['mean']:>8.2f}{r['p50']:>8.2f}{r['p99']:>8.2f}")
+    print(f"{'update (us per feedback record)':<60}{'mean':>8}{'p50':>8}{'p99':>8}")
+    for label, r in res["update_us"].items():
+        print(f"{label:<60}{r['mean']:>8.1f}{r['p50']:>8.1f}{r['p99']:>8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
