@@ -225,7 +225,7 @@ def run_loo(
 
 
 def _tc(overrides: dict[str, Any]) -> dict[str, Any]:
-    keys = {"step_every_events", "batch_users", "max_len"}
+    keys = {"step_every_events", "batch_users", "max_len", "train_len", "targets_per_user"}
     return {k[8:]: v for k, v in overrides.items() if k.startswith("trainer_") and k[8:] in keys}
 
 

@@ -87,3 +87,17 @@ def test_prequential_series_and_learning() -> None:
     assert pop["overall"]["hit@10"] == 1.0  # only 8 items
     mf = run_prequential("river-mf", data, bucket=120, chunk=8)
     assert len(mf["series"]) == 2
+
+
+def test_pop_loo_learns_counts_from_every_training_event() -> None:
+    data = _data(n_users=12, length=10)
+    extra_users = [str(u) for u in range(12)] * 3
+    extra_ts = [-2] * 12 + [-1] * 12 + [10**6] * 12  # two early 'hot' events and a last one
+    users = np.concatenate([data.users, np.asarray(extra_users)])
+    items = np.concatenate([data.items, np.asarray(["hot"] * 36)])
+    stamps = np.concatenate([data.timestamps, np.asarray(extra_ts, np.int64)])
+    hot = InteractionData("hot", users, items, np.ones(items.size, np.float32), stamps)
+    split = loo_split(hot)
+    assert all(t[:2] == ["hot", "hot"] for t in split.train) and set(split.test) == {"hot"}
+    res = run_loo("pop", hot)
+    assert res["test"]["mrr@10"] == 1.0  # 24 training counts put 'hot' first for everyone

@@ -137,3 +137,32 @@ def test_maybe_snapshot_by_updates_and_time(tmp_path: Path) -> None:
 def test_invalid_trainer_config() -> None:
     with pytest.raises(ValueError):
         OnlineTrainer(_gru(), TrainerConfig(step_every_events=0))
+
+
+def test_step_trains_recent_window_of_each_user() -> None:
+    seen: list[tuple[int, int]] = []
+    model = _gru()
+    original = model.learn
+
+    def spy(batch):  # type: ignore[no-untyped-def]
+        seen.extend((len(s), st) for s, st in zip(batch.sequences, batch.starts, strict=True))
+        return original(batch)
+
+    model.learn = spy  # type: ignore[method-assign]
+    cfg = TrainerConfig(step_every_events=40, train_len=10, targets_per_user=3, batch_users=1)
+    trainer = OnlineTrainer(model, cfg)
+    for k in range(40):
+        trainer.on_interaction("u", f"i{k}")
+    assert seen == [(40, 1)]  # all fresh events train (position 0 has no context)
+    seen.clear()
+    for k in range(40, 80):
+        trainer.on_interaction("v", f"i{k}")
+    # replayed user "u" is not stepped (batch_users=1 keeps the fresh user only)
+    assert seen == [(40, 1)]
+    trainer.config.batch_users = 2
+    for k in range(80, 82):
+        trainer.on_interaction("w", f"i{k}")
+    trainer.step()
+    lengths = sorted(seen[1:])
+    assert (2, 1) in lengths  # fresh user w: its second event is a target
+    assert any(length == 10 and st == 7 for length, st in lengths)  # replay: 10 rows, 3 targets
