@@ -1,0 +1,107 @@
+"""The real feature worker (Faust, `slatestream worker --role features`) on the real broker
+into real Redis: 50,000 events, 2% redelivered, 1% malformed → exact counts + the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.bench_ingest import generate_events, produce, start_worker, stop_worker, worker_env
+from features import ALL, open_store
+from streams import schemas
+from streams.broker import ensure_topics
+from streams.config import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MAX_BYTES = 4096
+
+
+async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float) -> list[bytes]:
+    """Every record of a topic from the beginning (waits for at least `expected`)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    out: list[bytes] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        idle_until = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            got = [m.value for msgs in batch.values() for m in msgs]
+            out.extend(got)
+            if len(out) >= expected:
+                # keep reading briefly: anything extra would be a wrongly dead-lettered event
+                idle_until = idle_until or time.monotonic() + 1.0
+                if time.monotonic() > idle_until:
+                    break
+    finally:
+        await consumer.stop()
+    return out
+
+
+@pytest.mark.timeout(240)
+async def test_50k_events_through_the_feature_worker(
+    services: object, topic_prefix: str, uid: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        kafka_bootstrap=services.kafka_bootstrap,  # type: ignore[attr-defined]
+        topic_prefix=topic_prefix,
+        partitions=4,
+    )
+    ensure_topics(settings)
+    gen = generate_events(50_000, users=500, max_bytes=MAX_BYTES, seed=11)
+    assert len(gen.records) == 50_000
+    assert gen.n_duplicates == 1_000 and len(gen.malformed) == 500
+    await produce(services.kafka_bootstrap, topic_prefix, gen.records)  # type: ignore[attr-defined]
+
+    env = worker_env(
+        services, topic_prefix, f"n{uid}", str(tmp_path), SLATESTREAM_MAX_EVENT_BYTES=str(MAX_BYTES)
+    )
+    proc = start_worker(env, "features", tmp_path / "worker.log")
+    store = open_store(f"{services.redis_url}?namespace=n{uid}")  # type: ignore[attr-defined]
+    try:
+        deadline = time.monotonic() + 150
+        want = {ALL: gen.n_interactions, "impressions": gen.n_impressions, "items": gen.n_items}
+        g: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            g = await store.global_counts()
+            if all(g.get(k, 0) >= v for k, v in want.items()):
+                break
+            await asyncio.sleep(0.25)
+        assert {k: g.get(k, 0) for k in want} == want
+        assert g["users"] == len(gen.user_counts)
+
+        # every user's counts equal the ground truth
+        users = sorted(gen.user_counts)
+        got = await store.get_many(users)
+        for u in users:
+            truth = dict(gen.user_counts[u])
+            truth[ALL] = sum(gen.user_counts[u].values())
+            assert got[u].counts == truth, u
+
+        # every malformed event is in the DLQ with its reason, and nothing else is
+        dlq = await read_topic(
+            services.kafka_bootstrap,  # type: ignore[attr-defined]
+            f"{topic_prefix}.dlq",
+            len(gen.malformed),
+            60,
+        )
+        letters = [schemas.DeadLetter.model_validate_json(v) for v in dlq]
+        assert len(letters) == len(gen.malformed)
+        got_bad = sorted((d.original, d.reason) for d in letters)
+        assert got_bad == sorted((raw, why) for _, raw, why in gen.malformed)
+        for d in letters:
+            assert d.topic == f"{topic_prefix}.interactions" and d.offset >= 0
+            assert d.partition >= 0 and d.worker == "features"
+    finally:
+        stop_worker(proc)
+        await store.clear()
+        await store.close()
