@@ -3,9 +3,10 @@
 `start_metrics_server(settings)` serves every registered metric on
 `settings.metrics_host:metrics_port` (loopback by default; port 0 = off). `serve(host, 0)`
 binds an ephemeral port (tests, demo). `LagMonitor` is a daemon thread that, every
-`interval_s`, reads the group's committed offsets (one admin request) and the end offsets
-of its topics' partitions (one ListOffsets request) with kafka-python, and sets
-`slatestream_<role>_consumer_lag{topic,partition}`. Scrapes never touch Kafka.
+`interval_s`, reads the group's committed offsets (one OffsetFetch) and the end offsets of
+its topics' partitions (one ListOffsets) with kafka-python's admin client, and sets
+`slatestream_<role>_consumer_lag{topic,partition}` of every role the worker runs. Scrapes
+never touch Kafka.
 """
 
 from __future__ import annotations
@@ -83,17 +84,16 @@ def start_metrics_server(
         return None
     srv = serve(settings.metrics_host, settings.metrics_port, registry)
     role_names = list(roles or [h.name for h in handlers])
+    targets = []
     for i, handler in enumerate(handlers):
-        role = role_names[i] if i < len(role_names) else handler.name
-        metrics = for_role(role)
+        metrics = for_role(role_names[i] if i < len(role_names) else handler.name)
         instrument_in_place(handler, metrics)
-        if settings.kafka_bootstrap:
-            group = group_id(settings, "-".join(role_names))
-            srv.monitors.append(
-                LagMonitor(
-                    metrics, settings.kafka_bootstrap, group, handler.topics, lag_interval_s
-                ).start()
-            )
+        targets.append((metrics, list(handler.topics)))
+    if settings.kafka_bootstrap and targets:
+        group = group_id(settings, "-".join(role_names))
+        srv.monitors.append(
+            LagMonitor(settings.kafka_bootstrap, group, targets, lag_interval_s).start()
+        )
     log.info("metrics on %s", srv.url)
     return srv
 
@@ -104,46 +104,92 @@ def group_id(settings: Settings, role_group: str) -> str:
 
 
 class LagReader:
-    """Reads a group's lag with two kafka-python clients kept open between reads."""
+    """Reads a group's lag with one admin client kept open between reads.
+
+    kafka-python >= 3: partitions (cached), committed offsets and end offsets all come from
+    the admin client (3 small requests per read). kafka-python 2.x: a group-less consumer
+    answers the end offsets.
+    """
 
     def __init__(self, bootstrap: str, group: str, topics: Sequence[str]) -> None:
         self.bootstrap = bootstrap
         self.group = group
-        self.topics = list(topics)
+        self.topics = list(dict.fromkeys(topics))
         self._admin: Any = None
         self._consumer: Any = None
+        self._parts: list[Any] = []
+        self._reads = 0
 
     def read(self) -> dict[tuple[str, int], int]:
         """Lag per (topic, partition): end offset minus committed (or minus the log start)."""
-        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+        from kafka import KafkaAdminClient
 
         if self._admin is None:
             self._admin = KafkaAdminClient(
                 bootstrap_servers=self.bootstrap, client_id="slatestream-lag"
             )
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=None, client_id="slatestream-lag"
-            )
         try:
-            committed = self._committed()
-            tps = [
-                TopicPartition(topic, p)
-                for topic in self.topics
-                for p in sorted(self._consumer.partitions_for_topic(topic) or ())
-            ]
-            if not tps:
+            if not self._parts or self._reads % 60 == 0:  # partitions rarely change
+                self._parts = self._partitions()
+            self._reads += 1
+            if not self._parts:
                 return {}
-            ends = self._consumer.end_offsets(tps)
-            begins = self._consumer.beginning_offsets(tps)
+            committed = self._committed()
+            missing = [tp for tp in self._parts if getattr(committed.get(tp), "offset", -1) < 0]
+            ends, begins = self._offsets(self._parts, missing)
         except Exception:
             self.close()  # reconnect on the next read
             raise
         out = {}
-        for tp in tps:
+        for tp in self._parts:
             meta = committed.get(tp)
             pos = meta.offset if meta is not None and meta.offset >= 0 else begins.get(tp, 0)
             out[(tp.topic, tp.partition)] = max(0, int(ends.get(tp, 0)) - int(pos))
         return out
+
+    def _partitions(self) -> list[Any]:
+        from kafka import TopicPartition
+
+        if hasattr(self._admin, "list_partition_offsets"):  # kafka-python >= 3
+            found = []
+            for t in self._admin.describe_topics(self.topics):
+                for p in sorted(x["partition_index"] for x in t.get("partitions") or ()):
+                    found.append(TopicPartition(t["name"], p))
+            return found
+        consumer = self._legacy_consumer()
+        return [
+            TopicPartition(t, p)
+            for t in self.topics
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+
+    def _offsets(self, tps: list[Any], missing: list[Any]) -> tuple[dict[Any, int], dict[Any, int]]:
+        if hasattr(self._admin, "list_partition_offsets"):  # kafka-python >= 3
+            from kafka.admin import OffsetSpec
+
+            ends = self._admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
+            begins = (
+                self._admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in missing})
+                if missing
+                else {}
+            )
+            return (
+                {tp: int(v.offset) for tp, v in ends.items()},
+                {tp: int(v.offset) for tp, v in begins.items()},
+            )
+        consumer = self._legacy_consumer()
+        ends = consumer.end_offsets(tps)
+        begins = consumer.beginning_offsets(missing) if missing else {}
+        return dict(ends), dict(begins)
+
+    def _legacy_consumer(self) -> Any:
+        if self._consumer is None:
+            from kafka import KafkaConsumer
+
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=None, client_id="slatestream-lag"
+            )
+        return self._consumer
 
     def _committed(self) -> dict[Any, Any]:
         """The group's committed offsets (kafka-python 3.x and 2.x admin APIs)."""
@@ -153,12 +199,13 @@ class LagReader:
         return dict(admin.list_consumer_group_offsets(self.group))
 
     def close(self) -> None:
-        """Close both clients."""
+        """Close the clients."""
         for client in (self._consumer, self._admin):
             if client is not None:
                 with contextlib.suppress(Exception):
                     client.close()
         self._admin = self._consumer = None
+        self._parts = []
 
 
 def read_lag(bootstrap: str, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
@@ -171,22 +218,23 @@ def read_lag(bootstrap: str, group: str, topics: Sequence[str]) -> dict[tuple[st
 
 
 class LagMonitor:
-    """Daemon thread refreshing `metrics.consumer_lag` for a group every `interval_s`."""
+    """Daemon thread refreshing `consumer_lag` gauges of one group every `interval_s`.
+
+    `targets` pairs each role's metrics with the topics it consumes: one reader covers the
+    group, and each role's gauge gets the partitions of its own topics.
+    """
 
     def __init__(
         self,
-        metrics: RoleMetrics,
         bootstrap: str,
         group: str,
-        topics: Sequence[str],
+        targets: Sequence[tuple[RoleMetrics, Sequence[str]]],
         interval_s: float = 5.0,
     ) -> None:
-        self.metrics = metrics
-        self.bootstrap = bootstrap
         self.group = group
-        self.topics = list(topics)
+        self.targets = [(m, set(topics)) for m, topics in targets]
         self.interval_s = interval_s
-        self.reader = LagReader(bootstrap, group, topics)
+        self.reader = LagReader(bootstrap, group, [t for _, ts in targets for t in ts])
         self.last: dict[tuple[str, int], int] = {}
         self.refreshes = 0
         self._stop = threading.Event()
@@ -201,7 +249,9 @@ class LagMonitor:
         """Read lag once and set the gauges (also called by the thread)."""
         lag = self.reader.read()
         for (topic, part), value in lag.items():
-            self.metrics.consumer_lag.labels(topic=topic, partition=str(part)).set(value)
+            for metrics, topics in self.targets:
+                if topic in topics:
+                    metrics.consumer_lag.labels(topic=topic, partition=str(part)).set(value)
         self.last = lag
         self.refreshes += 1
         return lag

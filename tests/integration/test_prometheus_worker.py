@@ -1,11 +1,12 @@
-"""A real Prometheus server scrapes a running trainer worker under load.
+"""A real Prometheus server scrapes a running worker under load.
 
 The Debian `prometheus` binary (deploy/dev.sh installs it) is started on a free loopback
 port with a generated config that scrapes the worker every second and loads the project's
-rules (deploy/prometheus/rules.yml). The worker is the Faust app + real TrainerHandler +
-/metrics endpoint (tests/integration/prom_worker.py); the test produces interactions and
-feedback to the real broker, then asks Prometheus with PromQL for throughput, latency
-quantiles, freshness and consumer lag, through the recording rules too.
+rules (deploy/prometheus/rules.yml). The worker is `slatestream worker --role all` (all four
+roles in one process, memory feature store) on the real broker; the test produces items,
+interactions and recommendation requests, then asks Prometheus with PromQL for throughput,
+latency quantiles, freshness and consumer lag — raw and through the recording rules — and
+renders the report panels from it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from deploy.stack import free_port
+from streams.commands.report import fetch_series
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
@@ -64,7 +66,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture
 def worker(services, topic_prefix, tmp_path) -> Iterator[tuple[str, str]]:
-    """The trainer worker process; yields (metrics target host:port, topic prefix)."""
+    """The worker process (all roles); yields (metrics target host:port, topic prefix)."""
     port = free_port()
     env = {
         **os.environ,
@@ -77,10 +79,14 @@ def worker(services, topic_prefix, tmp_path) -> Iterator[tuple[str, str]]:
         "SLATESTREAM_MODEL_DIM": "8",
         "SLATESTREAM_TRAIN_EVERY_EVENTS": "32",
         "SLATESTREAM_SNAPSHOT_EVERY_S": "2",
+        "SLATESTREAM_RELOAD_INTERVAL_S": "0.5",
+        "SLATESTREAM_ATTRIBUTION_WINDOW_MS": "1000",
     }
+    env.pop("SLATESTREAM_REDIS_URL", None)
+    env.pop("SLATESTREAM_STORE_URL", None)
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("prom_worker.py"))],
+        [sys.executable, "-m", "streams", "worker", "--role", "all"],
         env=env,
         cwd=ROOT,
         stdout=log,
@@ -118,8 +124,8 @@ def prometheus(worker, tmp_path) -> Iterator[str]:
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         f"rule_files: ['{RULES}']\n"
         "scrape_configs:\n"
-        "  - job_name: slatestream-trainer\n"
-        f"    static_configs: [{{targets: ['{target}'], labels: {{role: trainer}}}}]\n"
+        "  - job_name: slatestream-all\n"
+        f"    static_configs: [{{targets: ['{target}']}}]\n"
     )
     log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -152,38 +158,34 @@ def prometheus(worker, tmp_path) -> Iterator[str]:
 
 
 def _produce(bootstrap: str, prefix: str, stop: threading.Event, sent: list[int]) -> None:
+    """Items once, then every 0.1 s 20 interactions (0.2 s old) and 20 requests."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+
+    def send(logical: str, key: str, event: dict) -> None:
+        producer.send(f"{prefix}.{logical}", key=key.encode(), value=json.dumps(event).encode())
+
+    now = int(time.time() * 1000)
+    for j in range(40):
+        item = {"event_id": f"it{j}", "ts": now, "item_id": f"i{j}", "category": f"c{j % 4}"}
+        send("items", f"i{j}", item)
     i = 0
     while not stop.is_set():
         now = int(time.time() * 1000)
-        for _ in range(50):
-            user, item = f"u{i % 40}", f"i{(i * 7) % 60}"
-            inter = {"event_id": f"e{i}", "ts": now, "user_id": user, "item_id": item}
-            inter["type"] = "click"
-            producer.send(
-                f"{prefix}.interactions", key=user.encode(), value=json.dumps(inter).encode()
+        for _ in range(20):
+            user, item_id = f"u{i % 30}", f"i{(i * 7) % 40}"
+            send(
+                "interactions",
+                user,
+                {"event_id": f"e{i}", "ts": now - 200, "user_id": user, "item_id": item_id}
+                | {"type": "click"},
             )
-            fb = {
-                "event_id": f"f{i}",
-                "ts": now - 200,
-                "user_id": user,
-                "request_id": f"r{i}",
-                "slate": [item, f"i{(i * 7 + 1) % 60}", f"i{(i * 7 + 2) % 60}"],
-                "served_at": now - 1200,
-                "clicks": [
-                    {
-                        "position": 0,
-                        "item_id": item,
-                        "type": "click",
-                        "delay_ms": 500,
-                        "event_id": f"c{i}",
-                    }
-                ],
-                "window_ms": 1000,
-            }
-            producer.send(f"{prefix}.feedback", key=user.encode(), value=json.dumps(fb).encode())
+            send(
+                "requests",
+                user,
+                {"event_id": f"q{i}", "ts": now, "request_id": f"q{i}", "user_id": user, "k": 5},
+            )
             i += 1
         producer.flush()
         sent[0] = i
@@ -196,7 +198,7 @@ def _positive(base: str, expr: str) -> list[dict]:
 
 
 @pytest.mark.timeout(90)
-def test_prometheus_scrapes_worker_under_load(services, worker, prometheus) -> None:
+def test_prometheus_scrapes_worker_under_load(services, worker, prometheus, tmp_path) -> None:
     _, prefix = worker
     stop, sent = threading.Event(), [0]
     load = threading.Thread(
@@ -207,57 +209,68 @@ def test_prometheus_scrapes_worker_under_load(services, worker, prometheus) -> N
         # throughput per topic, straight from the counters and through the recording rule
         rates = wait_for(
             lambda: _positive(
-                prometheus, "sum by (topic) (rate(slatestream_trainer_events_in_total[10s]))"
+                prometheus, "sum by (topic) (rate(slatestream_features_events_in_total[10s]))"
             ),
             45,
-            "events_in rate",
+            "features events_in rate",
         )
         assert {r["metric"]["topic"] for r in rates} <= {
             f"{prefix}.interactions",
-            f"{prefix}.feedback",
+            f"{prefix}.items",
+            f"{prefix}.impressions",
         }
         wait_for(
-            lambda: len(_positive(prometheus, "slatestream:trainer_events_in:rate1m")) == 2,
+            lambda: _positive(prometheus, "slatestream:scorer_recommendations:rate1m"),
             20,
-            "recording rule slatestream:trainer_events_in:rate1m for both topics",
+            "recording rule: slates served per policy",
         )
-        # latency quantiles of batch processing
+        # latency quantiles: scorer requests (rule) and batch processing (raw PromQL)
         p99 = wait_for(
-            lambda: _positive(prometheus, "slatestream:trainer_batch_seconds:p99_1m"),
+            lambda: _positive(prometheus, "slatestream:scorer_request_seconds:p99_1m"),
             15,
-            "batch p99",
+            "scorer request p99",
         )
-        p50 = _positive(
+        p50 = _positive(prometheus, "slatestream:scorer_request_seconds:p50_1m")
+        assert p50 and float(p50[0]["value"][1]) <= float(p99[0]["value"][1]) < 10
+        batch = _positive(
             prometheus,
-            "histogram_quantile(0.5, sum by (le)"
-            " (rate(slatestream_trainer_batch_seconds_bucket[15s])))",
+            "histogram_quantile(0.99, sum by (le)"
+            " (rate(slatestream_features_batch_seconds_bucket[15s])))",
         )
-        assert p50 and float(p50[0]["value"][1]) <= float(p99[0]["value"][1])
-        assert float(p99[0]["value"][1]) < 10
-        # freshness: feedback event time -> trainer learned it (events are ~0.2 s old at send)
+        assert batch and float(batch[0]["value"][1]) < 10
+        # freshness: event time -> features updated (events are 0.2 s old when sent) ...
         fresh = wait_for(
-            lambda: _positive(prometheus, "slatestream:trainer_freshness_seconds:p50_1m"),
+            lambda: _positive(prometheus, "slatestream:features_freshness_seconds:p50_1m"),
             15,
-            "freshness p50",
+            "features freshness p50",
         )
         assert 0.2 <= float(fresh[0]["value"][1]) < 60
-        # the model learns and snapshots: loss and model version are exposed
+        # ... and snapshot written by the trainer -> loaded by the scorer
         wait_for(
-            lambda: _positive(prometheus, "slatestream_trainer_train_events_total"), 15, "train"
+            lambda: _positive(prometheus, "slatestream_scorer_snapshot_load_seconds_count"),
+            30,
+            "scorer loaded a snapshot",
         )
-        wait_for(
-            lambda: _positive(prometheus, "slatestream_trainer_model_version"), 20, "a snapshot"
-        )
+        wait_for(lambda: _positive(prometheus, "slatestream_trainer_model_version"), 5, "version")
         # consumer lag: one series per (topic, partition) of the worker's group
         lag = wait_for(
-            lambda: promql(prometheus, "slatestream_trainer_consumer_lag"), 15, "lag series"
+            lambda: promql(prometheus, "slatestream_scorer_consumer_lag"), 15, "lag series"
         )
         parts = {(s["metric"]["topic"], s["metric"]["partition"]) for s in lag}
-        assert {(f"{prefix}.feedback", "0"), (f"{prefix}.feedback", "1")} <= parts
+        assert {(f"{prefix}.requests", "0"), (f"{prefix}.requests", "1")} <= parts
         assert all(float(s["value"][1]) >= 0 for s in lag)
     finally:
         stop.set()
         load.join(timeout=10)
     assert sent[0] > 0
-    up = promql(prometheus, 'up{job="slatestream-trainer"}')
+    up = promql(prometheus, 'up{job="slatestream-all"}')
     assert up and up[0]["value"][1] == "1"
+
+    # the report command renders the panels from this Prometheus
+    from streams.cli import main
+
+    out = tmp_path / "report"
+    assert main(["report", "--prometheus", prometheus, "--range", "2m", "--out", str(out)]) == 0
+    series = fetch_series(prometheus, 120)
+    assert any(k.startswith("Scorer request latency") for k in series)
+    assert (out / "panels.png").stat().st_size > 20_000
