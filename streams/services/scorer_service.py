@@ -23,9 +23,10 @@ import numpy as np
 from bandits.base import Feedback as PolicyFeedback
 from bandits.base import SlatePolicy
 from bandits.posteriors import BetaBernoulliPosterior
-from models.base import OnlineModel
+from models.base import OnlineModel, SequentialModel
 from models.registry import SnapshotWatcher
 from streams.schemas import Feedback, Recommendation, Request
+from streams.threads import limit_threads
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,9 @@ class ScorerFeatures(Protocol):
 class ScorerConfig:
     """Knobs of candidate generation, blending and the policy experiment."""
 
-    candidates_model: int = 200
-    candidates_popular: int = 50
-    candidates_fresh: int = 20
+    candidates_model: int = 100
+    candidates_popular: int = 30
+    candidates_fresh: int = 10
     exclude_interacted: bool = True
     exclude_shown_slates: int = 1
     model_weight: float = 1.0
@@ -123,7 +124,7 @@ class BlendedPosterior:
         out = self.ctr_weight * self.ctr.sample_scores(candidates, n_samples, rng, ctx)
         model, state, mu, sd = self._model_part(ctx)
         if model is not None and self.model_weight:
-            draws = model.sample_scores(state, list(candidates), n_samples, rng)
+            draws = model.sample_scores(state, ctx.get("rows", list(candidates)), n_samples, rng)
             out = out + self.model_weight * np.nan_to_num((draws - mu) / sd, neginf=-10.0)
         boost = ctx.get("boost")
         if boost is not None:
@@ -138,7 +139,7 @@ class BlendedPosterior:
         out = self.ctr_weight * np.asarray(self.ctr.mean_scores(candidates, ctx), dtype=float)
         model, state, mu, sd = self._model_part(ctx)
         if model is not None and self.model_weight:
-            s = model.score(state, list(candidates)).astype(float)
+            s = model.score(state, ctx.get("rows", list(candidates))).astype(float)
             out = out + self.model_weight * np.nan_to_num((s - mu) / sd, neginf=-10.0)
         boost = ctx.get("boost")
         if boost is not None:
@@ -227,6 +228,7 @@ class ScorerService:
         self.config = config or ScorerConfig()
         self.config.validate()
         self.clock = clock
+        limit_threads()
         cfg = self.config
         self.posterior = BlendedPosterior(
             BetaBernoulliPosterior(), cfg.model_weight, cfg.ctr_weight
@@ -246,6 +248,7 @@ class ScorerService:
         self.model_version = "none"
         self.model_loaded_at = 0.0
         self.snapshot_written_at: float | None = None
+        self._prefix_cache: dict[str, list[str]] = {}
         self._last_reload = -math.inf
 
     # --- model -------------------------------------------------------------------------------
@@ -282,16 +285,31 @@ class ScorerService:
         popular = [i for i, _ in await self.features.popular(cfg.candidates_popular)]
         pop_score = dict(await self.features.popular(max(cfg.candidates_popular, 200)))
         fresh = await self.features.fresh(cfg.candidates_fresh)
+        states = self._user_states(views)
         out = []
         for req in requests:
             view = views.get(req.user_id) or UserView(req.user_id)
-            out.append(await self._recommend(req, view, popular, pop_score, fresh))
+            state = states.get(req.user_id)
+            out.append(await self._recommend(req, view, state, popular, pop_score, fresh))
         return out
+
+    def _user_states(self, views: Mapping[str, UserView]) -> dict[str, Any]:
+        """Every user's model state, batched through the GRU in one call when it can."""
+        model = self.model
+        if model is None or not self.config.candidates_model:
+            return {}
+        users = list(views)
+        batched = getattr(model, "user_states_rows", None)
+        if batched is not None and isinstance(model, SequentialModel):
+            rows = [model.user_rows(views[u].recent) for u in users]
+            return dict(zip(users, batched(rows), strict=True))
+        return {u: model.user_state(views[u].recent, u) for u in users}
 
     async def _recommend(
         self,
         req: Request,
         view: UserView,
+        state: Any,
         popular: list[str],
         pop_score: Mapping[str, float],
         fresh: list[str],
@@ -299,10 +317,10 @@ class ScorerService:
         t0 = time.perf_counter()
         cfg = self.config
         model = self.model
-        state = None
         model_top: list[str] = []
-        if model is not None and cfg.candidates_model:
+        if model is not None and state is None:
             state = model.user_state(view.recent, req.user_id)
+        if model is not None and cfg.candidates_model:
             rows = model.all_rows()
             if rows.size:
                 s = model.score(state, rows)
@@ -332,8 +350,11 @@ class ScorerService:
         explored = 0
         if cands:
             if model is not None:
+                from_model = set(model_top)
                 for item in cands:
-                    if item not in model.items:
+                    if item not in from_model and item not in model.items:
+                        # a catalogue item the snapshot has not seen: scorable at once
+                        # through its category (hierarchical prior)
                         model.admit(item, cats.get(item) or None)
             ctx = self._context(model, state, cands, view, cats, pop_score)
             slate = self.policies[arm].select(cands, req.k, ctx, self.rng)
@@ -379,12 +400,15 @@ class ScorerService:
         boost = np.zeros(len(cands))
         total_aff = sum(v for v in view.affinity.values() if v > 0)
         if total_aff > 0 and cfg.affinity_weight:
+            by_cat: dict[str, float] = {}
+            aff = view.affinity
             for j, item in enumerate(cands):
                 cat = cats.get(item, "")
-                best = 0.0
-                for prefix in _prefixes(cat):
-                    best = max(best, view.affinity.get(prefix, 0.0))
-                boost[j] += cfg.affinity_weight * best / total_aff
+                best = by_cat.get(cat)
+                if best is None:
+                    best = max((aff.get(p, 0.0) for p in self._prefixes(cat)), default=0.0)
+                    by_cat[cat] = best
+                boost[j] = cfg.affinity_weight * best / total_aff
         if pop_score and cfg.popularity_weight:
             top = max(pop_score.values())
             if top > 0:
@@ -392,7 +416,9 @@ class ScorerService:
                 boost += cfg.popularity_weight * np.log1p(pops) / math.log1p(top)
         ctx: dict[str, Any] = {"boost": boost}
         if model is not None:
-            s = model.score(state, cands).astype(float)
+            rows = model.items.rows(cands)
+            ctx["rows"] = rows
+            s = model.score(state, rows).astype(float)
             finite = s[np.isfinite(s)]
             ctx.update(
                 model=model,
@@ -402,6 +428,14 @@ class ScorerService:
                 sd=max(float(finite.std()), 1.0) if finite.size > 1 else 1.0,
             )
         return ctx
+
+    def _prefixes(self, cat: str) -> list[str]:
+        out = self._prefix_cache.get(cat)
+        if out is None:
+            out = _prefixes(cat)
+            if len(self._prefix_cache) < 100_000:
+                self._prefix_cache[cat] = out
+        return out
 
     def _remember(self, user_id: str, slate: list[str]) -> None:
         n = self.config.exclude_shown_slates
