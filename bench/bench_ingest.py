@@ -209,7 +209,13 @@ def worker_env(
     """Environment of a worker subprocess on these services."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLATESTREAM_")}
     root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = (
+        os.environ.get("BENCH_EXTRA_PATH", "")
+        + os.pathsep
+        + root
+        + os.pathsep
+        + env.get("PYTHONPATH", "")
+    )
     env.update(
         SLATESTREAM_KAFKA_BOOTSTRAP=services.kafka_bootstrap,
         SLATESTREAM_REDIS_URL=services.redis_url,

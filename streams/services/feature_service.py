@@ -9,6 +9,7 @@ driver may commit the batch's offsets right after.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,52 @@ from streams.runtime import Emit, Record
 from streams.topics import topic_name
 
 UNKNOWN_TYPE = "unknown_interaction_type"
+_OPTIONAL_INTERACTION = {"request_id", "position", "value"}
+
+
+def _plain_id(value: object) -> bool:
+    return type(value) is str and 0 < len(value) <= 256  # type: ignore[arg-type]
+
+
+def fast_interaction(
+    raw: bytes, weights: dict[str, float], now_ms: int, max_bytes: int, max_skew_ms: int
+) -> InteractionUpdate | None:
+    """The store update of a plainly valid interaction, or None to take the full decode.
+
+    A conservative fast path for the hot topic: it accepts only payloads the contract
+    (`schemas.decode` as Interaction + a configured type) certainly accepts with the same
+    values — string ids, an int ts in range, schema_version 1 or absent, optional fields
+    absent or null — and leaves everything else (including every error) to the full
+    validator, which owns the reason codes. A unit test checks the two agree.
+    """
+    if len(raw) > max_bytes:
+        return None
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if type(obj) is not dict:
+        return None
+    eid, user, item, typ, ts = (
+        obj.get("event_id"),
+        obj.get("user_id"),
+        obj.get("item_id"),
+        obj.get("type"),
+        obj.get("ts"),
+    )
+    if not (_plain_id(eid) and _plain_id(user) and _plain_id(item)):
+        return None
+    if type(typ) is not str or typ not in weights or type(ts) is not int:
+        return None
+    if not schemas.MIN_TS_MS <= ts <= now_ms + max_skew_ms:
+        return None
+    version = obj.get("schema_version", schemas.SCHEMA_VERSION)
+    if type(version) is not int or version not in schemas.SUPPORTED_SCHEMA_VERSIONS:
+        return None
+    for key in _OPTIONAL_INTERACTION:
+        if obj.get(key) is not None:
+            return None
+    return InteractionUpdate(eid, user, item, typ, ts, weights[typ])
 
 
 def store_config(settings: Settings) -> StoreConfig:
@@ -108,6 +155,8 @@ class FeatureService:
             topic_name(settings, "interactions"): schemas.Interaction,
         }
         self.dlq_topic = topic_name(settings, "dlq")
+        self.interactions_topic = topic_name(settings, "interactions")
+        self.max_skew = settings.max_clock_skew_ms
         self.stats = FeatureStats()
 
     @property
@@ -149,7 +198,15 @@ class FeatureService:
         out = FeatureBatch()
         now_ms = int(time.time() * 1000)
         updates: list[FeatureEvent] = []
+        interactions = self.interactions_topic
+        weights, max_bytes, skew = self.weights, self.settings.max_event_bytes, self.max_skew
         for rec in records:
+            if rec.topic == interactions:
+                fast = fast_interaction(rec.value, weights, now_ms, max_bytes, skew)
+                if fast is not None:
+                    updates.append(fast)
+                    out.event_ts.append(fast.ts)
+                    continue
             try:
                 event = self.decode(rec, now_ms)
             except SchemaError as exc:

@@ -112,3 +112,69 @@ async def test_settings_weights_and_sequence_reach_the_store() -> None:
     top = dict(await store.popular(5))
     assert top["x"] == pytest.approx(5 * top["y"], rel=1e-3)
     assert "z" not in top
+
+
+def _variants() -> list[bytes]:
+    """Valid and subtly invalid interactions: the fast path must agree with the contract."""
+    base = {"event_id": "e", "ts": NOW, "user_id": "u", "item_id": "i", "type": "click"}
+    out: list[dict[str, object]] = [dict(base)]
+    changes: list[tuple[str, object]] = [
+        ("event_id", ""),
+        ("event_id", 7),
+        ("event_id", "x" * 257),
+        ("event_id", None),
+        ("user_id", True),
+        ("user_id", ["u"]),
+        ("item_id", 3.5),
+        ("ts", float(NOW)),
+        ("ts", True),
+        ("ts", str(NOW)),
+        ("ts", 5),
+        ("ts", NOW + 10 * 86_400_000),
+        ("type", "Click"),
+        ("type", "teleport"),
+        ("type", 1),
+        ("schema_version", 1),
+        ("schema_version", 2),
+        ("schema_version", True),
+        ("schema_version", "1"),
+        ("request_id", "r1"),
+        ("request_id", None),
+        ("request_id", ""),
+        ("position", 3),
+        ("position", -1),
+        ("value", 4.5),
+        ("value", "high"),
+        ("extra", {"ignored": True}),
+    ]
+    for key, value in changes:
+        v = dict(base)
+        v[key] = value
+        out.append(v)
+    for key in base:
+        v = dict(base)
+        del v[key]
+        out.append(v)
+    raws = [json.dumps(v).encode() for v in out]
+    return [*raws, b"[]", b"null", b"{", b'{"event_id": "\\ud800"}', b"\xff\xfe"]
+
+
+@pytest.mark.parametrize("raw", _variants())
+def test_fast_path_agrees_with_the_contract(raw: bytes) -> None:
+    from streams.errors import SchemaError
+    from streams.services.feature_service import fast_interaction, to_update
+
+    s = settings()
+    now = int(time.time() * 1000)
+    fast = fast_interaction(raw, s.event_weights, now, s.max_event_bytes, s.max_clock_skew_ms)
+    try:
+        ev = schemas.decode(schemas.Interaction, raw, now_ms=now)
+        if ev.type not in s.event_weights:
+            raise SchemaError("unknown_interaction_type")
+        full = to_update(ev, s.event_weights)
+    except SchemaError:
+        full = None
+    if fast is not None:  # whatever the fast path accepts, the contract accepts identically
+        assert full == fast
+    if raw == _variants()[0]:
+        assert fast is not None  # the plain case takes the fast path
