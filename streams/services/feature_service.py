@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from features import (
     FeatureEvent,
@@ -33,8 +34,8 @@ UNKNOWN_TYPE = "unknown_interaction_type"
 _OPTIONAL_INTERACTION = {"request_id", "position", "value"}
 
 
-def _plain_id(value: object) -> bool:
-    return type(value) is str and 0 < len(value) <= 256  # type: ignore[arg-type]
+def _plain_id(value: object) -> TypeGuard[str]:
+    return type(value) is str and 0 < len(value) <= 256
 
 
 def fast_interaction(
