@@ -306,7 +306,7 @@ class InSlateThompsonSampling(ThompsonSamplingPolicy):
 
     Propensities: the served slate uses k posterior draws; the other `propensity_draws - 1`
     Monte Carlo slates are random ordered k-subsets of a separate pool of `propensity_pool`
-    draws (default 2k, at least k; 0 = fully independent slates, propensity_draws * k draws).
+    draws (default k, at least k; 0 = fully independent slates, propensity_draws * k draws).
     Each of those slates has the policy's distribution and is independent of the served one,
     so a propensity (1 + matches) / propensity_draws is off by at most 1 / propensity_draws
     in expectation; a larger pool lowers its variance at the cost of posterior draws.
@@ -337,7 +337,7 @@ class InSlateThompsonSampling(ThompsonSamplingPolicy):
         rng: np.random.Generator,
         for_marginals: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        pool = 2 * k if self.propensity_pool is None else self.propensity_pool
+        pool = k if self.propensity_pool is None else self.propensity_pool
         if for_marginals or pool == 0 or n_slates == 1:
             n_rows = n_slates * k
             orders = np.arange(n_rows).reshape(n_slates, k)

@@ -82,7 +82,7 @@ FACTORIES: dict[str, Callable[[int], SlatePolicy]] = {
     "river-ts": lambda s: RiverTopKThompson(1.0, 10.0, propensity_draws=64, seed=s),
 }
 EXACT = {"random", "greedy", "epsilon-greedy"}
-POOLED = {"in-slate-ts-external"}  # default shared pool of 2k draws: unbiased but noisier
+POOLED = {"in-slate-ts-external"}  # default shared pool of k draws: unbiased but noisier
 
 
 def _warm(policy: SlatePolicy, rounds: int = 30) -> None:
