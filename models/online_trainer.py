@@ -43,6 +43,7 @@ class TrainerConfig:
     batch_users: int = 64
     train_len: int = 20  # rows per user per step (context + targets), <= max_len + 1
     targets_per_user: int = 8  # loss positions per user per step (fresh events always count)
+    buffer_len: int = 200  # events kept per user; replay draws a random window from them
     max_users: int = 100_000
     feedback_buffer: int = 10_000
     batch_feedback: int = 32
@@ -59,6 +60,8 @@ class TrainerConfig:
             raise ValueError("max_len, step_every_events, batch_users, max_users must be >= 1")
         if self.train_len < 2 or self.targets_per_user < 1:
             raise ValueError("train_len must be >= 2 and targets_per_user >= 1")
+        if self.buffer_len < self.max_len + 1:
+            raise ValueError("buffer_len must be >= max_len + 1")
         if self.step_every_ms <= 0 or self.snapshot_every_s <= 0:
             raise ValueError("step_every_ms and snapshot_every_s must be > 0")
         if self.snapshot_every_updates < 1 or self.feedback_buffer < 1:
@@ -89,7 +92,7 @@ class OnlineTrainer:
         self.clock = clock
         cfg = self.config
         self.replay = cfg.replay if cfg.replay is not None else isinstance(model, SequentialModel)
-        self._maxlen = max(cfg.max_len + 1, cfg.step_every_events + 1)
+        self._maxlen = max(cfg.buffer_len, cfg.step_every_events + 1)
         self._users: OrderedDict[str, _UserBuffer] = OrderedDict()
         self._user_list: list[str] = []
         self._user_pos: dict[str, int] = {}
@@ -219,10 +222,15 @@ class OnlineTrainer:
             buf = self._users[uid]
             rows = np.fromiter(buf.rows, np.int64, len(buf.rows))
             wts = np.fromiter(buf.weights, np.float32, len(buf.weights))
-            if self.replay:
+            if self.replay and buf.n_new:  # fresh events: the tail window
                 keep = min(len(rows), max(cfg.train_len, buf.n_new + 1))
                 rows, wts = rows[-keep:], wts[-keep:]
                 starts.append(max(1, len(rows) - max(cfg.targets_per_user, buf.n_new)))
+            elif self.replay:  # replay: a random window of the user's buffered history
+                end = int(self._rng.integers(min(2, len(rows)), len(rows) + 1))
+                begin = max(0, end - cfg.train_len)
+                rows, wts = rows[begin:end], wts[begin:end]
+                starts.append(max(1, len(rows) - cfg.targets_per_user))
             else:
                 starts.append(max(0, len(rows) - buf.n_new))
             seqs.append(rows)
