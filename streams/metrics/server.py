@@ -77,8 +77,8 @@ def start_metrics_server(
 
     With `handlers` (and `roles`, in the same order, as the worker binds them): handlers not
     yet measured are instrumented in place, and when a broker is configured, one
-    `LagMonitor` per handler reports the consumer lag of the worker's group
-    (`<prefix>-<roles joined by ->`, as `streams.app.create_app` names it).
+    `LagMonitor` reports the consumer lag of the worker's group (`<prefix>-<roles joined
+    by ->`, as `streams.app.create_app` names it) into each role's gauge.
     """
     if not settings.metrics_port:
         return None
