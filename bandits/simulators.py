@@ -26,6 +26,19 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def _rank_k(r: np.ndarray, k: int) -> np.ndarray:
+    """Best rank-k approximation of r (PureSVD). Truncated (ARPACK) when k is small: the
+    full SVD of MovieLens-100k's 943 x 1682 matrix took 7 s on one loaded core, this 0.1 s."""
+    if 0 < k < min(r.shape) - 1:
+        from scipy.sparse.linalg import svds
+
+        v0 = np.ones(min(r.shape)) / np.sqrt(min(r.shape))  # deterministic start vector
+        u, s, vt = svds(r, k=k, v0=v0)
+        return np.asarray((u * s) @ vt)
+    u, s, vt = np.linalg.svd(r, full_matrices=False)
+    return np.asarray((u[:, :k] * s[:k]) @ vt[:k])
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-x)))
 
@@ -261,8 +274,7 @@ class MovieLensSimulator(SlateSimulator):
         self.n_users, self.n_items = n_users, n_items
         r = np.zeros((n_users, n_items))
         r[users, items] = ratings
-        u, s, vt = np.linalg.svd(r, full_matrices=False)
-        z = (u[:, :n_factors] * s[:n_factors]) @ vt[:n_factors]
+        z = _rank_k(r, n_factors)
         # per user, replace scores by normal scores of their ranks: every user has the same
         # spread of tastes (heavy raters are not simply more clicky) and no heavy tail
         ranks = np.argsort(np.argsort(z, axis=1, kind="stable"), axis=1)
