@@ -30,11 +30,11 @@ def parse_roles(text: str) -> list[str]:
 
 def build_handlers(settings: Settings, roles: Sequence[str], store: Any = None) -> list[Handler]:
     """Handlers for `roles`, sharing one feature store (opened from settings if not given)."""
-    from features import open_store
+    from streams.services.feature_service import open_feature_store
 
     # role imports stay inside their branch: trainer/scorer pull in torch and river
     # (~550 MB RSS), which a features/joiner worker must not pay for
-    store = store if store is not None else open_store(settings.effective_store_url)
+    store = store if store is not None else open_feature_store(settings)
     out: list[Handler] = []
     for role in roles:
         if role == "features":

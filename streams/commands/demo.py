@@ -20,10 +20,10 @@ from streams.config import Settings, load_settings
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the `demo` subcommand."""
     p = sub.add_parser("demo", help="run the whole loop with simulated users and write a report")
-    p.add_argument("--duration", type=float, default=90.0, help="seconds of sessions (90)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of sessions (60)")
     p.add_argument("--batch", type=int, default=32, help="requests per round (32)")
     p.add_argument("--k", type=int, default=10, help="slate size (10)")
-    p.add_argument("--warmup", type=float, default=0.5, help="share of history replayed (0.5)")
+    p.add_argument("--warmup", type=float, default=0.25, help="share of history replayed (0.25)")
     p.add_argument(
         "--stack",
         choices=["none", "local"],

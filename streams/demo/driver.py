@@ -50,11 +50,11 @@ class Transport(Protocol):
 class DemoConfig:
     """How long and how hard the demo runs."""
 
-    duration_s: float = 90.0
+    duration_s: float = 60.0
     max_requests: int = 200_000
     batch: int = 32
     k: int = 10
-    warmup_fraction: float = 0.5
+    warmup_fraction: float = 0.25
     answer_timeout_s: float = 10.0
     freshness_samples: int = 2
     seed: int = 0
@@ -67,6 +67,8 @@ class DemoResult:
 
     started: float = field(default_factory=time.time)
     warmup_s: float = 0.0
+    warmup_events: int = 0
+    session_s: float = 0.0
     events: int = 0
     requests: int = 0
     answered: int = 0
@@ -81,9 +83,8 @@ class DemoResult:
     roundtrip_ms: list[float] = field(default_factory=list)
     freshness_ms: list[float] = field(default_factory=list)
     model_versions: list[str] = field(default_factory=list)
-    ctr_series: dict[str, list[tuple[float, float]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
+    slate_log: list[tuple[float, str, int, float]] = field(default_factory=list)
+    """(seconds since sessions started, arm, clicks, expected clicks) per served slate"""
 
     def ctr(self, arm: str) -> float:
         """Clicks per slate of an arm."""
@@ -95,7 +96,7 @@ def _progress(res: DemoResult, elapsed: float, duration: float) -> None:
     done = min(1.0, elapsed / duration) if duration > 0 else 1.0
     bar = "#" * int(done * width) + "-" * (width - int(done * width))
     ctr = " ".join(f"{a}={res.ctr(a):.3f}" for a in sorted(res.slates))
-    eps = res.events / max(elapsed, 1e-9)
+    eps = (res.events - res.warmup_events) / max(elapsed, 1e-9)
     lat = sorted(res.latency_ms[-500:])
     p50 = lat[len(lat) // 2] if lat else 0.0
     fresh = sorted(res.freshness_ms[-50:])
@@ -129,6 +130,7 @@ async def run(transport: Transport, world: World, cfg: DemoConfig) -> DemoResult
     )
     await transport.process()
     res.warmup_s = time.monotonic() - t0
+    res.warmup_events = res.events
     start = time.monotonic()
     rnd = 0
     while time.monotonic() - start < cfg.duration_s and res.requests < cfg.max_requests:
@@ -169,7 +171,9 @@ async def run(transport: Transport, world: World, cfg: DemoConfig) -> DemoResult
             positions = world.clicks(sreq, list(rec.slate))
             res.slates[arm] += 1
             res.clicks[arm] += len(positions)
-            res.expected[arm] += world.expected_clicks(sreq, list(rec.slate))
+            expected = world.expected_clicks(sreq, list(rec.slate))
+            res.expected[arm] += expected
+            res.slate_log.append((time.monotonic() - start, arm, len(positions), expected))
             res.diversity[arm].append(len({world.category(i) for i in rec.slate}))
             res.latency_ms.append(rec.latency_ms)
             res.model_versions.append(rec.model_version)
@@ -190,8 +194,7 @@ async def run(transport: Transport, world: World, cfg: DemoConfig) -> DemoResult
         await transport.process()
         await _measure_freshness(transport, clicked_users[-cfg.freshness_samples :], published, res)
         elapsed = time.monotonic() - start
-        for arm in res.slates:
-            res.ctr_series[arm].append((elapsed, res.ctr(arm)))
+        res.session_s = elapsed
         if cfg.progress:
             _progress(res, elapsed, cfg.duration_s)
     if cfg.progress:

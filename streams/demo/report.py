@@ -22,16 +22,31 @@ def plot(res: DemoResult, out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for arm, series in sorted(res.ctr_series.items()):
-        if series:
-            xs, ys = zip(*series, strict=True)
-            ax.plot(xs, ys, label=f"{arm} (n={res.slates[arm]})")
-    ax.set_xlabel("seconds since start of sessions")
-    ax.set_ylabel("clicks per slate (cumulative)")
-    ax.set_title("CTR over time per policy (A/B arms by user hash)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    for arm in sorted(res.slates):
+        rows = [(t, c, e) for t, a, c, e in res.slate_log if a == arm]
+        if not rows:
+            continue
+        t = np.array([r[0] for r in rows])
+        clicks = np.array([r[1] for r in rows], dtype=float)
+        expected = np.array([r[2] for r in rows])
+        window = max(20, min(300, len(rows) // 5))
+        kernel = np.ones(window) / window
+        if len(rows) >= window:
+            ax.plot(
+                t[window - 1 :],
+                np.convolve(expected, kernel, mode="valid"),
+                label=f"{arm} (n={len(rows)})",
+            )
+        ax2.plot(t, np.cumsum(clicks) / np.arange(1, len(rows) + 1), label=arm)
+    ax.set_title("expected clicks per slate under the users' true tastes (rolling mean)")
+    ax.set_ylabel("expected clicks / slate")
+    ax2.set_title("observed clicks per slate (cumulative)")
+    ax2.set_ylabel("clicks / slate")
+    ax2.set_xlabel("seconds since the sessions started (A/B arms split by user hash)")
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
     fig.tight_layout()
     paths.append(out / "ctr_over_time.png")
     fig.savefig(paths[-1], dpi=110)
@@ -73,7 +88,10 @@ def write(res: DemoResult, out: Path, mode: str, elapsed_s: float) -> Path:
     lines = [
         "# slatestream demo report",
         "",
-        f"- mode: **{mode}**; wall time {elapsed_s:.0f} s (warm-up {res.warmup_s:.1f} s)",
+        f"- mode: **{mode}**; wall time {elapsed_s:.0f} s (warm-up {res.warmup_s:.1f} s: "
+        f"catalogue + {res.warmup_events:,} history events; sessions {res.session_s:.0f} s)",
+        f"- session events/s: {(res.events - res.warmup_events) / max(res.session_s, 1e-9):,.0f}"
+        f" (requests + clicks published; the workers also consume impressions and feedback)",
         f"- events published: {res.events:,}; requests: {res.requests:,}; answered: "
         f"{res.answered:,}; errors: {res.errors}; duplicate answers: {res.duplicates}",
         f"- scorer latency p50 {_pct(res.latency_ms, 50):.2f} ms, p99 "

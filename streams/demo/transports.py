@@ -25,10 +25,10 @@ class EmbeddedTransport:
     """Every worker's handler in this process over one in-memory log and one memory store."""
 
     def __init__(self, settings: Settings) -> None:
-        from features import open_store
+        from streams.services.feature_service import open_feature_store
 
         self.settings = settings
-        self.store = open_store("memory://")
+        self.store = open_feature_store(settings.model_copy(update={"store_url": "memory://"}))
         self.log = MemoryLog()
         self.handlers = build_handlers(settings, ROLES, self.store)
         self.view = StoreView(self.store)
@@ -90,8 +90,8 @@ class KafkaTransport:
         """Spawn the workers, connect a producer and a recommendations consumer."""
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-        from features import open_store
         from streams.broker import ensure_topics
+        from streams.services.feature_service import open_feature_store
 
         ensure_topics(self.settings)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,7 @@ class KafkaTransport:
             auto_offset_reset="earliest",
         )
         await self.consumer.start()
-        self.view = StoreView(open_store(self.settings.effective_store_url))
+        self.view = StoreView(open_feature_store(self.settings))
 
     async def publish(self, logical: str, key: str, event: schemas.Event) -> None:
         """Send (batched by the producer)."""
