@@ -5,7 +5,8 @@ Lua script run per chunk) versus the same logical writes per interaction issued 
 commands in a non-transactional redis-py pipeline per batch — dedupe SET NX EX, RPUSH +
 LTRIM of the recent sequence, HINCRBY of user/item/global counters, ZINCRBY popularity and
 HINCRBYFLOAT affinity. Reads: `get_many` of 100 users versus the same LRANGE + 2×HGETALL
-per user in one redis-py pipeline. Same Redis, same events, same batch sizes, one run.
+per user in one redis-py pipeline (sync, and redis.asyncio — the client the store uses).
+Same Redis, same events, same batch sizes, one run.
 
     python -m bench.bench_store_ops [--quick] [--redis redis://host:port/0]
 
@@ -122,6 +123,24 @@ def raw_reads(url: str, users: list[str], ns: str, rounds: int) -> float:
     return dt
 
 
+async def raw_reads_async(url: str, users: list[str], ns: str, rounds: int) -> float:
+    """As raw_reads, with redis.asyncio (the client the store itself uses)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    t0 = time.perf_counter()
+    for r in range(rounds):
+        async with client.pipeline(transaction=False) as pipe:
+            for u in users[r * READ_USERS % len(users) :][:READ_USERS]:
+                pipe.lrange(f"{ns}:u:{u}:s", 0, -1)
+                pipe.hgetall(f"{ns}:u:{u}:c")
+                pipe.hgetall(f"{ns}:u:{u}:a")
+            await pipe.execute()
+    dt = time.perf_counter() - t0
+    await client.aclose()
+    return dt
+
+
 async def store_ops(
     url: str, events: list[tuple[str, str, str, str, int]], users: list[str], rounds: int
 ) -> tuple[float, float, int]:
@@ -188,12 +207,14 @@ def _measure(
     _cleanup(url, ns + "w")
     raw_s = raw_writes(url, events, ns)
     raw_read_s = raw_reads(url, users, ns, rounds)
+    raw_aread_s = asyncio.run(raw_reads_async(url, users, ns, rounds))
     _cleanup(url, ns)
     asyncio.run(store_ops(url, events[:BATCH], users, 2))
     write_s, read_s, applied = asyncio.run(store_ops(url, events, users, rounds))
     n = len(events)
     store_w, raw_w = n / write_s, n / raw_s
     store_r, raw_r = rounds * READ_USERS / read_s, rounds * READ_USERS / raw_read_s
+    raw_ar = rounds * READ_USERS / raw_aread_s
     return {
         "quick": quick,
         "events": n,
@@ -215,6 +236,14 @@ def _measure(
                 "baseline_name": "raw redis-py pipeline LRANGE+2×HGETALL",
                 "baseline": round(raw_r),
                 "ratio": round(store_r / raw_r, 3),
+            },
+            {
+                "name": "feature-store reads, get_many(100 users)",
+                "value": round(store_r),
+                "unit": "users/s",
+                "baseline_name": "raw redis.asyncio pipeline, same commands",
+                "baseline": round(raw_ar),
+                "ratio": round(store_r / raw_ar, 3),
             },
         ],
     }
