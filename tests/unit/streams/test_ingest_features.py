@@ -178,3 +178,27 @@ def test_fast_path_agrees_with_the_contract(raw: bytes) -> None:
         assert full == fast
     if raw == _variants()[0]:
         assert fast is not None  # the plain case takes the fast path
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "persistent store"),
+        ({"SLATESTREAM_STORE_URL": "redis://127.0.0.1:1/0"}, "SLATESTREAM_KAFKA_BOOTSTRAP"),
+    ],
+)
+def test_rebuild_cli_errors_are_one_line(
+    env: dict[str, str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from streams.cli import main
+
+    for k in ("SLATESTREAM_STORE_URL", "SLATESTREAM_REDIS_URL", "SLATESTREAM_KAFKA_BOOTSTRAP"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert main(["features", "rebuild"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err

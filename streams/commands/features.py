@@ -1,0 +1,169 @@
+"""`slatestream features rebuild`: replay the feature topics from the beginning into a store.
+
+The log is the source of truth: replaying `<prefix>.items`, then `<prefix>.impressions`,
+then `<prefix>.interactions` (each partition from offset 0 up to the end offsets seen at
+the start) through the same FeatureService the worker runs yields the same features in an
+empty store. Items go first so every interaction finds its item's category (affinities).
+Bad records are counted, not re-published (the live worker already dead-lettered them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass
+
+from features import FeatureStore, open_store
+from streams.config import Settings, load_settings
+from streams.errors import SlatestreamError
+from streams.runtime import Record
+from streams.services.feature_service import FeatureService, store_config
+from streams.topics import topic_name
+
+REPLAY_ORDER = ("items", "impressions", "interactions")
+
+
+@dataclass
+class RebuildResult:
+    """What a rebuild read and applied."""
+
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    seconds: float = 0.0
+
+
+def _partitions(bootstrap: str, topic: str) -> set[int]:
+    """Partition ids of a topic (empty when it does not exist), via kafka-python metadata."""
+    from kafka import KafkaConsumer
+
+    probe = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        return set(probe.partitions_for_topic(topic) or ())
+    finally:
+        probe.close()
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `features rebuild`."""
+    p = sub.add_parser("features", help="feature store maintenance")
+    fsub = p.add_subparsers(dest="features_command", metavar="ACTION")
+    r = fsub.add_parser(
+        "rebuild", help="replay the feature topics from the beginning into an empty store"
+    )
+    r.add_argument("--store", default=None, help="target store URL (default: the configured one)")
+    r.add_argument("--force", action="store_true", help="clear a non-empty target store first")
+    r.add_argument("--batch", type=int, default=2000, help="records per store update")
+    r.set_defaults(func=run_rebuild)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+async def rebuild(
+    settings: Settings,
+    store: FeatureStore,
+    *,
+    force: bool = False,
+    batch: int = 2000,
+    timeout_s: float = 30.0,
+) -> RebuildResult:
+    """Replay items, impressions and interactions from offset 0 to the current end into
+    `store` (which must be empty unless `force`, which clears it)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    if not settings.kafka_bootstrap:
+        raise SlatestreamError("SLATESTREAM_KAFKA_BOOTSTRAP: not set (rebuild reads the log)")
+    if not await store.is_empty():
+        if not force:
+            raise SlatestreamError("the target store is not empty (use --force to clear it)")
+        await store.clear()
+    service = FeatureService(settings, store, worker="features-rebuild")
+    res = RebuildResult()
+    t0 = time.perf_counter()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=batch,
+    )
+    await consumer.start()
+    try:
+        for logical in REPLAY_ORDER:
+            topic = topic_name(settings, logical)
+            parts = await asyncio.to_thread(_partitions, settings.kafka_bootstrap, topic)
+            if not parts:
+                continue
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            todo = {tp: end for tp, end in ends.items() if end > 0}
+            deadline = time.monotonic() + timeout_s
+            while todo:
+                got = await consumer.getmany(*todo, timeout_ms=500, max_records=batch)
+                if not got and time.monotonic() > deadline:
+                    raise SlatestreamError(f"rebuild: no records from {topic} for {timeout_s}s")
+                records: list[Record] = []
+                for tp, msgs in got.items():
+                    end = todo.get(tp)
+                    for m in msgs:
+                        if end is not None and m.offset < end:
+                            records.append(
+                                Record(
+                                    m.topic,
+                                    m.value or b"",
+                                    m.key,
+                                    m.partition,
+                                    m.offset,
+                                    m.timestamp,
+                                )
+                            )
+                    if msgs and end is not None and msgs[-1].offset + 1 >= end:
+                        del todo[tp]
+                if records:
+                    deadline = time.monotonic() + timeout_s
+                    out = await service.process(records)
+                    res.records += len(records)
+                    res.applied += sum(out.applied.values())
+                    res.duplicates += sum(out.duplicates.values())
+                    res.dead += sum(out.dead.values())
+    finally:
+        await consumer.stop()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def run_rebuild(args: argparse.Namespace) -> int:
+    """CLI entry: rebuild and print one summary line."""
+    from aiokafka.errors import KafkaError
+    from redis.exceptions import RedisError
+
+    settings = load_settings()
+    url = args.store or settings.effective_store_url
+    if url.startswith("memory:"):
+        raise SlatestreamError(
+            "rebuild needs a persistent store: set SLATESTREAM_STORE_URL or pass --store redis://…"
+        )
+    try:
+        store = open_store(url, store_config(settings))
+    except ValueError as exc:
+        raise SlatestreamError(f"--store: {exc}") from None
+
+    async def go() -> RebuildResult:
+        try:
+            return await rebuild(settings, store, force=args.force, batch=args.batch)
+        except RedisError as exc:
+            raise SlatestreamError(f"feature store {url}: {exc}") from None
+        except KafkaError as exc:
+            raise SlatestreamError(f"SLATESTREAM_KAFKA_BOOTSTRAP: {exc}") from None
+        finally:
+            await store.close()
+
+    res = asyncio.run(go())
+    print(
+        f"rebuilt {url}: {res.records} records, {res.applied} applied, "
+        f"{res.duplicates} duplicates, {res.dead} invalid, {res.seconds:.1f}s"
+    )
+    return 0
