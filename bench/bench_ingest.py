@@ -262,6 +262,21 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (from /proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def redis_cpu_seconds(store: Any) -> float:
+    """CPU seconds the Redis server has used (INFO cpu)."""
+    info = await store.client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def peak_rss_mb(pid: int) -> float:
     """Peak resident set size (VmHWM) of a process (MB) from /proc."""
     try:
@@ -320,22 +335,32 @@ async def run_async(quick: bool, services: Any = None, n: int | None = None) -> 
     )
     produce_s = await produce(services.kafka_bootstrap, prefix, gen.records)
     topic = f"{prefix}.interactions"
-    bare = await bare_loop(services.kafka_bootstrap, topic, gen.n_interactions + 0)
-    # bare loop over every record (items/impressions topics hold a few; count interactions)
+    c0 = time.process_time()
+    bare = await bare_loop(services.kafka_bootstrap, topic, gen.n_interactions)
+    bare_cpu = time.process_time() - c0
     tmp = tempfile.mkdtemp(prefix="bench-worker-")
     env = worker_env(services, prefix, ns, tmp)
     store = open_store(f"{services.redis_url}?namespace={ns}")
     proc = start_worker(env, "features", Path(tmp) / "worker.log")
     peak = 0.0
+    cpu = {"worker0": 0.0, "worker1": 0.0, "redis0": 0.0, "redis1": 0.0}
     try:
-        wait = asyncio.ensure_future(_wait_applied(store, gen.n_interactions, 300))
+        wait = asyncio.ensure_future(_wait_applied(store, gen.n_interactions, 600))
+        started = False
         while not wait.done():
             peak = max(peak, rss_mb(proc.pid))
             if proc.poll() is not None:
                 wait.cancel()
                 raise RuntimeError(f"worker exited {proc.returncode}; see {tmp}/worker.log")
-            await asyncio.sleep(0.1)
+            if not started and await store.global_counts():
+                # first update seen: CPU counters from here on are the drain's
+                cpu["worker0"] = cpu_seconds(proc.pid)
+                cpu["redis0"] = await redis_cpu_seconds(store)
+                started = True
+            await asyncio.sleep(0.05)
         first, last = wait.result()
+        cpu["worker1"] = cpu_seconds(proc.pid)
+        cpu["redis1"] = await redis_cpu_seconds(store)
         peak = max(peak, peak_rss_mb(proc.pid))
     finally:
         stop_worker(proc)
@@ -346,7 +371,15 @@ async def run_async(quick: bool, services: Any = None, n: int | None = None) -> 
     # the worker's rate over the whole drain: first store update to the last one
     n_total = len(gen.records)
     worker_rate = n_total / (last - first) if last > first else 0.0
+    w_cpu = cpu["worker1"] - cpu["worker0"]
+    r_cpu = cpu["redis1"] - cpu["redis0"]
     return {
+        "bare_cpu_us_per_event": round(bare_cpu / n_total * 1e6, 1),
+        "worker_cpu_us_per_event": round(w_cpu / n_total * 1e6, 1),
+        "redis_cpu_us_per_event": round(r_cpu / n_total * 1e6, 1),
+        "worker_events_per_cpu_s": round(n_total / w_cpu) if w_cpu else None,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
         "events": n_total,
         "interactions": gen.n_interactions,
         "produce_s": round(produce_s, 2),
