@@ -44,6 +44,7 @@ POLICY_ORDER = [
     "contextual-ts",
 ]
 _ML: dict[str, np.ndarray] = {}
+_SYNTH: dict[str, float] = {}  # overrides of SyntheticSimulator defaults (e.g. churn_rate)
 
 
 def load_ml_arrays() -> dict[str, np.ndarray]:
@@ -68,7 +69,7 @@ def load_ml_arrays() -> dict[str, np.ndarray]:
 def make_sim(kind: str, seed: int, steps: int) -> SlateSimulator:
     """A fresh simulator; requests are identical across policies for the same seed."""
     if kind == "synthetic":
-        return SyntheticSimulator(seed=seed)
+        return SyntheticSimulator(seed=seed, **_SYNTH)  # type: ignore[arg-type]
     ml = _ML or load_ml_arrays()
     return MovieLensSimulator(
         ml["users"],
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prior", choices=["empirical", "weak"], default="empirical")
     ap.add_argument("--tag", default="", help="suffix for the output file names")
     ap.add_argument("--ope", action="store_true", help="only the off-policy evaluation check")
+    ap.add_argument("--churn", type=float, default=None, help="synthetic churn_rate override")
     a = ap.parse_args(argv)
     if a.ope:
         text = ope_check(a.seeds)
@@ -335,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         return 0
     sims = [s for s in a.sims.split(",") if s]
+    if a.churn is not None:
+        _SYNTH["churn_rate"] = a.churn
     pols = [p for p in a.policies.split(",") if p]
     if "movielens" in sims:
         _ML.update(load_ml_arrays())
@@ -361,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": a.seeds,
         "steps": a.steps,
         "prior": a.prior,
+        "synthetic_overrides": dict(_SYNTH),
         "k": K,
         "wall_s": round(time.time() - t0, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
