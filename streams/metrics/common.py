@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "slatestream"
 
-#: seconds; from 0.25 ms (a Redis pipeline on loopback) to 10 s (a stalled batch)
+#: seconds; from 0.25 ms (a Redis pipeline on loopback) to 60 s (a stalled batch)
 LATENCY_BUCKETS = (
     0.00025,
     0.0005,
@@ -52,6 +52,8 @@ LATENCY_BUCKETS = (
     2.5,
     5.0,
     10.0,
+    30.0,
+    60.0,
 )
 #: seconds; freshness and ages span ms (in-process) to an hour (a stuck pipeline)
 FRESHNESS_BUCKETS = (
