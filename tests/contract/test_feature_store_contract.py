@@ -217,3 +217,17 @@ async def test_clear_empties_the_store(store: FeatureStore) -> None:
     await store.clear()
     assert await store.is_empty()
     assert (await store.get("u1")).total == 0 and await store.items() == []
+
+
+async def test_join_state_next_to_the_store(store: FeatureStore) -> None:
+    """The joiner's per-partition state lives beside the store (same Redis and namespace)."""
+    from features import join_state_for
+
+    st = join_state_for(store, "jt")
+    await st.save(0, {"r1": b"x", "~wm": b"5"})
+    await st.save(1, {"r2": b"y"})
+    await st.save(0, {"r3": b"z"}, ["r1"])
+    assert await st.load(0) == {"~wm": b"5", "r3": b"z"}
+    assert await st.load(1) == {"r2": b"y"}
+    await st.clear()
+    assert await st.load(0) == {} and await st.load(1) == {}
