@@ -37,6 +37,7 @@ from streams import schemas
 from streams.config import Settings
 from streams.errors import SchemaError
 from streams.runtime import Emit, Record
+from streams.services.feature_service import fast_interaction
 from streams.topics import topic_name
 
 log = logging.getLogger(__name__)
@@ -434,7 +435,20 @@ class JoinerService:
                 touched[p] = part
                 # the previous call's feedback has been published: confirm it
                 redo[p] = self._confirm(part, out)
+            now_ms = int(time.time() * 1000)
+            weights, limit = self.settings.event_weights, self.settings.max_event_bytes
+            skew = self.settings.max_clock_skew_ms
             for rec in records:
+                if rec.topic == self.interactions_topic:
+                    # cheap skip of what cannot join (views, users without open slates):
+                    # only its (validated) event time matters, for the watermark
+                    fast = fast_interaction(rec.value, weights, now_ms, limit, skew)
+                    if fast is not None and (
+                        not self.config.counts(fast.type)
+                        or fast.user_id not in touched[rec.partition].by_user
+                    ):
+                        self._advance(touched[rec.partition], fast.ts)
+                        continue
                 try:
                     ev = self.decode(rec)
                 except SchemaError:
