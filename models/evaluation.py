@@ -234,18 +234,22 @@ def run_prequential(
     data: InteractionData,
     seed: int = 0,
     bucket: int = 5000,
-    chunk: int = 64,
+    chunk: int | None = None,
     max_events: int | None = None,
     log: Log = _quiet,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Test-then-train over the time-ordered stream; HR/NDCG/MRR@10 overall and per bucket.
 
-    Parameters change only at trainer steps (every `chunk` events), so ranking a chunk's
+    Parameters change only at trainer steps (every `chunk` events, by default the trainer's
+    `step_every_events`), so ranking a chunk's
     events with the parameters from its start is exactly test-then-train; histories
     include every earlier event.
     """
     t0 = time.perf_counter()
+    tc = _tc(overrides)
+    chunk = int(chunk or tc.get("step_every_events", TrainerConfig().step_every_events))
+    tc["step_every_events"] = chunk
     torch_overrides = {k: v for k, v in overrides.items() if not k.startswith("trainer_")}
     model = make_model(model_name, seed, **torch_overrides)
     _all_item_rows(model, data)
@@ -261,9 +265,7 @@ def run_prequential(
     ranks = np.zeros(len(order), np.int64)
     trainer = None
     if isinstance(model, GRUModel):
-        cfg = TrainerConfig(
-            step_every_events=chunk, step_every_ms=1e12, seed=seed, **_tc(overrides)
-        )
+        cfg = TrainerConfig(step_every_ms=1e12, seed=seed, **tc)
         trainer = OnlineTrainer(model, cfg)
     for s in range(0, len(order), chunk):
         e = min(len(order), s + chunk)

@@ -31,9 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--exclude-seen", action="store_true", help="loo: drop the user's seen items")
     p.add_argument("--dim", type=int, default=64, help="GRU item embedding size")
     p.add_argument("--hidden", type=int, default=128, help="GRU hidden size")
+    p.add_argument("--lr", type=float, default=None, help="GRU learning rate (default 1e-3)")
+    p.add_argument("--step-every", type=int, default=None, help="trainer: events per step")
+    p.add_argument("--batch-users", type=int, default=None, help="trainer: users per step")
     p.add_argument("--max-events", type=int, default=None, help="prequential: stop early")
     p.add_argument("--bucket", type=int, default=5000, help="prequential: events per point")
-    p.add_argument("--chunk", type=int, default=64, help="prequential: events per trainer step")
     p.add_argument("--plot", default=None, help="prequential: write HR@10 over time (PNG)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--progress", action="store_true", help="progress lines on stderr")
@@ -60,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         return _err("--protocol loo takes exactly one --model")
     if args.epochs < 1 or args.patience < 1 or args.dim < 1 or args.hidden < 1:
         return _err("--epochs, --patience, --dim and --hidden must be >= 1")
-    if args.bucket < 1 or args.chunk < 1 or (args.max_events is not None and args.max_events < 1):
-        return _err("--bucket, --chunk and --max-events must be >= 1")
+    if args.bucket < 1 or (args.max_events is not None and args.max_events < 1):
+        return _err("--bucket and --max-events must be >= 1")
     if args.plot and args.protocol != "prequential":
         return _err("--plot is for --protocol prequential")
     if args.threads:
@@ -78,6 +80,16 @@ def run(args: argparse.Namespace) -> int:
             print(msg, file=sys.stderr, flush=True)
 
     gru_kw: dict[str, Any] = {"dim": args.dim, "hidden": args.hidden}
+    if args.lr is not None:
+        if args.lr <= 0:
+            return _err("--lr must be > 0")
+        gru_kw["lr"] = args.lr
+    for flag, key in (("step_every", "step_every_events"), ("batch_users", "batch_users")):
+        value = getattr(args, flag)
+        if value is not None:
+            if value < 1:
+                return _err(f"--{flag.replace('_', '-')} must be >= 1")
+            gru_kw[f"trainer_{key}"] = value
     results = []
     for name in names:
         kw = gru_kw if name in ("gru", "bayes-gru") else {}
@@ -100,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
                 data,
                 seed=args.seed,
                 bucket=args.bucket,
-                chunk=args.chunk,
                 max_events=args.max_events,
                 log=log,
                 **kw,
