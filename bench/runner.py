@@ -281,7 +281,7 @@ def _adapt_ingest(r: dict[str, Any]) -> list[Figure]:
                 "ingest: feature worker peak RSS",
                 r["worker_peak_rss_mb"],
                 "MB",
-                "target",
+                "target of the ingest issue (not a measurement)",
                 rss_target,
                 higher_is_better=False,
             )
@@ -312,7 +312,7 @@ def _adapt_bandits(r: dict[str, Any]) -> list[Figure]:
                 f"posterior update mean, {label}",
                 round(stats["mean"], 1),
                 "µs",
-                "target",
+                "target of issue 5 (not a measurement)",
                 target,
                 higher_is_better=False,
             )
@@ -321,29 +321,21 @@ def _adapt_bandits(r: dict[str, Any]) -> list[Figure]:
 
 
 def _adapt_training(r: dict[str, Any]) -> list[Figure]:
+    none = "none reported by bench_training"
     out = []
     base = _get(r, "training_default", "events_per_s")
     fast = _get(r, "training_fast", "events_per_s")
     if base:
-        out.append(_fig("training (default cadence)", base, "events/s", "", None))
+        out.append(_fig("training events/s (default cadence)", base, "events/s", none, None))
     if fast:
         out.append(
-            _fig("training (step every 128 events)", fast, "events/s", "default cadence", base)
+            _fig("training events/s (step every 128 events)", fast, "events/s", "default", base)
         )
     for kind in ("gru", "bayes-gru"):
-        score = _get(r, "scoring", kind, "score_all_items", "p99_ms")
-        state = _get(r, "scoring", kind, "user_state_50", "p99_ms")
-        if score is not None:
-            out.append(
-                _fig(
-                    f"{kind}: score all 10k items p99",
-                    score,
-                    "ms",
-                    "user_state(50 events) p99",
-                    state,
-                    higher_is_better=False,
-                )
-            )
+        for what, label in (("score_all_items", "score all 10k items"), ("rank_top10", "top-10")):
+            p99 = _get(r, "scoring", kind, what, "p99_ms")
+            if p99 is not None:
+                out.append(_fig(f"{kind}: {label} p99", p99, "ms", none, None, False))
     return out
 
 
@@ -409,9 +401,10 @@ def render_markdown(
         "# Benchmarks",
         "",
         f"Produced by `{command}` on {when} (total {sum(o.seconds for o in outcomes):.0f} s).",
-        "Every figure is measured beside its peer or baseline **in the same run**; the ratio",
-        "is figure / baseline (for latencies and memory lower is better, so a ratio below 1",
-        "is the good direction there). Numbers from a shared machine: see the load average.",
+        "Each figure is measured beside its peer or baseline **in the same run** where the",
+        "benchmark module reports one (a target is labelled as such; a missing peer says so);",
+        "ratio = figure / baseline (for latencies and memory lower is better, so a ratio",
+        "below 1 is the good direction there). The machine is shared: see the load average.",
         "",
         "## Machine",
         "",
@@ -429,7 +422,7 @@ def render_markdown(
         "",
         "## Results",
         "",
-        "| benchmark | figure | value | unit | baseline / peer (same run) | baseline | ratio |",
+        "| benchmark | figure | value | unit | baseline / peer | baseline | ratio |",
         "|---|---|---:|---|---|---:|---:|",
     ]
     for o in outcomes:
