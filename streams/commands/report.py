@@ -352,8 +352,10 @@ def render_panels(
     title: str = "slatestream",
     units: Mapping[str, str] | None = None,
     xlabel: str = "seconds",
+    per_panel: bool = True,
 ) -> list[Path]:
-    """Draw one PNG per panel (keys `"<panel> / <line>"`) and `panels.png` with all of them.
+    """Draw `panels.png` with every panel (keys `"<panel> / <line>"`) and, with `per_panel`,
+    one `panel_<name>.png` each.
 
     Panels are ordered as in PANELS, then any others; a panel without points is drawn with
     "no data". Returns the written paths, the grid first.
@@ -406,7 +408,7 @@ def render_panels(
     fig.savefig(grid, dpi=100)
     plt.close(fig)
     paths.append(grid)
-    for panel in order:
+    for panel in order if per_panel else ():
         fig, ax = plt.subplots(figsize=(7, 3.6))
         draw(ax, panel)
         fig.tight_layout()
