@@ -20,6 +20,7 @@ from features.base import (
     ItemUpdate,
     RecentEvent,
     StoreConfig,
+    StoreUnavailable,
     UserFeatures,
 )
 from features.join import JoinState, MemoryJoinState, join_state_for, open_join_state
@@ -58,6 +59,7 @@ __all__ = [
     "RecentEvent",
     "StoreConfig",
     "StoreURLError",
+    "StoreUnavailable",
     "UserFeatures",
     "join_state_for",
     "open_join_state",

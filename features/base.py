@@ -25,6 +25,11 @@ IMPRESSIONS = "impressions"
 ALL = "_all"
 
 
+class StoreUnavailable(Exception):
+    """The backend did not answer; a write may or may not have happened. Retrying is safe
+    (updates are idempotent by event_id), and what a stream worker should do."""
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     """How the store aggregates: sequence cap, decay half-lives, dedupe window."""

@@ -67,7 +67,13 @@ class RedisJoinState(JoinState):
 
     async def load(self, partition: int) -> dict[str, bytes]:
         """HGETALL of the partition's hash."""
-        rows = await self.client.hgetall(self._key(partition))
+        from features.base import StoreUnavailable
+        from features.redis_store import UNAVAILABLE
+
+        try:
+            rows = await self.client.hgetall(self._key(partition))
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
         return {(k.decode() if isinstance(k, bytes) else k): v for k, v in rows.items()}
 
     async def save(
@@ -76,13 +82,19 @@ class RedisJoinState(JoinState):
         """HSET + HDEL in one MULTI/EXEC round trip."""
         if not upserts and not deletes:
             return
+        from features.base import StoreUnavailable
+        from features.redis_store import UNAVAILABLE
+
         key = self._key(partition)
-        async with self.client.pipeline(transaction=True) as pipe:
-            if upserts:
-                pipe.hset(key, mapping=dict(upserts))
-            if deletes:
-                pipe.hdel(key, *deletes)
-            await pipe.execute()
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                if upserts:
+                    pipe.hset(key, mapping=dict(upserts))
+                if deletes:
+                    pipe.hdel(key, *deletes)
+                await pipe.execute()
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
 
     async def clear(self) -> None:
         """UNLINK every partition hash."""

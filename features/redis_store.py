@@ -35,12 +35,22 @@ from features.base import (
     ItemFeatures,
     RecentEvent,
     StoreConfig,
+    StoreUnavailable,
     UserFeatures,
     category_prefixes,
     value_now,
 )
 
 SEP = "\x1f"
+
+
+def _unavailable_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+    return (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+
+
+UNAVAILABLE = _unavailable_errors()
 CHUNK = 2000  # events per script run (bounds how long one run blocks Redis)
 
 APPLY_LUA = r"""
@@ -263,13 +273,16 @@ class RedisFeatureStore(FeatureStore):
             repr(cfg.affinity_half_life_s),
         ]
         chunks = [events[i : i + CHUNK] for i in range(0, len(events), CHUNK)]
-        if len(chunks) == 1:
-            outs = [await self._run(head, chunks[0], None)]
-        else:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for chunk in chunks:
-                    await self._run(head, chunk, pipe)
-                outs = await pipe.execute()
+        try:
+            if len(chunks) == 1:
+                outs = [await self._run(head, chunks[0], None)]
+            else:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for chunk in chunks:
+                        await self._run(head, chunk, pipe)
+                    outs = await pipe.execute()
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
         for out in outs:
             for j, kind in enumerate(_KINDS):
                 a, d = int(out[2 * j]), int(out[2 * j + 1])

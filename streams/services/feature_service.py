@@ -9,11 +9,13 @@ driver may commit the batch's offsets right after.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import TypeGuard, TypeVar
 
 from features import (
     FeatureEvent,
@@ -22,6 +24,7 @@ from features import (
     InteractionUpdate,
     ItemUpdate,
     StoreConfig,
+    StoreUnavailable,
     open_store,
 )
 from streams import schemas
@@ -30,7 +33,30 @@ from streams.errors import SchemaError
 from streams.runtime import Emit, Record
 from streams.topics import topic_name
 
+log = logging.getLogger(__name__)
+
 UNKNOWN_TYPE = "unknown_interaction_type"
+
+
+T = TypeVar("T")
+
+
+async def until_available(op: Callable[[], Awaitable[T]], what: str, max_delay_s: float = 5.0) -> T:
+    """Run `op` until the store answers, backing off (0.05 s doubling to `max_delay_s`).
+
+    A stream worker must not skip a batch it could not write, nor crash on a Redis
+    restart: it waits (its partitions stall, nothing is committed) and retries, which is
+    safe because store updates are idempotent by event_id."""
+    delay = 0.05
+    while True:
+        try:
+            return await op()
+        except StoreUnavailable as exc:
+            log.warning("%s: store unavailable (%s); retrying in %.2fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
+
+
 _OPTIONAL_INTERACTION = {"request_id", "position", "value"}
 
 
@@ -218,7 +244,7 @@ class FeatureService:
             out.event_ts.append(event.ts)
         if updates:
             t0 = time.perf_counter()
-            res = await self.store.apply_many(updates)
+            res = await until_available(lambda: self.store.apply_many(updates), self.worker)
             out.store_seconds = time.perf_counter() - t0
             out.applied, out.duplicates = res.applied, res.duplicates
         st = self.stats

@@ -37,7 +37,7 @@ from streams import schemas
 from streams.config import Settings
 from streams.errors import SchemaError
 from streams.runtime import Emit, Record
-from streams.services.feature_service import fast_interaction
+from streams.services.feature_service import fast_interaction, until_available
 from streams.topics import topic_name
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,8 @@ class JoinerService:
         if part is not None:
             return part
         part = _Partition()
-        for key, raw in (await self.state.load(p)).items():
+        stored = await until_available(lambda: self.state.load(p), self.worker)
+        for key, raw in stored.items():
             if key == WM_KEY:
                 part.watermark = int(raw)
             elif key.startswith(ORPHAN):
@@ -213,7 +214,7 @@ class JoinerService:
         dels = set(part.deleted)
         part.dirty.clear()
         part.deleted.clear()
-        await self.state.save(p, ups, dels)
+        await until_available(lambda: self.state.save(p, ups, dels), self.worker)
 
     # --- feedback construction ------------------------------------------------------------
     def _feedback(self, rid: str, imp: _Imp, clicks: list[dict[str, Any]], late: bool) -> Emit:

@@ -202,3 +202,36 @@ def test_rebuild_cli_errors_are_one_line(
     assert main(["features", "rebuild"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+async def test_worker_waits_for_an_unavailable_store_and_counts_once() -> None:
+    from features import StoreUnavailable
+    from features.memory import MemoryFeatureStore
+
+    class Flaky(MemoryFeatureStore):
+        """Fails like a Redis restart: the first two writes raise after applying."""
+
+        fails = 2
+
+        async def apply_many(self, events):  # type: ignore[no-untyped-def]
+            res = await super().apply_many(events)
+            if self.fails:
+                self.fails -= 1
+                raise StoreUnavailable("connection reset")
+            return res
+
+    s = settings()
+    store = Flaky()
+    h = FeatureHandler(s, store)
+    topic = topic_name(s, "interactions")
+    await h.handle([Record(topic, interaction("a")), Record(topic, interaction("b"))])
+    assert (await store.get("u1")).counts == {"click": 2, ALL: 2}
+
+
+async def test_redis_store_reports_unavailable() -> None:
+    from features import InteractionUpdate, StoreUnavailable
+
+    store = open_store("redis://127.0.0.1:1/0?socket_connect_timeout=0.5")
+    with pytest.raises(StoreUnavailable):
+        await store.update(InteractionUpdate("e", "u", "i", "click", NOW))
+    await store.close()
