@@ -77,6 +77,7 @@ class ScorerConfig:
     shadows: tuple[str, ...] = ()
     propensity_draws: int = 16
     reload_interval_s: float = 1.0
+    category_ttl_s: float = 30.0
     max_users_tracked: int = 100_000
     seed: int = 0
 
@@ -249,6 +250,8 @@ class ScorerService:
         self.model_loaded_at = 0.0
         self.snapshot_written_at: float | None = None
         self._prefix_cache: dict[str, list[str]] = {}
+        self._cat_cache: dict[str, str] = {}
+        self._cat_cache_at = time.monotonic()
         self._last_reload = -math.inf
 
     # --- model -------------------------------------------------------------------------------
@@ -282,9 +285,11 @@ class ScorerService:
         self.maybe_reload()
         cfg = self.config
         views = await self.features.user_views(list({r.user_id for r in requests}))
-        popular = [i for i, _ in await self.features.popular(cfg.candidates_popular)]
-        pop_score = dict(await self.features.popular(max(cfg.candidates_popular, 200)))
+        ranked = await self.features.popular(max(cfg.candidates_popular, 200))
+        popular = [i for i, _ in ranked[: cfg.candidates_popular]]
+        pop_score = dict(ranked)
         fresh = await self.features.fresh(cfg.candidates_fresh)
+        await self._categories([*popular, *fresh])
         states = self._user_states(views)
         out = []
         for req in requests:
@@ -338,7 +343,7 @@ class ScorerService:
         cands = [i for i in pool if i not in excluded]
         if not cands:  # never empty when candidates exist: relax the soft exclusions
             cands = [i for i in pool if i not in set(req.exclusions)]
-        cats = await self.features.categories(cands) if cands else {}
+        cats = await self._categories(cands) if cands else {}
         if req.candidate_filter and req.candidate_filter.categories:
             prefixes = tuple(req.candidate_filter.categories)
             cands = [i for i in cands if _in_categories(cats.get(i, ""), prefixes)]
@@ -428,6 +433,21 @@ class ScorerService:
                 sd=max(float(finite.std()), 1.0) if finite.size > 1 else 1.0,
             )
         return ctx
+
+    async def _categories(self, items: Sequence[str]) -> dict[str, str]:
+        """Category paths, from a cache refreshed every `category_ttl_s` (one store round trip
+        per batch for the items not cached; catalogue metadata changes rarely)."""
+        now = time.monotonic()
+        if now - self._cat_cache_at > self.config.category_ttl_s:
+            self._cat_cache.clear()
+            self._cat_cache_at = now
+        cache = self._cat_cache
+        missing = [i for i in items if i not in cache]
+        if missing:
+            found = await self.features.categories(missing)
+            for i in missing:
+                cache[i] = found.get(i, "")
+        return {i: cache[i] for i in items}
 
     def _prefixes(self, cat: str) -> list[str]:
         out = self._prefix_cache.get(cat)
