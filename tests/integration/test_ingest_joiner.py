@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.bench_ingest import start_worker, stop_worker, worker_env
+from features import open_join_state
 from streams import schemas
 from streams.broker import ensure_topics
 from streams.config import Settings
@@ -132,6 +133,8 @@ async def test_joiner_worker_windows_late_feedback_and_restart(
         got = await read_feedback(boot, f"{topic_prefix}.feedback", 20, 5, 90)
     finally:
         stop_worker(proc)
+        state = open_join_state(f"{services.redis_url}?namespace=j{uid}")  # type: ignore[attr-defined]
+        await state.clear()
 
     on_time = {f.request_id: f for f in got if not f.late}
     late = {f.request_id: f for f in got if f.late}
