@@ -5,6 +5,7 @@
 #   bash deploy/dev.sh test [pytest args...]
 #   bash deploy/dev.sh setup            # only install
 #   bash deploy/dev.sh run ARGS...      # any slatestream command
+#   bash deploy/dev.sh bench [--full]   # every benchmark, rewrites BENCHMARKS.md
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,6 +63,7 @@ case "$cmd" in
   setup) log "ready: $VENV" ;;
   demo) exec python -m streams demo "$@" ;;
   run) exec python -m streams "$@" ;;
+  bench) exec python -m bench "$@" ;;
   test)
     set +e
     python -m pytest -q -p no:cacheprovider "$@"
@@ -69,5 +71,5 @@ case "$cmd" in
     set -e
     if [[ $rc -eq 5 ]]; then log "pytest collected no tests: failing"; exit 1; fi
     exit $rc ;;
-  *) log "unknown command $cmd (setup|demo|test|run)"; exit 2 ;;
+  *) log "unknown command $cmd (setup|demo|test|run|bench)"; exit 2 ;;
 esac
