@@ -37,7 +37,7 @@ class GRUConfig:
     max_len: int = 50
     scoring: str = "dot"  # "dot" or "l2" (negative squared L2 distance)
     dropout: float = 0.3
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.0
     offset_l2: float = 0.0  # MAP Gaussian prior on item offsets (point model)
     n_negatives: int = 0  # 0 = full softmax, else shared uniform sampled softmax

@@ -38,11 +38,11 @@ class TrainerConfig:
     """Settings of the incremental trainer (validated in `validate`)."""
 
     max_len: int = 50
-    step_every_events: int = 64
+    step_every_events: int = 128
     step_every_ms: float = 1000.0
-    batch_users: int = 64
-    train_len: int = 20  # rows per user per step (context + targets), <= max_len + 1
-    targets_per_user: int = 8  # loss positions per user per step (fresh events always count)
+    batch_users: int = 128
+    train_len: int = 30  # rows per user per step (context + targets), <= max_len + 1
+    targets_per_user: int = 12  # loss positions per user per step (fresh events always count)
     buffer_len: int = 200  # events kept per user; replay draws a random window from them
     max_users: int = 100_000
     feedback_buffer: int = 10_000

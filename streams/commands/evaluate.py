@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--exclude-seen", action="store_true", help="loo: drop the user's seen items")
     p.add_argument("--dim", type=int, default=64, help="GRU item embedding size")
     p.add_argument("--hidden", type=int, default=128, help="GRU hidden size")
-    p.add_argument("--lr", type=float, default=None, help="GRU learning rate (default 1e-3)")
+    p.add_argument("--lr", type=float, default=None, help="GRU learning rate (default 2e-3)")
     p.add_argument("--step-every", type=int, default=None, help="trainer: events per step")
     p.add_argument("--batch-users", type=int, default=None, help="trainer: users per step")
     p.add_argument("--max-events", type=int, default=None, help="prequential: stop early")
