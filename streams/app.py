@@ -170,7 +170,8 @@ def bind_handler(
     tick_interval_s: float = 0.5,
 ) -> Any:
     """Register `handler` as a Faust agent over its topics (plus a timer calling its optional
-    `tick()` coroutine, whose emits are published); returns the agent."""
+    `tick()` coroutine, whose emits are published, and its optional
+    `on_partitions_revoked({(topic, partition)})` on rebalances); returns the agent."""
     topics = [raw_topic(app, t, partitions) for t in handler.topics]
     channel = (
         topics[0]
@@ -192,6 +193,16 @@ def bind_handler(
 
     process.__name__ = f"{handler.name}_agent"
     agent = app.agent(channel, name=handler.name)(process)
+    on_revoked = getattr(handler, "on_partitions_revoked", None)
+    if on_revoked is not None:
+        # stateful handlers (the joiner) drop partitions they no longer own, so a
+        # rebalance never leaves two workers writing the same partition's state
+
+        async def revoked(sender: Any, revoked: Any, **_: Any) -> None:
+            await on_revoked({(tp.topic, tp.partition) for tp in revoked})
+
+        revoked.__name__ = f"{handler.name}_revoked"
+        app.on_partitions_revoked.connect(revoked)
     tick = getattr(handler, "tick", None) or getattr(getattr(handler, "inner", None), "tick", None)
     if tick is not None:
         # time-driven work (window closing, training steps, snapshots) when no events arrive

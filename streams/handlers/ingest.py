@@ -103,6 +103,10 @@ class JoinerHandler:
         JOINER.open_impressions.set(self.service.open_impressions())
         return emits
 
+    async def on_partitions_revoked(self, tps: set[tuple[str, int]]) -> None:
+        """Forget the state of revoked partitions (wired by streams.app.bind_handler)."""
+        await self.service.forget({p for t, p in tps if t in self.topics})
+
     async def tick(self) -> list[Emit]:
         """Close impressions of idle partitions (driven by the app's timer)."""
         emits = await self.service.tick()

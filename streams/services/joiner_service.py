@@ -498,6 +498,13 @@ class JoinerService:
                 await self._save(p, part)
             return out
 
+    async def forget(self, partitions: set[int]) -> None:
+        """Drop partitions this worker no longer owns (a rebalance revoked them); their
+        state stays in the JoinState for the next owner, and is reloaded if they return."""
+        async with self._lock:
+            for p in partitions:
+                self.parts.pop(p, None)
+
     def open_impressions(self) -> int:
         """Impressions waiting for clicks (all loaded partitions)."""
         return sum(len(r) for part in self.parts.values() for r in part.by_user.values())

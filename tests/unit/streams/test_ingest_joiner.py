@@ -175,3 +175,16 @@ async def test_handler_records_metrics_and_has_a_tick() -> None:
     await h.handle([imp("r1", T0, ["a"]), clk("c", T0 + 1, "a", "r1")])
     assert JOINER.impressions.labels(policy="in-slate-ts")._value.get() == before + 1
     assert await h.tick() == []
+
+
+async def test_revoked_partitions_are_forgotten_and_reloaded_from_the_state() -> None:
+    state = MemoryJoinState()
+    h = JoinerHandler(S, state=state, config=CFG)
+    await h.handle([imp("r1", T0, ["a", "b"])])
+    assert h.service.open_impressions() == 1
+    await h.on_partitions_revoked({(IMP, 0), ("other.topic", 1)})
+    assert h.service.parts == {} and h.service.open_impressions() == 0
+    # the partition comes back (or goes to another worker): its state is in the JoinState
+    await h.handle([clk("c1", T0 + 1_000, "b", "r1")])
+    (fb,) = fbs(await h.service.flush())
+    assert fb.clicked_positions == [1]
