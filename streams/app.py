@@ -198,7 +198,7 @@ def bind_handler(
         # stateful handlers (the joiner) drop partitions they no longer own, so a
         # rebalance never leaves two workers writing the same partition's state
 
-        async def revoked(sender: Any, *args: Any, **_: Any) -> None:
+        async def revoked(sender: Any, /, *args: Any, signal: Any = None, **_: Any) -> None:
             await on_revoked({(tp.topic, tp.partition) for tp in args[0]})
 
         revoked.__name__ = f"{handler.name}_revoked"
