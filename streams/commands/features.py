@@ -57,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r.add_argument("--force", action="store_true", help="clear a non-empty target store first")
     r.add_argument("--batch", type=int, default=2000, help="records per store update")
     r.set_defaults(func=run_rebuild)
+    show = fsub.add_parser("show", help="print features of users / items / popular now as JSON")
+    show.add_argument("--store", default=None, help="store URL (default: the configured one)")
+    show.add_argument("--user", action="append", default=[], help="user id (repeatable)")
+    show.add_argument("--item", action="append", default=[], help="item id (repeatable)")
+    show.add_argument("--popular", type=int, default=0, help="top-N popular items now")
+    show.set_defaults(func=run_show)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -133,6 +139,41 @@ async def rebuild(
         await consumer.stop()
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """CLI entry: dump what the store holds for some users/items, and global counters."""
+    import dataclasses
+    import json
+
+    from redis.exceptions import RedisError
+
+    settings = load_settings()
+    url = args.store or settings.effective_store_url
+    try:
+        store = open_store(url, store_config(settings))
+    except ValueError as exc:
+        raise SlatestreamError(f"--store: {exc}") from None
+
+    async def go() -> dict[str, object]:
+        try:
+            out: dict[str, object] = {"global": await store.global_counts()}
+            if args.user:
+                users = await store.get_many(args.user)
+                out["users"] = {u: dataclasses.asdict(f) for u, f in users.items()}
+            if args.item:
+                items = await store.items_many(args.item)
+                out["items"] = {i: dataclasses.asdict(f) for i, f in items.items()}
+            if args.popular:
+                out["popular"] = await store.popular(args.popular)
+            return out
+        except RedisError as exc:
+            raise SlatestreamError(f"feature store {url}: {exc}") from None
+        finally:
+            await store.close()
+
+    print(json.dumps(asyncio.run(go()), indent=2, default=str))
+    return 0
 
 
 def run_rebuild(args: argparse.Namespace) -> int:

@@ -235,3 +235,11 @@ async def test_redis_store_reports_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         await store.update(InteractionUpdate("e", "u", "i", "click", NOW))
     await store.close()
+
+
+def test_features_show_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli import main
+
+    assert main(["features", "show", "--store", "memory://", "--user", "x", "--popular", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["users"]["x"]["recent"] == [] and out["popular"] == [] and out["global"] == {}
