@@ -4,7 +4,9 @@ One run: start (or use) a broker + Redis, produce N interaction events keyed by 
 then (1) drain the topic with a bare aiokafka consume loop (decode nothing, just count)
 and (2) run one real feature worker process (`slatestream worker --role features`, one
 Faust app) from the beginning of the same topic until the store holds every event.
-Reports events/s of both, their ratio and the worker's peak RSS.
+Reports events/s of both, their ratio and the worker's peak RSS, CPU per event of the
+worker and of Redis, and (to isolate Faust's own cost) the same FeatureHandler driven by
+a plain aiokafka loop in the benchmark process.
 
     python -m bench.bench_ingest [--quick] [--events N] [--kafka host:port --redis URL]
 
@@ -203,6 +205,56 @@ async def bare_loop(bootstrap: str, topic: str, expected: int, timeout_s: float 
     return seen / dt if dt > 0 else 0.0
 
 
+async def handler_loop(
+    bootstrap: str, settings: Any, store_url: str, expected: int, timeout_s: float = 300
+) -> tuple[float, float]:
+    """The same FeatureHandler driven by a plain aiokafka loop in this process (no Faust):
+    isolates what Faust's per-message machinery costs. Returns (events/s, CPU us/event)."""
+    from aiokafka import AIOKafkaConsumer
+
+    from features import open_store
+    from streams.handlers.ingest import FeatureHandler
+    from streams.runtime import Record
+
+    store = open_store(store_url)
+    handler = FeatureHandler(settings, store)
+    consumer = AIOKafkaConsumer(
+        *handler.topics,
+        bootstrap_servers=bootstrap,
+        group_id=f"loop-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=2000,
+    )
+    await consumer.start()
+    try:
+        seen = 0
+        t0: float | None = None
+        c0 = 0.0
+        deadline = time.monotonic() + timeout_s
+        while seen < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+            records = [
+                Record(m.topic, m.value or b"", m.key, m.partition, m.offset, m.timestamp)
+                for msgs in batch.values()
+                for m in msgs
+            ]
+            if not records:
+                continue
+            if t0 is None:
+                t0, c0 = time.perf_counter(), time.process_time()
+            await handler.handle(records)
+            await consumer.commit()  # after the store write, like the Faust worker
+            seen += len(records)
+        dt = time.perf_counter() - (t0 or time.perf_counter())
+        cpu = time.process_time() - c0
+    finally:
+        await consumer.stop()
+        await store.clear()
+        await store.close()
+    return (seen / dt if dt > 0 else 0.0), (cpu / seen * 1e6 if seen else 0.0)
+
+
 def worker_env(
     services: Any, prefix: str, namespace: str, state_dir: str, **extra: str
 ) -> dict[str, str]:
@@ -338,6 +390,12 @@ async def run_async(quick: bool, services: Any = None, n: int | None = None) -> 
     c0 = time.process_time()
     bare = await bare_loop(services.kafka_bootstrap, topic, gen.n_interactions)
     bare_cpu = time.process_time() - c0
+    loop_rate, loop_cpu = await handler_loop(
+        services.kafka_bootstrap,
+        settings,
+        f"{services.redis_url}?namespace={ns}x",
+        gen.n_interactions,
+    )
     tmp = tempfile.mkdtemp(prefix="bench-worker-")
     env = worker_env(services, prefix, ns, tmp)
     store = open_store(f"{services.redis_url}?namespace={ns}")
@@ -375,6 +433,8 @@ async def run_async(quick: bool, services: Any = None, n: int | None = None) -> 
     r_cpu = cpu["redis1"] - cpu["redis0"]
     return {
         "bare_cpu_us_per_event": round(bare_cpu / n_total * 1e6, 1),
+        "handler_loop_events_per_s": round(loop_rate),
+        "handler_loop_cpu_us_per_event": round(loop_cpu, 1),
         "worker_cpu_us_per_event": round(w_cpu / n_total * 1e6, 1),
         "redis_cpu_us_per_event": round(r_cpu / n_total * 1e6, 1),
         "worker_events_per_cpu_s": round(n_total / w_cpu) if w_cpu else None,
