@@ -9,6 +9,7 @@ their agreement with the served slate feeds an off-policy (per-position IPS) CTR
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -78,6 +79,7 @@ class ScorerConfig:
     propensity_draws: int = 16
     reload_interval_s: float = 1.0
     category_ttl_s: float = 30.0
+    reload_in_background: bool = True
     max_users_tracked: int = 100_000
     seed: int = 0
 
@@ -253,18 +255,40 @@ class ScorerService:
         self._cat_cache: dict[str, str] = {}
         self._cat_cache_at = time.monotonic()
         self._last_reload = -math.inf
+        self._reload_task: asyncio.Task[OnlineModel | None] | None = None
 
     # --- model -------------------------------------------------------------------------------
     def maybe_reload(self) -> bool:
-        """Poll the registry (rate-limited); switch to a newer valid snapshot. True if switched."""
-        if self.watcher is None:
+        """Poll the registry (rate-limited) and switch to a newer valid snapshot, in this
+        thread. True if switched. Workers use `refresh_model`, which loads off the loop."""
+        if self.watcher is None or not self._due():
             return False
+        return self._install(self.watcher.maybe_reload())
+
+    async def refresh_model(self) -> bool:
+        """Like `maybe_reload`, but the snapshot is read and built in a worker thread while
+        requests keep being served by the current model (a load can take seconds)."""
+        task = self._reload_task
+        if task is not None and task.done():
+            self._reload_task = None
+            try:
+                return self._install(task.result())
+            except Exception as exc:  # keep serving the current model
+                log.warning("snapshot reload failed: %s", exc)
+                return False
+        if task is None and self.watcher is not None and self._due():
+            self._reload_task = asyncio.create_task(asyncio.to_thread(self.watcher.maybe_reload))
+        return False
+
+    def _due(self) -> bool:
         now = time.monotonic()
         if now - self._last_reload < self.config.reload_interval_s:
             return False
         self._last_reload = now
-        model = self.watcher.maybe_reload()
-        if model is None:
+        return True
+
+    def _install(self, model: OnlineModel | None) -> bool:
+        if model is None or self.watcher is None:
             return False
         self.model = model
         self.model_version = f"v{self.watcher.version}"
@@ -282,7 +306,10 @@ class ScorerService:
         """Answer a batch of requests (one feature-store round trip for all users)."""
         if not requests:
             return []
-        self.maybe_reload()
+        if self.config.reload_in_background:
+            await self.refresh_model()
+        else:
+            self.maybe_reload()
         cfg = self.config
         views = await self.features.user_views(list({r.user_id for r in requests}))
         ranked = await self.features.popular(max(cfg.candidates_popular, 200))

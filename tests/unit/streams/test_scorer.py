@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -59,7 +60,11 @@ def request(rid: str, user: str, k: int = 5, **kw: object) -> schemas.Request:
 def service(
     store: MemoryFeatureStore, watcher: SnapshotWatcher | None = None, **cfg: object
 ) -> ScorerService:
-    return ScorerService(StoreView(store), watcher, ScorerConfig(reload_interval_s=0.0, **cfg))  # type: ignore[arg-type]
+    return ScorerService(
+        StoreView(store),
+        watcher,
+        ScorerConfig(reload_interval_s=0.0, reload_in_background=False, **cfg),
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.timeout(30)
@@ -155,6 +160,29 @@ async def test_new_item_with_known_category_is_recommendable_before_any_click(
         assert all(i.startswith("c") or i == "brand-new" for i in s.recommendation.slate)
     assert seen["brand-new"] > 0
     assert np.isfinite(svc.model.score(svc.model.user_state([]), ["brand-new"])[0])  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(60)
+async def test_background_reload_keeps_serving_then_switches(tmp_path: Path) -> None:
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    registry = ModelRegistry(tmp_path / "reg")
+    svc = ScorerService(
+        StoreView(store),
+        SnapshotWatcher(registry),
+        ScorerConfig(reload_interval_s=0.0, reload_in_background=True),
+    )
+    model = BayesGRUModel(GRUConfig(dim=8, hidden=8))
+    model.admit("a0", "movies/comedy")
+    version = registry.publish(model)
+    served = []
+    for j in range(200):
+        [s] = await svc.recommend_many([request(f"r{j}", "u")])
+        served.append(s.recommendation.model_version)
+        if served[-1] != "none":
+            break
+        await asyncio.sleep(0.02)
+    assert served[0] == "none" and served[-1] == f"v{version}"
 
 
 @pytest.mark.timeout(20)
