@@ -75,15 +75,19 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo and write the report; prints where it is."""
     from streams.demo import driver, report
     from streams.demo.world import World
+    from streams.threads import limit_threads
 
+    limit_threads()
     base = load_settings()
     kafka, redis_url = base.kafka_bootstrap, base.redis_url
     started_stack = False
     if args.stack == "local" and not kafka:
         from deploy import stack
 
-        state = stack.up()
-        kafka, redis_url, started_stack = state.kafka_bootstrap, state.redis_url, True
+        running = stack.status() or {}
+        state = stack.up()  # reuses a stack that is already up
+        kafka, redis_url = state.kafka_bootstrap, state.redis_url
+        started_stack = not (running and all(running.values()))  # stop only what we started
         print(f"# local stack: KAFKA_BOOTSTRAP={kafka} REDIS_URL={redis_url}")
     mode = "kafka" if kafka else "embedded"
     run_id = uuid.uuid4().hex[:8]
