@@ -15,9 +15,9 @@ arrived yet.
 - A click for an impression that is already closed, or outside its window, yields a late
   Feedback (`late=True`) for that click; it is never dropped silently.
 - Every state change is written through to the JoinState before the batch's emits are
-  returned; a closed impression stays marked "unconfirmed" until the next call (its
-  Feedback has then been published), so a crash in between re-emits it (same event_id)
-  instead of losing it.
+  returned; a closed impression stays marked "unconfirmed" until the next call of the
+  same driver (`process` or `tick`: its Feedback has then been published), so a crash in
+  between re-emits it (same event_id) instead of losing it.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class JoinerConfig:
 
     window_ms: int = 30 * 60 * 1000
     allowed_lateness_ms: int = 5_000
-    late_retention_ms: int = 24 * 3600 * 1000
+    late_retention_ms: int | None = None  # closed slates kept for late clicks; None: one window
     idle_flush_ms: int = 2_000
     click_types: frozenset[str] | None = None  # None: every interaction type except "view"
 
@@ -60,6 +60,11 @@ class JoinerConfig:
     def from_settings(cls, settings: Settings, **kw: Any) -> JoinerConfig:
         """Window from `SLATESTREAM_ATTRIBUTION_WINDOW_MS`."""
         return cls(window_ms=settings.attribution_window_ms, **kw)
+
+    @property
+    def retention_ms(self) -> int:
+        """How long (event time) after its window a closed impression is remembered."""
+        return self.window_ms if self.late_retention_ms is None else self.late_retention_ms
 
     def counts(self, type_: str) -> bool:
         """Whether an interaction of this type is a click/conversion for the join."""
@@ -115,7 +120,8 @@ class _Partition:
     last_advance: float = field(default_factory=time.monotonic)
     dirty: set[str] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)
-    unconfirmed: list[str] = field(default_factory=list)
+    unconfirmed: list[str] = field(default_factory=list)  # closed by the last process()
+    unconfirmed_tick: list[str] = field(default_factory=list)  # closed by the last tick()
     reemit: list[str] = field(default_factory=list)  # closed, feedback maybe never published
 
     def touch(self, key: str) -> None:
@@ -374,7 +380,7 @@ class JoinerService:
                 if not rids:
                     del part.by_user[imp.user_id]
         # forget closed impressions after the retention, and orphans whose slate never came
-        retention = wm - cfg.window_ms - cfg.late_retention_ms
+        retention = wm - cfg.window_ms - cfg.retention_ms
         while part.closed_heap and part.closed_heap[0][0] < retention:
             _, rid = part.closed_heap[0]
             imp = part.imps.get(rid)
@@ -396,15 +402,15 @@ class JoinerService:
                 part.drop(ORPHAN + rid)
         return closed
 
-    def _confirm(self, part: _Partition, out: list[Emit]) -> list[str]:
-        """Mark the previous call's feedback published; re-emit feedback a dead worker may
-        not have published (same event_id); return those rids (unconfirmed again)."""
-        for rid in part.unconfirmed:
+    def _confirm(self, part: _Partition, out: list[Emit], rids: list[str]) -> list[str]:
+        """Mark `rids` (closed by the previous call of the same driver, whose emits have
+        been published since) confirmed; re-emit feedback a dead worker may not have
+        published (same event_id); return those rids (unconfirmed again)."""
+        for rid in rids:
             imp = part.imps.get(rid)
             if imp is not None and not imp.confirmed:
                 imp.confirmed = True
                 part.touch(rid)
-        part.unconfirmed = []
         redo, part.reemit = part.reemit, []
         for rid in redo:
             imp = part.imps[rid]
@@ -435,7 +441,7 @@ class JoinerService:
                 part = await self._part(p)
                 touched[p] = part
                 # the previous call's feedback has been published: confirm it
-                redo[p] = self._confirm(part, out)
+                redo[p] = self._confirm(part, out, part.unconfirmed)
             now_ms = int(time.time() * 1000)
             weights, limit = self.settings.event_weights, self.settings.max_event_bytes
             skew = self.settings.max_clock_skew_ms
@@ -475,13 +481,13 @@ class JoinerService:
         async with self._lock:
             out: list[Emit] = []
             for p, part in self.parts.items():
-                redo = self._confirm(part, out)
+                redo = self._confirm(part, out, part.unconfirmed_tick)
                 idle_ms = (now - part.last_advance) * 1000.0
                 if part.watermark and idle_ms >= self.config.idle_flush_ms:
                     part.watermark += int(idle_ms)
                     part.last_advance = now
                     part.touch(WM_KEY)
-                part.unconfirmed = redo + self._close_due(part, out)
+                part.unconfirmed_tick = redo + self._close_due(part, out)
                 if part.dirty or part.deleted:
                     await self._save(p, part)
             return out

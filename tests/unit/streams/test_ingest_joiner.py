@@ -188,3 +188,17 @@ async def test_revoked_partitions_are_forgotten_and_reloaded_from_the_state() ->
     await h.handle([clk("c1", T0 + 1_000, "b", "r1")])
     (fb,) = fbs(await h.service.flush())
     assert fb.clicked_positions == [1]
+
+
+async def test_closed_slates_are_forgotten_after_the_retention() -> None:
+    j = service()  # retention defaults to one window
+    await j.process([imp("r1", T0, ["a"])])
+    await j.process([clk("o1", T0 + W + 2_000, "q", user="u2")])  # closes r1
+    await j.process([clk("o2", T0 + W + 3_000, "q", user="u2")])  # confirms it
+    (late,) = fbs(await j.process([clk("c1", T0 + W + 4_000, "a", "r1")]))
+    assert late.late  # still remembered: late feedback
+    await j.process([clk("o3", T0 + 2 * W + 10_000, "q", user="u2")])  # past the retention
+    assert "r1" not in j.parts[0].imps
+    await j.process([clk("c2", T0 + 2 * W + 11_000, "a", "r1")])
+    await j.process([clk("o4", T0 + 5 * W, "q", user="u2")])
+    assert j.stats.late_reasons == {"after_window": 1, "unknown_impression": 1}
