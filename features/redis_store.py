@@ -11,7 +11,8 @@ Keys (namespace `ns`, from the URL query `?namespace=`, default `ss`):
 last) · `ns:u:<user>:c` counts by type · `ns:u:<user>:a` category → log2 affinity ·
 `ns:i:<item>:c` counts by type + impressions · `ns:i:<item>:m` metadata · `ns:pop` zset of
 log2 popularity · `ns:fresh` zset of catalogue items by first ts · `ns:cat:<prefix>` item
-sets · `ns:cats` categories in use · `ns:g` global counts.
+sets · `ns:cats` categories in use · `ns:g` global counts. The `_all` totals of users and
+items are not stored: reads add them up (two fewer writes per event).
 
 The script derives key names from its arguments, which is fine for one Redis server (the
 supported deployment); Redis Cluster would need per-slot batches.
@@ -27,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 from features.base import (
     ALL,
+    IMPRESSIONS,
     ApplyResult,
     FeatureEvent,
     FeatureStore,
@@ -101,9 +103,7 @@ for _, e in ipairs(evs) do
       if s == nil then s = {}; useq[user] = s end
       s[#s + 1] = item .. SEP .. typ .. SEP .. ts
       inc(ucnt, uorder, user, typ)
-      inc(ucnt, uorder, user, "_all")
       inc(icnt, iorder, item, typ)
-      inc(icnt, iorder, item, "_all")
       ginc(typ, 1); ginc("_all", 1)
       if w > 0 then
         local t = tonumber(ts) / 1000
@@ -167,16 +167,17 @@ end
 for _, user in ipairs(uorder) do
   local key = ns .. ":u:" .. user
   local s = useq[user]
+  local isnew = false
   for j = 1, #s, 1000 do
-    redis.call("RPUSH", key .. ":s", unpack(s, j, math.min(j + 999, #s)))
+    local last = math.min(j + 999, #s)
+    local len = redis.call("RPUSH", key .. ":s", unpack(s, j, last))
+    -- the list is never empty once a user has an interaction: this one is new
+    if j == 1 and len == last then isnew = true end
   end
   redis.call("LTRIM", key .. ":s", -seqlen, -1)
-  local newall = 0
-  for f, v in pairs(ucnt[user]) do
-    local r = redis.call("HINCRBY", key .. ":c", f, v)
-    if f == "_all" then newall = r end
-  end
-  if newall == ucnt[user]["_all"] then ginc("users", 1) end
+  if isnew then ginc("users", 1) end
+  -- per-type counts only: `_all` is their sum, added when reading
+  for f, v in pairs(ucnt[user]) do redis.call("HINCRBY", key .. ":c", f, v) end
   local a = uaff[user]
   if a ~= nil then
     for cat, v in pairs(a) do
@@ -220,6 +221,16 @@ def _row(ev: FeatureEvent) -> list[Any]:
         ev.category,
         category_prefixes(ev.category_path),
     ]
+
+
+def _with_total(raw: dict[Any, Any]) -> dict[str, int]:
+    """Counts by type from a Redis hash, plus `_all` = their sum (impressions excluded)."""
+    counts = {_s(k): int(v) for k, v in raw.items()}
+    counts.pop(ALL, None)
+    total = sum(v for k, v in counts.items() if k != IMPRESSIONS)
+    if total:
+        counts[ALL] = total
+    return counts
 
 
 def _s(value: Any) -> str:
@@ -321,7 +332,7 @@ class RedisFeatureStore(FeatureStore):
             out[u] = UserFeatures(
                 user_id=u,
                 recent=recent,
-                counts={_s(k): int(v) for k, v in counts.items()},
+                counts=_with_total(counts),
                 affinity={_s(k): value_now(float(v), now_ms, hl) for k, v in aff.items()},
             )
         return out
@@ -354,7 +365,7 @@ class RedisFeatureStore(FeatureStore):
                 }
             out[i] = ItemFeatures(
                 item_id=i,
-                counts={_s(k): int(v) for k, v in counts.items()},
+                counts=_with_total(counts),
                 popularity=value_now(float(score), now_ms, hl) if score is not None else 0.0,
                 **kw,
             )
