@@ -265,24 +265,56 @@ def _get(d: Any, *path: str) -> Any:
 
 
 def _adapt_ingest(r: dict[str, Any]) -> list[Figure]:
+    bare_name = "bare aiokafka consume loop"
     out = [
         _fig(
-            "ingest: feature worker, Kafka → Redis",
+            "ingest: feature worker (Faust), Kafka → Redis",
             r.get("worker_events_per_s"),
             "events/s",
-            "bare aiokafka consume loop",
+            bare_name,
             r.get("bare_aiokafka_events_per_s"),
         )
     ]
+    if r.get("handler_loop_events_per_s"):
+        out.append(
+            _fig(
+                "ingest: same feature handler over a plain aiokafka loop",
+                r["handler_loop_events_per_s"],
+                "events/s",
+                bare_name,
+                r.get("bare_aiokafka_events_per_s"),
+            )
+        )
+    if r.get("worker_cpu_us_per_event"):
+        out.append(
+            _fig(
+                "ingest: feature worker CPU per event (load-independent)",
+                r["worker_cpu_us_per_event"],
+                "µs",
+                "bare aiokafka loop CPU per event",
+                r.get("bare_cpu_us_per_event"),
+                higher_is_better=False,
+            )
+        )
+    if r.get("redis_cpu_us_per_event"):
+        out.append(
+            _fig(
+                "ingest: redis-server CPU per event",
+                r["redis_cpu_us_per_event"],
+                "µs",
+                "feature worker CPU per event",
+                r.get("worker_cpu_us_per_event"),
+                higher_is_better=False,
+            )
+        )
     if r.get("worker_peak_rss_mb"):
-        rss_target = _get(r, "targets", "rss_mb")
         out.append(
             _fig(
                 "ingest: feature worker peak RSS",
                 r["worker_peak_rss_mb"],
                 "MB",
                 "target of the ingest issue (not a measurement)",
-                rss_target,
+                _get(r, "targets", "rss_mb"),
                 higher_is_better=False,
             )
         )
