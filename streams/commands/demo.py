@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--duration", type=float, default=60.0, help="seconds of sessions (60)")
     p.add_argument("--batch", type=int, default=32, help="requests per round (32)")
     p.add_argument("--k", type=int, default=10, help="slate size (10)")
-    p.add_argument("--warmup", type=float, default=0.25, help="share of history replayed (0.25)")
+    p.add_argument(
+        "--warmup", type=float, default=0.1, help="share of history replayed first (0.1)"
+    )
     p.add_argument(
         "--stack",
         choices=["none", "local"],
@@ -52,7 +54,7 @@ def _settings(
         "attribution_window_ms": 2000,
         "snapshot_every_s": 5.0,
         "reload_interval_s": 1.0,
-        "train_every_events": 64,
+        "train_every_events": 256,
         "popularity_half_life_s": 600.0,
     }
     if kafka:
@@ -97,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     settings, env = _settings(args, registry, kafka, redis_url, f"demo-{run_id}")
     t0 = time.monotonic()
     print(f"# slatestream demo ({mode}); loading MovieLens-100k ...")
-    world = World.movielens(horizon=100_000, warmup_fraction=args.warmup, seed=args.seed)
+    # one pass over the rating stream every 4,000 requests: many users, in time order
+    world = World.movielens(horizon=4_000, warmup_fraction=args.warmup, seed=args.seed)
     cfg = driver.DemoConfig(
         duration_s=args.duration,
         batch=args.batch,

@@ -54,7 +54,7 @@ class DemoConfig:
     max_requests: int = 200_000
     batch: int = 32
     k: int = 10
-    warmup_fraction: float = 0.25
+    warmup_fraction: float = 0.1
     answer_timeout_s: float = 10.0
     freshness_samples: int = 2
     seed: int = 0

@@ -24,10 +24,10 @@ def plot(res: DemoResult, out: Path) -> list[Path]:
     paths = []
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
     for arm in sorted(res.slates):
-        rows = [(t, c, e) for t, a, c, e in res.slate_log if a == arm]
+        rows = [(j, c, e) for j, (_, a, c, e) in enumerate(res.slate_log) if a == arm]
         if not rows:
             continue
-        t = np.array([r[0] for r in rows])
+        t = np.array([r[0] for r in rows]) + 1
         clicks = np.array([r[1] for r in rows], dtype=float)
         expected = np.array([r[2] for r in rows])
         window = max(20, min(300, len(rows) // 5))
@@ -43,7 +43,7 @@ def plot(res: DemoResult, out: Path) -> list[Path]:
     ax.set_ylabel("expected clicks / slate")
     ax2.set_title("observed clicks per slate (cumulative)")
     ax2.set_ylabel("clicks / slate")
-    ax2.set_xlabel("seconds since the sessions started (A/B arms split by user hash)")
+    ax2.set_xlabel("slates served, all arms (A/B arms split by user hash)")
     for a in (ax, ax2):
         a.grid(alpha=0.3)
         a.legend(fontsize=8)

@@ -98,8 +98,8 @@ class World:
         n = int(len(order) * self.warmup_fraction)
         if n == 0:
             return
-        uniq_users, u_idx = np.unique(self.data.users, return_inverse=True)
-        uniq_items, i_idx = np.unique(self.data.items, return_inverse=True)
+        _uniq_users, u_idx = np.unique(self.data.users, return_inverse=True)
+        _uniq_items, i_idx = np.unique(self.data.items, return_inverse=True)
         last = int(self.data.timestamps[order[n - 1]])
         for j in order[:n]:
             ts = now_ms - (last - int(self.data.timestamps[j]))  # seconds become ms: 1000x faster
@@ -113,7 +113,10 @@ class World:
             )
 
     def next_request(self) -> SimRequest:
-        """The next simulated user who asks for a slate."""
+        """The next simulated user who asks for a slate (the rating stream's users in time
+        order, `horizon` requests per pass, then again from the start)."""
+        if self.sim.step >= self.sim.horizon:
+            self.sim.step = 0
         return self.sim.next_request()
 
     def clicks(self, req: SimRequest, slate: list[str]) -> list[int]:
