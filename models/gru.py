@@ -506,9 +506,11 @@ class GRUModel(SequentialModel):
         cfg = GRUConfig(**meta["config"])
         cfg.capacity = int(tensors["offset"].shape[0])
         model = cls(cfg, ItemIndex.from_json(meta["items"]))
-        group = tensors["group"]
-        if group.shape[0] != model.net.group.shape[0]:
-            model._grow(model.net.group, group.shape[0])
+        params = dict(model.net.named_parameters())
+        for name, value in tensors.items():  # tables may have grown to other sizes
+            param = params.get(name)
+            if param is not None and tuple(param.shape) != tuple(value.shape):
+                param.data = torch.zeros(value.shape, dtype=param.dtype)
         model.net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
         model._restore_base(meta)
         model._cache.clear()

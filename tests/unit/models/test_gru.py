@@ -160,3 +160,17 @@ def test_invalid_config_rejected() -> None:
     for bad in ({"scoring": "cosine"}, {"dim": 0}, {"dropout": 1.0}, {"lr": 0}):
         with pytest.raises(ValueError):
             GRUModel(_cfg(**bad))
+
+
+def test_restore_after_many_categories() -> None:
+    model = GRUModel(_cfg())
+    for i in range(150):  # group table grows past its initial 64 rows
+        model.admit(f"x{i}", f"g{i}/s{i % 3}")
+    model.learn(TrainingBatch.from_ids(model.items, [["x1", "x2", "x3"]]))
+    restored = GRUModel.from_state(*model.state())
+    state = model.user_state(["x1", "x2"])
+    np.testing.assert_allclose(
+        restored.score(restored.user_state(["x1", "x2"])), model.score(state)
+    )
+    restored.admit("later", "g999/z")
+    restored.learn(TrainingBatch.from_ids(restored.items, [["x1", "later"]]))
