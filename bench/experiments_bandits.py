@@ -209,6 +209,7 @@ def plot(runs: list[dict[str, Any]], kind: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    n_seeds = len({r["seed"] for r in runs if r["sim"] == kind})
     for name in POLICY_ORDER:
         rs = [r for r in runs if r["sim"] == kind and r["policy"] == name]
         if not rs:
@@ -223,7 +224,7 @@ def plot(runs: list[dict[str, Any]], kind: str, path: Path) -> None:
         ma = np.convolve(cl, np.ones(w) / w, mode="valid")
         ax2.plot(np.arange(ma.size) + w, ma, label=name, color=line.get_color())
     ax1.set(xlabel="slates served", ylabel="cumulative regret (expected clicks)")
-    ax1.set_title(f"{kind}: regret vs per-user oracle slate, {len(rs)} seeds")
+    ax1.set_title(f"{kind}: regret vs per-user oracle slate, {n_seeds} seeds")
     ax2.set(xlabel="slates served", ylabel="clicks per slate (moving average)")
     ax2.set_title(f"{kind}: clicks per slate (k={K})")
     ax1.legend(fontsize=8)
@@ -328,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="", help="suffix for the output file names")
     ap.add_argument("--ope", action="store_true", help="only the off-policy evaluation check")
     ap.add_argument("--churn", type=float, default=None, help="synthetic churn_rate override")
+    ap.add_argument("--raw", default="", help="also save per-step curves to this .npz")
     a = ap.parse_args(argv)
     if a.ope:
         text = ope_check(a.seeds)
@@ -358,6 +360,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(runs)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.raw:  # per-step curves, to re-plot without re-running (not for committing)
+        np.savez_compressed(
+            a.raw,
+            **{
+                f"{r['sim']}|{r['policy']}|{r['seed']}|{key}": r[key]
+                for r in runs
+                for key in ("clicks", "regret")
+            },
+        )
     for kind in sims:
         plot(runs, kind, out / f"regret_{kind}{a.tag}.png")
     meta = {
