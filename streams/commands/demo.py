@@ -75,8 +75,11 @@ def _settings(
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and write the report; prints where it is."""
+    from streams.commands.report import RegistrySampler, render_panels
     from streams.demo import driver, report
     from streams.demo.world import World
+    from streams.metrics import for_role
+    from streams.metrics.common import instrument_in_place
     from streams.threads import limit_threads
 
     limit_threads()
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     registry = base.state_dir / "demo" / run_id / "registry"
     settings, env = _settings(args, registry, kafka, redis_url, f"demo-{run_id}")
     t0 = time.monotonic()
+    sampler = RegistrySampler(interval_s=1.0, window_s=10.0)
     print(f"# slatestream demo ({mode}); loading MovieLens-100k ...")
     # one pass over the rating stream every 4,000 requests: many users, in time order
     world = World.movielens(horizon=4_000, warmup_fraction=args.warmup, seed=args.seed)
@@ -115,7 +119,11 @@ def run(args: argparse.Namespace) -> int:
 
         transport: driver.Transport
         if mode == "embedded":
-            transport = EmbeddedTransport(settings)
+            et = EmbeddedTransport(settings)
+            for handler in et.handlers:  # the workers' metrics, sampled in this process
+                instrument_in_place(handler, for_role(handler.name))
+            sampler.start()
+            transport = et
         else:
             kt = KafkaTransport(settings, env, out / "logs")
             await kt.start()
@@ -132,7 +140,13 @@ def run(args: argparse.Namespace) -> int:
             from deploy import stack
 
             stack.down()
-    md = report.write(res, out, mode, time.monotonic() - t0)
+    sampler.stop()
+    panels = (
+        render_panels(sampler.series(), out, title=f"slatestream demo ({mode})", per_panel=False)
+        if mode == "embedded"
+        else []
+    )
+    md = report.write(res, out, mode, time.monotonic() - t0, extra_pngs=panels)
     print(f"# report: {md}")
     for arm in sorted(res.slates):
         print(f"{arm}: {res.slates[arm]} slates, CTR {res.ctr(arm):.4f}")

@@ -82,9 +82,11 @@ def plot(res: DemoResult, out: Path) -> list[Path]:
     return paths
 
 
-def write(res: DemoResult, out: Path, mode: str, elapsed_s: float) -> Path:
+def write(
+    res: DemoResult, out: Path, mode: str, elapsed_s: float, extra_pngs: list[Path] | None = None
+) -> Path:
     """Write report.md (and the plots) into `out`; return the markdown path."""
-    pngs = plot(res, out)
+    pngs = plot(res, out) + list(extra_pngs or [])
     lines = [
         "# slatestream demo report",
         "",
