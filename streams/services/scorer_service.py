@@ -155,28 +155,18 @@ class BlendedPosterior:
 
 
 def make_policy(name: str, posterior: BlendedPosterior, draws: int, seed: int) -> SlatePolicy:
-    """Build a named slate policy over the shared blended posterior (updates go through it)."""
-    from bandits import policies as p
+    """A named slate policy (`bandits.make_policy`) over the shared blended posterior; the
+    scorer updates that posterior itself, once per feedback record, for every policy."""
+    from bandits import make_policy as bandit_policy
 
-    if name == "in-slate-ts":
-        return p.InSlateThompsonSampling(
-            posterior,
-            propensity_draws=draws,
-            propensity_pool=2 * draws,
-            update_posterior=False,
-            seed=seed,
-        )
-    if name == "ts":
-        return p.ThompsonSamplingPolicy(
-            posterior, propensity_draws=draws, update_posterior=False, seed=seed
-        )
-    if name == "greedy":
-        return p.GreedyPolicy(posterior, update_posterior=False, seed=seed)
-    if name == "epsilon-greedy":
-        return p.EpsilonGreedyPolicy(posterior, update_posterior=False, seed=seed)
     if name == "random":
-        return p.RandomPolicy(seed=seed)
-    raise ValueError(f"unknown policy {name!r}")
+        return bandit_policy(name, seed=seed)
+    kw: dict[str, Any] = {"posterior": posterior, "update_posterior": False, "seed": seed}
+    if name in ("ts", "in-slate-ts"):
+        kw["propensity_draws"] = draws
+    if name == "in-slate-ts":
+        kw["propensity_pool"] = 2 * draws
+    return bandit_policy(name, **kw)
 
 
 def arm_for(user_id: str, arms: Mapping[str, float]) -> str:
