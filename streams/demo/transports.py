@@ -114,7 +114,7 @@ class KafkaTransport:
         self.consumer = AIOKafkaConsumer(
             topic_name(self.settings, "recommendations"),
             bootstrap_servers=boot,
-            group_id=f"{self.settings.topic_prefix}-demo-client",
+            group_id=None,  # a plain reader: no group, no coordinator to wait for
             auto_offset_reset="earliest",
         )
         await self.consumer.start()
