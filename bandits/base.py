@@ -1,8 +1,5 @@
-"""Slate-policy interface: the `Slate` result, the `Feedback` record and the sampler protocols.
-
-A policy ranks candidate item ids (strings) into a slate of k and logs, per position, the
-marginal probability that it would have put the served item there (its propensity).
-"""
+"""Slate-policy interface: the `Slate` result, the `Feedback` record and the sampler protocols;
+a policy ranks item-id candidates into k slots and logs per-position propensities."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Off-policy evaluation of slate policies from logged feedback (slates + clicks + propensities).
-
-Estimand: expected clicks per slate under the target policy. IPS, SNIPS and DR use the
-item-position (independence) model: position p's click depends only on the item shown there,
-so E[clicks] = sum_p sum_i pi(i at p) E[click | i at p]. The pseudo-inverse estimator
-(Swaminathan et al. 2017) assumes only an additive slate reward, here for uniformly random
-logging. Every estimate comes with a normal-approximation CI and an effective sample size.
-"""
+"""Off-policy evaluation of slate policies from logged feedback: IPS, SNIPS and DR under the
+item-position model, pseudo-inverse (Swaminathan et al. 2017); estimand = clicks per slate."""
 
 from __future__ import annotations
 
@@ -205,12 +199,9 @@ def evaluate(
     alpha: float = 0.05,
     rng: np.random.Generator | None = None,
 ) -> dict[str, OPEResult]:
-    """Estimate the target policy's expected clicks per slate from logs of another policy.
-
-    Candidates per record are the record's `candidates`, else every item in the logs. The
-    pseudo-inverse estimator needs uniformly random logging (propensity 1/n everywhere) and is
-    skipped (absent from the result) otherwise.
-    """
+    """Estimate the target policy's expected clicks per slate, with CIs and ESS, from logs of
+    another policy; candidates per record are its `candidates`, else every logged item."""
+    # PI needs uniformly random logging (propensity 1/n everywhere) and is left out otherwise.
     unknown = [e for e in estimators if e not in ESTIMATORS]
     if unknown:
         raise ValueError(f"unknown estimator {unknown[0]!r}; choose from {', '.join(ESTIMATORS)}")
@@ -260,13 +251,11 @@ def evaluate(
 
 
 def _pi_weight(marg: np.ndarray, slate_rows: Sequence[int]) -> float:
-    """q_pi' Gamma^+ 1_s for uniform logging of ordered l-slates from m items, closed form.
-
-    Gamma = I/m + (J_l - I) x (J_m - I) / (m(m-1)) has eigenvalues l/m, (m-l)/(m(m-1)), 0 and
-    1/(m-1) on the four products of 'constant' / 'centred' subspaces; inverting the non-zero
-    ones gives 1 - (m-1)l/(m-l) + (m-1) sum_j q(j, s_j) + (m-1)/(m-l) sum_{a in s} q(a)
-    (for m = l the second subspace vanishes: 1 + (m-1)(sum_j q(j, s_j) - 1)).
-    """
+    """q_pi' Gamma^+ 1_s for uniform logging of ordered l-slates from m items, in closed form."""
+    # Gamma = I/m + (J_l - I) x (J_m - I) / (m(m-1)) has eigenvalues l/m, (m-l)/(m(m-1)), 0 and
+    # 1/(m-1) on the four products of 'constant' / 'centred' subspaces; inverting the non-zero
+    # ones gives 1 - (m-1)l/(m-l) + (m-1) sum_j q(j, s_j) + (m-1)/(m-l) sum_{a in s} q(a)
+    # (for m = l the second subspace vanishes: 1 + (m-1)(sum_j q(j, s_j) - 1)).
     m, slots = marg.shape
     on_slot = float(sum(marg[a, j] for j, a in enumerate(slate_rows)))
     if m == slots:

@@ -13,9 +13,8 @@ __all__ = ["RiverTopKThompson"]
 
 
 class RiverTopKThompson(SlatePolicy):
-    """River's Beta Thompson sampling, k successive `pull`s over the not-yet-chosen candidates
-    (a fresh posterior draw per slot); each shown item is updated with click / no click.
-    Propensities are Monte Carlo frequencies of the same procedure on River's Beta parameters."""
+    """River's Beta Thompson sampling, one `pull` per slot over the unchosen candidates, each shown
+    item updated with click / no click; propensities by numpy Monte Carlo on River's Betas."""
 
     name = "river-ts"
 

@@ -209,9 +209,8 @@ class EpsilonGreedyPolicy(GreedyPolicy):
 def in_slate_fill(
     top_ids: np.ndarray, top_scores: np.ndarray, orders: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised in-slate fill. top_ids/top_scores (R, kk): each posterior draw's ranking;
-    orders (D, k): which draws make up each slate, in order. Slate d takes the best of draw 1,
-    best of draw 2, ..., then their second choices, skipping duplicates, until k items."""
+    """Vectorised in-slate fill: slate d takes, from the rankings of draws orders[d], the best of
+    each draw in turn, then their second choices, skipping duplicates, until k items."""
     d = orders.shape[0]
     seq = top_ids[orders].transpose(0, 2, 1).reshape(d, -1)  # rank-major proposal order
     sc = top_scores[orders].transpose(0, 2, 1).reshape(d, -1)
@@ -302,15 +301,14 @@ class ThompsonSamplingPolicy(_PosteriorPolicy):
 
 class InSlateThompsonSampling(ThompsonSamplingPolicy):
     """In-slate Thompson sampling (Eide et al.): k posterior draws each propose a ranking; the
-    slate takes draw 1's best, draw 2's best, ..., then second choices, skipping duplicates.
+    slate takes draw 1's best, draw 2's best, ..., then second choices, skipping duplicates."""
 
-    Propensities: the served slate uses k posterior draws; the other `propensity_draws - 1`
-    Monte Carlo slates are random ordered k-subsets of a separate pool of `propensity_pool`
-    draws (default k, at least k; 0 = fully independent slates, propensity_draws * k draws).
-    Each of those slates has the policy's distribution and is independent of the served one,
-    so a propensity (1 + matches) / propensity_draws is off by at most 1 / propensity_draws
-    in expectation; a larger pool lowers its variance at the cost of posterior draws.
-    """
+    # Propensities: the served slate uses k posterior draws; the other `propensity_draws - 1`
+    # Monte Carlo slates are random ordered k-subsets of a separate pool of `propensity_pool`
+    # draws (default k, at least k; 0 = fully independent slates, propensity_draws * k draws).
+    # Each of those slates has the policy's distribution and is independent of the served one,
+    # so a propensity (1 + matches) / propensity_draws is off by at most 1 / propensity_draws
+    # in expectation; a larger pool lowers its variance at the cost of posterior draws.
 
     name = "in-slate-ts"
 

@@ -76,13 +76,13 @@ class _ItemTable:
 
 
 class BetaBernoulliPosterior:
-    """Beta(a, b) over each item's attractiveness under a position-based click model.
+    """Beta attractiveness per item under a position-based click model, P(click) = exam[p] * rho;
+    exam learned online, optional discounting of old evidence."""
 
-    P(click | item i at position p) = exam[p] * rho_i. A click adds 1 to a; a non-click adds the
-    posterior probability that the position was examined, so a miss at a rarely examined position
-    is weak evidence. exam[p] is learned online (exam[0] = 1 fixes the scale). With discount < 1
-    the item's evidence decays by that factor per feedback record (drifting preferences).
-    """
+    # A click adds 1 to alpha; a non-click adds the posterior probability that the position was
+    # examined to beta, so a miss at a rarely examined position is weak evidence. exam[0] = 1
+    # fixes the scale. With discount < 1 an item's evidence decays by that factor per feedback
+    # record (lazily, O(k) per update).
 
     uses_context = False
 
@@ -187,9 +187,8 @@ class BetaBernoulliPosterior:
         rng: np.random.Generator,
         context: Mapping[str, Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k of each posterior draw, exact in distribution: items with evidence are drawn
-        one by one; the never-seen items share the prior, so only the top-k order statistics of
-        that i.i.d. group are drawn (inverse survival function), with uniformly random ids."""
+        """Top-k of each posterior draw, exact in distribution: items with evidence are drawn one
+        by one; never-seen items share the prior, so only their top-k order statistics are."""
         rows = self._items.lookup(candidates)
         n = rows.size
         k = min(k, n)
@@ -266,11 +265,8 @@ class BetaBernoulliPosterior:
 
 
 class LinearGaussianPosterior:
-    """Bayesian linear regression of click on features x(item, user): w ~ N(mu, Sigma), updated
-    in closed form (Woodbury rank-k update per slate). Features are [1, e_i] outer [1, u]
-    (item embedding e_i, user features u = context['features']), flattened. With a fixed
-    `examination` curve the click at position p is modelled as exam[p] * x.w (position-based
-    model) and candidates are scored by x.w."""
+    """Bayesian linear regression of clicks on [1, e_item] outer [1, u_user] (context['features']),
+    closed-form Woodbury update per slate; with `examination`, clicks ~ exam[p] * x.w."""
 
     def __init__(
         self,

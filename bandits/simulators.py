@@ -1,10 +1,5 @@
-"""Slate simulators with known click probabilities, for regret, CTR and off-policy tests.
-
-Both use a position-based click model: P(click at p) = exam[p] * rho(user, item), clicks at
-different positions independent. (a) `SyntheticSimulator`: latent user/item vectors with item
-categories and item churn. (b) `MovieLensSimulator`: rho from a low-rank fit to MovieLens
-ratings (arrays passed in by the caller) and a time-driven, popularity-based candidate set.
-"""
+"""Slate simulators with known, position-based click probabilities (synthetic and
+MovieLens-based), for regret, CTR and off-policy tests."""
 
 from __future__ import annotations
 
@@ -134,11 +129,8 @@ class SlateSimulator(abc.ABC):
 
 
 class SyntheticSimulator(SlateSimulator):
-    """Users and items with latent vectors; items belong to categories (vectors cluster around
-    a category centroid). rho = sigmoid(logit(base_ctr) + quality_i + scale * <u, v_i>).
-    Each request, every live item retires with probability `churn_rate` and is replaced by a
-    brand-new item (new id), so the catalogue size stays `n_items`.
-    """
+    """Users and items with latent vectors and categories, rho = sigmoid(logit(base_ctr) +
+    quality_i + scale * <u, v_i>); each live item retires w.p. `churn_rate` per request."""
 
     def __init__(
         self,
@@ -221,18 +213,15 @@ class SyntheticSimulator(SlateSimulator):
 
 
 class MovieLensSimulator(SlateSimulator):
-    """Semi-synthetic users from MovieLens ratings (passed in as arrays).
+    """Semi-synthetic users from MovieLens ratings passed in as arrays; true tastes from a
+    PureSVD fit, time-ordered requests, popularity-based candidates with real churn."""
 
-    rho(u, i) = sigmoid(logit(base_ctr) + preference_scale * z_ui): z_ui is the normal score
-    of item i's rank, for user u, in the rank-`n_factors` SVD reconstruction of the user x item
-    rating matrix (PureSVD). The ratings are held out from the policies; they define the users'
-    true tastes (a user's top 1% of items get rho of about 0.17, the median item 0.02).
-    Requests replay the rating stream's users in time order over `horizon` requests; the
-    candidates are the
-    `n_candidates` items rated most in the trailing `window_days` (ties random) among items
-    already released (first rating before the clock) - new releases and fading popularity give
-    real item churn. The replay starts once `n_candidates` items have been released.
-    """
+    # rho(u, i) = sigmoid(logit(base_ctr) + preference_scale * z_ui): z_ui is the normal score of
+    # item i's rank, for user u, in the rank-`n_factors` SVD reconstruction of the user x item
+    # rating matrix. The ratings are held out from the policies (a user's top 1% of items get rho
+    # of about 0.17, the median item 0.02). Requests replay the rating stream's users in time order
+    # over `horizon` requests, starting once `n_candidates` items are released; candidates are the
+    # `n_candidates` released items rated most in the trailing `window_days` (ties random).
 
     def __init__(
         self,

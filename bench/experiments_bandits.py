@@ -1,8 +1,5 @@
-"""10-seed slate-bandit experiment on the synthetic and the MovieLens-100k simulators.
-
-Writes regret/click curves (PNG), a markdown table and the raw summary (JSON) to docs/bandits/.
-Run: PYTHONPATH=. python -m bench.experiments_bandits [--seeds 10] [--steps 3000] [--jobs 2]
-"""
+"""10-seed slate-bandit experiment on the synthetic and MovieLens simulators -> PNGs, markdown
+table, JSON in docs/bandits/. Run: PYTHONPATH=. python -m bench.experiments_bandits"""
 
 from __future__ import annotations
 
