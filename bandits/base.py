@@ -216,6 +216,7 @@ class SlatePolicy(abc.ABC):
         check_seed(seed)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
+        self._checked: tuple[str, ...] | None = None  # last validated candidate tuple
 
     def select(
         self,
@@ -225,7 +226,12 @@ class SlatePolicy(abc.ABC):
         rng: np.random.Generator | None = None,
     ) -> Slate:
         """Choose min(k, len(candidates)) distinct candidates in order, with propensities."""
-        cands = self._check_candidates(candidates)
+        if candidates is self._checked:  # the same (immutable) tuple as last time: known valid
+            cands: tuple[str, ...] = candidates
+        else:
+            cands = self._check_candidates(candidates)
+            if cands is candidates:
+                self._checked = cands
         self._check_k(k)
         gen = self._rng if rng is None else rng
         if not cands:
