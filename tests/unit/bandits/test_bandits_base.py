@@ -46,6 +46,18 @@ def test_feedback_validation() -> None:
 
 
 @pytest.mark.timeout(5)
+def test_candidate_tuple_cache_does_not_skip_checks_for_new_input() -> None:
+    pol = make_policy("greedy", seed=0)
+    cands = ("a", "b", "c")
+    assert len(pol.select(cands, 2).items) == 2
+    assert len(pol.select(cands, 2).items) == 2  # same tuple: validated once
+    with pytest.raises(ValueError, match="duplicate"):
+        pol.select(("a", "b", "a"), 2)
+    with pytest.raises(ValueError, match="k must be"):
+        pol.select(cands, 0)
+
+
+@pytest.mark.timeout(5)
 def test_make_policy_by_name() -> None:
     pol = make_policy("in_slate_ts", prior_alpha=2.0, prior_beta=40.0, seed=3)
     assert isinstance(pol, InSlateThompsonSampling)
