@@ -124,11 +124,13 @@ def run(quick: bool = False) -> dict[str, Any]:
         "loadavg_1m_before": round(os.getloadavg()[0], 2),
     }
     default_cfg = TrainerConfig()
+    step256 = TrainerConfig(step_every_events=256, batch_users=128)
     big_steps = TrainerConfig(step_every_events=1024, batch_users=256)
     out: dict[str, Any] = {
         "machine": machine,
         "quick": quick,
         "training_default": bench_training(n_events, default_cfg, n_negatives=256),
+        "training_step256": bench_training(n_events, step256, n_negatives=256),
         "training_big_steps": bench_training(n_events, big_steps, n_negatives=256),
         "scoring": bench_scoring(repeats),
     }
