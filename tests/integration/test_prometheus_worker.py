@@ -244,7 +244,15 @@ def test_prometheus_scrapes_worker_under_load(services, worker, prometheus, tmp_
             15,
             "features freshness p50",
         )
-        assert 0.2 <= float(fresh[0]["value"][1]) < 60
+        assert float(fresh[0]["value"][1]) < 60
+        # impressions (the scorer's own slates) are ms old and pull the median down; the
+        # interactions, 0.2 s old when sent, must still show in the upper quantile
+        fresh99 = _positive(
+            prometheus,
+            "histogram_quantile(0.99, sum by (le)"
+            " (rate(slatestream_features_freshness_seconds_bucket[1m])))",
+        )
+        assert fresh99 and 0.1 <= float(fresh99[0]["value"][1]) < 60
         # ... and snapshot written by the trainer -> loaded by the scorer
         wait_for(
             lambda: _positive(prometheus, "slatestream_scorer_snapshot_load_seconds_count"),
