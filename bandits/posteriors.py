@@ -175,9 +175,19 @@ class BetaBernoulliPosterior:
         rng: np.random.Generator,
         context: Mapping[str, Any] | None = None,
     ) -> np.ndarray:
-        """Dense Beta draws, shape (n_samples, n)."""
-        a, b = self.params(candidates)
-        return rng.beta(a, b, size=(n_samples, a.size))
+        """Dense Beta draws, shape (n_samples, n). Never-seen items share the prior, drawn in
+        one scalar-parameter call (numpy's Beta is ~3x faster without per-element params)."""
+        rows = self._items.lookup(candidates)
+        cold = rows == 0
+        if not cold.any():
+            a, b = self._params_rows(rows)
+            return rng.beta(a, b, size=(n_samples, rows.size))
+        out = rng.beta(self.prior_alpha, self.prior_beta, size=(n_samples, rows.size))
+        if not cold.all():
+            warm = np.flatnonzero(~cold)
+            a, b = self._params_rows(rows[warm])
+            out[:, warm] = rng.beta(a, b, size=(n_samples, warm.size))
+        return out
 
     def sample_topk(
         self,

@@ -142,8 +142,11 @@ class BlendedPosterior:
         out = self.ctr_weight * np.asarray(self.ctr.mean_scores(candidates, ctx), dtype=float)
         model, state, mu, sd = self._model_part(ctx)
         if model is not None and self.model_weight:
-            s = model.score(state, ctx.get("rows", list(candidates))).astype(float)
-            out = out + self.model_weight * np.nan_to_num((s - mu) / sd, neginf=-10.0)
+            z = ctx.get("model_z")  # the scorer's context carries the standardised means
+            if z is None:
+                s = model.score(state, ctx.get("rows", list(candidates))).astype(float)
+                z = np.nan_to_num((s - mu) / sd, neginf=-10.0)
+            out = out + self.model_weight * z
         boost = ctx.get("boost")
         if boost is not None:
             out = out + boost
@@ -442,13 +445,11 @@ class ScorerService:
             ctx["rows"] = rows
             s = model.score(state, rows).astype(float)
             finite = s[np.isfinite(s)]
-            ctx.update(
-                model=model,
-                user_state=state,
-                mu=float(finite.mean()) if finite.size else 0.0,
-                # floor 1: an untrained model's near-constant scores must not become noise
-                sd=max(float(finite.std()), 1.0) if finite.size > 1 else 1.0,
-            )
+            mu = float(finite.mean()) if finite.size else 0.0
+            # floor 1: an untrained model's near-constant scores must not become noise
+            sd = max(float(finite.std()), 1.0) if finite.size > 1 else 1.0
+            z = np.nan_to_num((s - mu) / sd, neginf=-10.0)
+            ctx.update(model=model, user_state=state, mu=mu, sd=sd, model_z=z)
         return ctx
 
     async def _categories(self, items: Sequence[str]) -> dict[str, str]:

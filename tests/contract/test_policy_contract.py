@@ -201,5 +201,8 @@ def test_never_seen_items_use_the_prior(name: str) -> None:
         assert n_new > 1.2 * (len(picks) - n_new)
         return
     assert n_new > 3 * (len(picks) - n_new)
-    if name in {"greedy", "in-slate-ts", "ts"}:
-        assert n_new > 0.9 * len(picks)
+    if name == "greedy":  # prior mean 1/11 beats every old item's lowered mean
+        assert n_new == len(picks)
+    if name in {"in-slate-ts", "ts"}:
+        # an old item still wins a draw now and then (~13% of picks over 40 seeds)
+        assert n_new > 0.75 * len(picks)
