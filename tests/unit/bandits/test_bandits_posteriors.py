@@ -96,6 +96,26 @@ def test_inverse_survival_table_matches_closed_form() -> None:
         assert x == pytest.approx(1 - s ** (1 / 20), rel=2e-3)
 
 
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("alpha", [1.0, 2.5])
+def test_dense_draws_of_cold_and_warm_items_follow_their_beta(alpha: float) -> None:
+    """Cold items (prior, closed form when alpha = 1) and warm items (numpy Beta) drawn in one
+    matrix: each column's mean and quantiles match its own Beta posterior."""
+    post = BetaBernoulliPosterior(alpha, 20.0)
+    post.update(Feedback(("w",), (0,)))  # one click: alpha + 1, beta unchanged
+    draws = post.sample_scores(("c1", "w", "c2"), 40_000, np.random.default_rng(3))
+    for col, (a, b) in ((0, (alpha, 20.0)), (1, (alpha + 1, 20.0)), (2, (alpha, 20.0))):
+        x = draws[:, col]
+        sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+        assert abs(x.mean() - a / (a + b)) < 4 * sd / math.sqrt(x.size)
+    # Beta(1, 20) has P(X <= q) = 1 - (1 - q)^20: check the closed form at three quantiles
+    if alpha == 1.0:
+        for q in (0.01, 0.05, 0.2):
+            p = 1 - (1 - q) ** 20
+            emp = float(np.mean(draws[:, 0] <= q))
+            assert abs(emp - p) < 4 * math.sqrt(p * (1 - p) / draws.shape[0])
+
+
 @pytest.mark.timeout(20)
 def test_topk_order_statistics_match_dense_sampling() -> None:
     """The fast path (cold items via order statistics) has the same distribution as sorting
