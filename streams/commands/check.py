@@ -27,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             redis.Redis.from_url(url, socket_timeout=3).ping()
         except (redis.RedisError, OSError) as exc:
-            raise ConfigError(f"SLATESTREAM_REDIS_URL: Redis does not answer at {url} ({exc})") from exc
+            raise ConfigError(
+                f"SLATESTREAM_REDIS_URL: Redis does not answer at {url} ({exc})"
+            ) from exc
     print(f"kafka_bootstrap={settings.kafka_bootstrap or '(embedded)'}")
     print(f"store={settings.effective_store_url}")
     print(f"topic_prefix={settings.topic_prefix}")

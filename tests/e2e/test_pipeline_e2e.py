@@ -126,7 +126,7 @@ def test_requests_answered_once_category_affinity_and_new_items(
 ) -> None:
     client = Client(services.kafka_bootstrap, topic_prefix)
     try:
-        for c, cat in enumerate(CATEGORIES):
+        for cat in CATEGORIES:
             for i in range(12):
                 iid = f"{cat.split('/')[1]}-{i}"
                 client.send(
