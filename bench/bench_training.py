@@ -70,6 +70,56 @@ def bench_training(
     }
 
 
+class _BareGRU(torch.nn.Module):
+    """Peer for the trainer: a plain GRU4Rec-style net (item embedding, GRU, shared sampled
+    softmax) with the trainer's shapes and none of its bookkeeping (no replay buffer, id
+    maps, category prior, slate likelihood or snapshots)."""
+
+    def __init__(self, n_items: int, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(n_items, dim)
+        self.gru = torch.nn.GRU(dim, hidden, batch_first=True)
+        self.out = torch.nn.Linear(hidden, dim)
+
+    def loss(self, seq: torch.Tensor, targets: torch.Tensor, negs: torch.Tensor) -> torch.Tensor:
+        h, _ = self.gru(self.emb(seq))
+        u = self.out(h[:, -targets.shape[1] :]).reshape(-1, self.emb.embedding_dim)
+        pos = (u * self.emb(targets.reshape(-1))).sum(-1, keepdim=True)  # (B*T, 1)
+        logits = torch.cat([pos, u @ self.emb(negs).T], dim=1)  # target, then shared negatives
+        labels = torch.zeros(logits.shape[0], dtype=torch.long)
+        return torch.nn.functional.cross_entropy(logits, labels)
+
+
+def bench_bare_training(
+    n_events: int, cfg: TrainerConfig, n_negatives: int, dim: int = 64, seed: int = 0
+) -> dict[str, Any]:
+    """Events/s of the bare torch peer taking one step per `step_every_events` events, on
+    batches of the trainer's shape (batch_users x train_len, targets_per_user targets)."""
+    torch.manual_seed(seed)
+    net = _BareGRU(N_ITEMS, dim, 2 * dim)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    rng = np.random.default_rng(seed)
+    steps = max(1, n_events // cfg.step_every_events)
+    shape = (cfg.batch_users, cfg.train_len)
+    batches = [torch.from_numpy(rng.integers(0, N_ITEMS, shape)) for _ in range(min(steps, 8))]
+    t0 = time.perf_counter()
+    for k in range(steps):
+        seq = batches[k % len(batches)]
+        negs = torch.from_numpy(rng.integers(0, N_ITEMS, n_negatives))
+        loss = net.loss(seq[:, :-1], seq[:, -cfg.targets_per_user :], negs)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    dt = time.perf_counter() - t0
+    events = steps * cfg.step_every_events
+    return {
+        "events": events,
+        "seconds": round(dt, 3),
+        "events_per_s": round(events / dt),
+        "ms_per_update": round(1000 * dt / steps, 2),
+    }
+
+
 def _timeit(fn: Any, repeats: int) -> dict[str, float]:
     for _ in range(min(20, repeats)):
         fn()
@@ -103,6 +153,12 @@ def bench_scoring(repeats: int, dim: int = 64, seed: int = 0) -> dict[str, Any]:
             "user_state_50": _timeit(lambda m=model, h=hist: m.user_state(h[-50:]), repeats // 2),
             "rank_top10": _timeit(lambda m=model, s=state: m.rank(s, 10), repeats // 2),
         }
+        matrix = np.random.default_rng(seed).standard_normal((N_ITEMS, dim), dtype=np.float32)
+        u = matrix[0].copy()
+        res["bare_numpy_score"] = _timeit(lambda m=matrix, v=u: m @ v, repeats)
+        res["bare_numpy_top10"] = _timeit(
+            lambda m=matrix, v=u: np.argpartition(-(m @ v), 10)[:10], repeats // 2
+        )
         if cls is BayesGRUModel:
             rng = np.random.default_rng(0)
             res["sample_scores_10x10000"] = _timeit(
@@ -132,6 +188,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "training_default": bench_training(n_events, default_cfg, n_negatives=256),
         "training_step256": bench_training(n_events, step256, n_negatives=256),
         "training_big_steps": bench_training(n_events, big_steps, n_negatives=256),
+        "bare_torch_default": bench_bare_training(n_events, default_cfg, n_negatives=256),
+        "bare_torch_step256": bench_bare_training(n_events, step256, n_negatives=256),
         "scoring": bench_scoring(repeats),
     }
     machine["loadavg_1m_after"] = round(os.getloadavg()[0], 2)

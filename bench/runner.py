@@ -353,21 +353,31 @@ def _adapt_bandits(r: dict[str, Any]) -> list[Figure]:
 
 
 def _adapt_training(r: dict[str, Any]) -> list[Figure]:
-    none = "none reported by bench_training"
     out = []
-    base = _get(r, "training_default", "events_per_s")
-    fast = _get(r, "training_fast", "events_per_s")
-    if base:
-        out.append(_fig("training events/s (default cadence)", base, "events/s", none, None))
-    if fast:
-        out.append(
-            _fig("training events/s (step every 128 events)", fast, "events/s", "default", base)
-        )
+    peer = "bare torch GRU + sampled softmax, same shapes and cadence"
+    for key, label in (("default", "default cadence, 128 events/step"), ("step256", "256/step")):
+        value = _get(r, f"training_{key}", "events_per_s")
+        if value:
+            base = _get(r, f"bare_torch_{key}", "events_per_s")
+            out.append(_fig(f"training events/s ({label})", value, "events/s", peer, base))
     for kind in ("gru", "bayes-gru"):
-        for what, label in (("score_all_items", "score all 10k items"), ("rank_top10", "top-10")):
+        for what, label, bare in (
+            ("score_all_items", "score all 10k items", "bare_numpy_score"),
+            ("rank_top10", "top-10", "bare_numpy_top10"),
+        ):
             p99 = _get(r, "scoring", kind, what, "p99_ms")
             if p99 is not None:
-                out.append(_fig(f"{kind}: {label} p99", p99, "ms", none, None, False))
+                base = _get(r, "scoring", kind, bare, "p99_ms")
+                out.append(
+                    _fig(
+                        f"{kind}: {label} p99",
+                        p99,
+                        "ms",
+                        "bare numpy matmul (+argpartition), 10k x 64 float32",
+                        base,
+                        False,
+                    )
+                )
     return out
 
 
