@@ -1,15 +1,25 @@
 """Faust app factory: binds broker-independent handlers (streams.runtime) as Faust agents.
 
-Each handler becomes one agent over raw-bytes topics. Batches come from
-`stream.take_events`, which acks (and so lets Faust commit) the batch's offsets only after
-the handler returned and the records it emitted were acknowledged by the broker:
-at-least-once delivery, made exactly-once in effect by idempotent handlers.
+Each handler becomes one agent over raw-bytes topics. The agent acks (and so lets Faust
+commit) a batch's offsets only after the handler returned and the records it emitted were
+acknowledged by the broker: at-least-once delivery, made exactly-once in effect by
+idempotent handlers.
+
+Batches reach the agent one of two ways:
+
+- a *batch lane* (`BatchLane`), for handlers with `direct_batches = True` whose topics no
+  other agent of the app consumes: the consumer loop (`_fast_drain_messages`) hands each
+  fetched message straight to the lane, and the agent takes everything pending (up to
+  `batch_size`) at once — no Faust Event, channel queue, stream iteration, sensor calls or
+  ack coroutine per message;
+- otherwise `stream.take_events` (Faust's own per-message path).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +68,8 @@ async def _fast_drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no c
     from faust.transport.consumer import CONSUMER_FETCHING
 
     callback = self.callback
+    registry = lane_registry(self.app)
+    flow_control_active = self.app.flow_control.is_active
     getmany = self.getmany
     consumer_should_stop = self._stopped.is_set
     fetcher_should_stop = fetcher._stopped.is_set
@@ -74,6 +86,8 @@ async def _fast_drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no c
             ait = getmany(timeout=1.0)
             await self.sleep(0)
             if not self.should_stop:
+                lanes_for = registry.by_topic.get
+                filled: set[BatchLane] = set()
                 async for tp, message in ait:
                     num_since_yield += 1
                     if num_since_yield > 100:
@@ -88,11 +102,26 @@ async def _fast_drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no c
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        if suspended():
+                        lanes = lanes_for(message.topic)
+                        if lanes is not None:
+                            # a batch lane: no Event, queue hop or stream step per message.
+                            # While the flow is suspended (a rebalance) the message is
+                            # dropped, as the callback path below abandons it: it is
+                            # refetched from the committed offset afterwards.
+                            if not suspended() and flow_control_active():
+                                message.incref(len(lanes))
+                                for lane in lanes:
+                                    lane.pending.append(message)
+                                    filled.add(lane)
+                        elif suspended():
                             await self.wait_first(callback(message), self.suspend_flow.wait())
                         else:
                             await callback(message)
                         set_read_offset(tp, offset)
+                for lane in filled:
+                    lane.publish()
+                for lane in filled:
+                    await lane.wait_for_space()
                 unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
@@ -120,6 +149,152 @@ def install_fast_drain() -> bool:
         return False
     cls._drain_messages = _fast_drain_messages  # type: ignore[method-assign]
     return True
+
+
+class BatchLane:
+    """Fetched messages of one batch handler's topics, waiting for its agent.
+
+    The consumer loop appends messages to `pending` (after `message.incref()`, one
+    reference per lane that gets it) and calls `publish()` after each fetch; the agent
+    `take()`s up to n of them as one batch. The loop waits while `maxsize` or more are
+    pending (backpressure, like Faust's full channel queue), and `clear()` — registered
+    with `app.flow_control`, which calls it when a rebalance starts, as it clears the
+    channel queues — drops what is pending: those messages are neither tracked nor acked,
+    so they are fetched again from the committed offset.
+    """
+
+    def __init__(self, topics: Sequence[str], maxsize: int) -> None:
+        self.topics = tuple(topics)
+        self.maxsize = maxsize
+        self.enabled = False  # decided by the registry: no other agent reads these topics
+        self.pending: list[Any] = []
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+
+    def publish(self) -> None:
+        """Wake the agent; close the gate when the lane is full (consumer loop)."""
+        if self.pending:
+            self._ready.set()
+            if len(self.pending) >= self.maxsize:
+                self._space.clear()
+
+    async def wait_for_space(self) -> None:
+        """Return once fewer than `maxsize` messages are pending (consumer loop)."""
+        await self._space.wait()
+
+    async def take(self, n: int) -> list[Any]:
+        """Up to `n` pending messages, oldest first, waiting until there is one (agent)."""
+        while not self.pending:
+            self._ready.clear()
+            await self._ready.wait()
+        batch = self.pending[:n]
+        del self.pending[:n]
+        if len(self.pending) < self.maxsize:
+            self._space.set()
+        return batch
+
+    def clear(self) -> None:
+        """Drop everything pending (a rebalance started)."""
+        self.pending.clear()
+        self._ready.clear()
+        self._space.set()
+
+
+class LaneRegistry:
+    """The batch lanes of one app and which topics they own (`by_topic`)."""
+
+    def __init__(self) -> None:
+        self.bindings: list[tuple[tuple[str, ...], BatchLane | None]] = []
+        self.by_topic: dict[str, tuple[BatchLane, ...]] = {}
+
+    def bind(self, topics: Sequence[str], lane: BatchLane | None) -> None:
+        """Record an agent over `topics` (`lane` None: a take_events agent); recompute which
+        lanes are enabled: a lane is, when every agent on each of its topics has a lane."""
+        self.bindings.append((tuple(topics), lane))
+        lanes = [b for _, b in self.bindings if b is not None]
+        enabled = set(lanes)
+        changed = True
+        while changed:
+            changed = False
+            for topics_, lane_ in self.bindings:
+                if lane_ is not None and lane_ in enabled:
+                    continue
+                for other in list(enabled):
+                    if set(other.topics) & set(topics_):
+                        enabled.discard(other)
+                        changed = True
+        by_topic: dict[str, list[BatchLane]] = {}
+        for lane_ in lanes:
+            lane_.enabled = lane_ in enabled
+            if lane_.enabled:
+                for t in lane_.topics:
+                    by_topic.setdefault(t, []).append(lane_)
+        self.by_topic = {t: tuple(v) for t, v in by_topic.items()}
+
+
+def lane_registry(app: Any) -> LaneRegistry:
+    """The app's lane registry (created on first use)."""
+    reg = getattr(app, "_slatestream_lanes", None)
+    if reg is None:
+        reg = LaneRegistry()
+        app._slatestream_lanes = reg
+    return reg
+
+
+async def run_lane(app: faust.App, handler: Handler, lane: BatchLane, batch_size: int) -> None:
+    """The agent loop of a batch lane: take, track, handle, publish, then ack.
+
+    Messages are tracked as in flight when taken (Faust's rebalance and shutdown wait for
+    them) and acked, which lets Faust commit their offsets, only after the handler returned
+    and its emits were acknowledged. Messages fetched in an older consumer generation (or
+    taken while a rebalance suspends the flow) are dropped unacked: Faust fetches them
+    again from the committed offset. If the handler raises, the batch is untracked and
+    not acked (its partitions commit no further until they are fetched again) and the
+    error ends the agent, which Faust's supervisor restarts.
+    """
+    consumer = app.consumer
+    flow_active = app.flow_control.is_active
+    monitor = app.monitor
+    while True:
+        messages = await lane.take(batch_size)
+        if not flow_active():
+            continue
+        generation = app.consumer_generation_id
+        batch = [m for m in messages if m.generation_id == generation]
+        if not batch:
+            continue
+        unacked = consumer.unacked
+        tps = set()
+        for m in batch:
+            if not m.tracked:
+                m.tracked = True
+                unacked.add(m)
+            tps.add(m.tp)
+        if monitor is not None:  # Faust's "stream is idle" check reads this
+            now = time.monotonic()
+            for tp in tps:
+                monitor.stream_inbound_time[tp] = now
+        records = [
+            Record(
+                m.topic,
+                m.value if m.value is not None else b"",
+                m.key,
+                m.partition,
+                m.offset,
+                int(m.timestamp * 1000),
+            )
+            for m in batch
+        ]
+        try:
+            emits = await handler.handle(records)
+            await publish(app, emits)
+        except BaseException:
+            for m in batch:
+                unacked.discard(m)
+            raise
+        for m in batch:
+            m.ack(consumer)
 
 
 def raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
@@ -185,7 +360,21 @@ def bind_handler(
         )
     )
 
+    lane = None
+    # only the fast consumer loop feeds lanes: without it, take_events as before
+    if getattr(handler, "direct_batches", False) and install_fast_drain():
+        lane = BatchLane(handler.topics, int(app.conf.stream_buffer_maxsize))
+        # a rebalance clears the lane as it clears the channel queues
+        app.flow_control.manage_queue(lane)  # type: ignore[arg-type]
+    lane_registry(app).bind(handler.topics, lane)
+
     async def process(stream: Any) -> None:
+        if lane is not None and lane.enabled:
+            # register the topics with the conductor (what take_events' aiter does), so
+            # the consumer subscribes; the messages themselves come through the lane
+            aiter(stream.channel)
+            await run_lane(app, handler, lane, batch_size)
+            return
         async for events in stream.take_events(batch_size, within=within_s):
             records = [to_record(e) for e in events]
             emits = await handler.handle(records)

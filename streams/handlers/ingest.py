@@ -24,6 +24,8 @@ class FeatureHandler:
     """Consumes interactions, impressions and items; updates the feature store; DLQs bad input."""
 
     name = "features"
+    # the Faust driver may hand this handler whole fetches (streams.app.BatchLane)
+    direct_batches = True
 
     def __init__(self, settings: Settings, store: FeatureStore | None = None) -> None:
         self.settings = settings
