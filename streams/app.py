@@ -64,12 +64,12 @@ async def _fast_drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no c
     `wait_first(callback, suspend_flow)`: that call creates and cancels four asyncio tasks
     per message, ~40% of a feature worker's CPU. While the flow is not suspended the
     callback is awaited directly; when it is (rebalance), the original wait_first path
-    runs, and a rebalance cancels this task through `_stop_fetcher` as before."""
+    runs, and a rebalance cancels this task through `_stop_fetcher` as before. When batch
+    lanes are bound, each fetch goes through `_drain_fetch_with_lanes` instead."""
     from faust.transport.consumer import CONSUMER_FETCHING
 
     callback = self.callback
     registry = lane_registry(self.app)
-    flow_control_active = self.app.flow_control.is_active
     getmany = self.getmany
     consumer_should_stop = self._stopped.is_set
     fetcher_should_stop = fetcher._stopped.is_set
@@ -83,11 +83,13 @@ async def _fast_drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no c
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
+            if registry.by_topic:
+                await _drain_fetch_with_lanes(self, registry.by_topic)
+                unset_flag(CONSUMER_FETCHING)
+                continue
             ait = getmany(timeout=1.0)
             await self.sleep(0)
             if not self.should_stop:
-                lanes_for = registry.by_topic.get
-                filled: set[BatchLane] = set()
                 async for tp, message in ait:
                     num_since_yield += 1
                     if num_since_yield > 100:
@@ -102,26 +104,11 @@ async def _fast_drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no c
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        lanes = lanes_for(message.topic)
-                        if lanes is not None:
-                            # a batch lane: no Event, queue hop or stream step per message.
-                            # While the flow is suspended (a rebalance) the message is
-                            # dropped, as the callback path below abandons it: it is
-                            # refetched from the committed offset afterwards.
-                            if not suspended() and flow_control_active():
-                                message.incref(len(lanes))
-                                for lane in lanes:
-                                    lane.pending.append(message)
-                                    filled.add(lane)
-                        elif suspended():
+                        if suspended():
                             await self.wait_first(callback(message), self.suspend_flow.wait())
                         else:
                             await callback(message)
                         set_read_offset(tp, offset)
-                for lane in filled:
-                    lane.publish()
-                for lane in filled:
-                    await lane.wait_for_space()
                 unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
@@ -135,6 +122,111 @@ async def _fast_drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no c
         unset_flag(CONSUMER_FETCHING)
 
 
+async def _drain_fetch_with_lanes(
+    self: Any, by_topic: dict[str, tuple[BatchLane, ...]]
+) -> None:  # pragma: no cover - hot loop, covered by the worker integration tests
+    """One fetch (what Faust's `Consumer.getmany` + the drain loop do), with the records of
+    lane topics handed over per partition as one `LaneChunk` — no `Message` per record.
+
+    Per lane partition: the fetched end offset goes to the monitor, records below the
+    read offset are skipped, offset gaps are registered (`_add_gap`) as the per-message
+    loop does, and the read offset moves to the last record. While the flow is suspended
+    (a rebalance) the chunk is dropped, as the per-message path abandons its messages:
+    it is fetched again from the committed offset. Records of other topics take the
+    per-message path (round-robin over partitions, as getmany does).
+    """
+    records, active = await self._wait_next_records(1.0)
+    if records is None or self.should_stop or not self.flow_active:
+        return
+    app = self.app
+    generation = app.consumer_generation_id
+    get_read_offset = self._read_offset.__getitem__
+    acks_enabled_for = app.topics.acks_enabled_for
+    flow_control_active = app.flow_control.is_active
+    suspended = self.suspend_flow.is_set
+    buffered = self._buffered_partitions
+    filled: set[BatchLane] = set()
+    rest = {}
+    for tp, recs in records.items():
+        lanes = by_topic.get(tp.topic)
+        if lanes is None:
+            rest[tp] = recs
+            continue
+        if not recs or not (active is None or tp in active or tp in buffered):
+            continue
+        if app.consumer_generation_id != generation:
+            break
+        app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        r_offset = get_read_offset(tp)
+        if r_offset is not None and recs[0].offset < r_offset:
+            recs = [r for r in recs if r.offset >= r_offset]
+            if not recs:
+                continue
+        if acks_enabled_for(tp.topic) and (
+            (r_offset and recs[0].offset - r_offset > 1)
+            or recs[-1].offset - recs[0].offset != len(recs) - 1
+        ):
+            last = r_offset
+            for r in recs:
+                if last and r.offset - last > 1:
+                    await self._add_gap(tp, last + 1, r.offset)
+                last = r.offset
+        self._read_offset[tp] = recs[-1].offset
+        if suspended() or not flow_control_active():
+            continue
+        chunk = LaneChunk(tp, recs, generation, len(lanes))
+        for lane in lanes:
+            lane.put(chunk)
+            filled.add(lane)
+    if self._commit_every is not None and self._n_acked >= self._commit_every:
+        self._n_acked = 0
+        await self.commit()
+    for lane in filled:
+        lane.publish()
+    if rest:
+        await _deliver_per_message(self, rest, active, generation)
+    for lane in filled:
+        await lane.wait_for_space()
+
+
+async def _deliver_per_message(
+    self: Any, records: Any, active: Any, generation: int
+) -> None:  # pragma: no cover - hot loop
+    """The non-lane records of a fetch through Faust's conductor, one message at a time
+    (the body of `Consumer.getmany` and of the fast drain loop)."""
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    callback = self.callback
+    suspended = self.suspend_flow.is_set
+    num_since_yield = 0
+    for tp, record in self.scheduler.iterate(records):
+        if not self.flow_active or self.app.consumer_generation_id != generation:
+            break
+        if not (active is None or tp in active or tp in self._buffered_partitions):
+            continue
+        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        message = self._to_message(tp, record)
+        num_since_yield += 1
+        if num_since_yield > 100:
+            await asyncio.sleep(0)
+            num_since_yield = 0
+        offset = message.offset
+        r_offset = get_read_offset(tp)
+        if r_offset is None or offset >= r_offset:
+            gap = offset - (r_offset or 0)
+            if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                await self._add_gap(tp, r_offset + 1, offset)
+            if self._commit_every is not None and self._n_acked >= self._commit_every:
+                self._n_acked = 0
+                await self.commit()
+            if suspended():
+                await self.wait_first(callback(message), self.suspend_flow.wait())
+            else:
+                await callback(message)
+            set_read_offset(tp, offset)
+
+
 def install_fast_drain() -> bool:
     """Replace Faust's per-message consumer loop by `_fast_drain_messages` (idempotent);
     only on the faust-streaming versions it was copied from. Returns whether it is active."""
@@ -144,59 +236,131 @@ def install_fast_drain() -> bool:
     if getattr(cls, "_drain_messages", None) is _fast_drain_messages:
         return True
     version = tuple(int(x) for x in faust.__version__.split(".")[:2])
-    if not (0, 11) <= version < (0, 16) or not hasattr(faust_consumer, "CONSUMER_FETCHING"):
+    needed = ("_wait_next_records", "_to_message", "_add_gap", "highwater", "ack")
+    if (
+        not (0, 11) <= version < (0, 16)
+        or not hasattr(faust_consumer, "CONSUMER_FETCHING")
+        or not all(hasattr(cls, name) for name in needed)
+    ):
         log.warning("faust %s: keeping Faust's own consumer loop", faust.__version__)
         return False
     cls._drain_messages = _fast_drain_messages  # type: ignore[method-assign]
     return True
 
 
-class BatchLane:
-    """Fetched messages of one batch handler's topics, waiting for its agent.
+class LaneChunk:
+    """The records of one partition from one fetch: the unit a lane tracks and acks.
 
-    The consumer loop appends messages to `pending` (after `message.incref()`, one
-    reference per lane that gets it) and calls `publish()` after each fetch; the agent
-    `take()`s up to n of them as one batch. The loop waits while `maxsize` or more are
-    pending (backpressure, like Faust's full channel queue), and `clear()` — registered
-    with `app.flow_control`, which calls it when a rebalance starts, as it clears the
-    channel queues — drops what is pending: those messages are neither tracked nor acked,
-    so they are fetched again from the committed offset.
+    While a lane agent works on it, it sits in Faust's set of in-flight messages (what
+    rebalances and shutdown wait for), with the `acked`/`refcount` attributes Faust reads
+    there; `refcount` counts the lanes that still have to process it.
+    """
+
+    __slots__ = ("__weakref__", "acked", "generation_id", "records", "refcount", "tp")
+
+    def __init__(self, tp: Any, records: list[Any], generation_id: int, refcount: int) -> None:
+        self.tp = tp
+        self.records = records
+        self.generation_id = generation_id
+        self.refcount = refcount
+        self.acked = False
+
+    def __repr__(self) -> str:
+        return f"<LaneChunk {self.tp} {len(self.records)} records>"
+
+
+def ack_chunk(consumer: Any, chunk: LaneChunk) -> bool:
+    """One lane is done with `chunk`; when it was the last, mark every record's offset
+    acked exactly as `Consumer.ack` does per message (so Faust may commit past them).
+    Returns whether the chunk is now fully acked."""
+    from faust.types.tuples import ack_lock
+    from mode.utils.futures import notify
+
+    with ack_lock:
+        chunk.refcount -= 1
+        if chunk.refcount > 0 or chunk.acked:
+            return False
+        chunk.acked = True
+        consumer._unacked_messages.discard(chunk)
+        tp = chunk.tp
+        if consumer.app.topics.acks_enabled_for(tp.topic):
+            committed = consumer._committed_offset[tp]
+            index = consumer._acked_index[tp]
+            acked = consumer._acked[tp]
+            n = 0
+            for r in chunk.records:
+                offset = r.offset
+                if (committed is None or offset >= committed) and offset not in index:
+                    index.add(offset)
+                    acked.append(offset)
+                    n += 1
+            consumer._n_acked += n
+            notify(consumer._waiting_for_ack)
+        return True
+
+
+class BatchLane:
+    """Fetched records of one batch handler's topics, waiting for its agent.
+
+    The consumer loop `put()`s one `LaneChunk` per fetched partition and calls `publish()`
+    after each fetch; the agent `take()`s chunks up to about n records as one batch. The
+    loop waits while `maxsize` or more records are pending (backpressure, like Faust's full
+    channel queue), and `clear()` — registered with `app.flow_control`, which calls it when
+    a rebalance starts, as it clears the channel queues — drops what is pending: those
+    records are neither tracked nor acked, so they are fetched again from the committed
+    offset.
     """
 
     def __init__(self, topics: Sequence[str], maxsize: int) -> None:
         self.topics = tuple(topics)
         self.maxsize = maxsize
         self.enabled = False  # decided by the registry: no other agent reads these topics
-        self.pending: list[Any] = []
+        self.pending: list[LaneChunk] = []
+        self.n_pending = 0
         self._ready = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
+
+    def put(self, chunk: LaneChunk) -> None:
+        """Queue one chunk (consumer loop)."""
+        self.pending.append(chunk)
+        self.n_pending += len(chunk.records)
 
     def publish(self) -> None:
         """Wake the agent; close the gate when the lane is full (consumer loop)."""
         if self.pending:
             self._ready.set()
-            if len(self.pending) >= self.maxsize:
+            if self.n_pending >= self.maxsize:
                 self._space.clear()
 
     async def wait_for_space(self) -> None:
-        """Return once fewer than `maxsize` messages are pending (consumer loop)."""
+        """Return once fewer than `maxsize` records are pending (consumer loop)."""
         await self._space.wait()
 
-    async def take(self, n: int) -> list[Any]:
-        """Up to `n` pending messages, oldest first, waiting until there is one (agent)."""
+    async def take(self, n: int) -> list[LaneChunk]:
+        """Whole chunks, oldest first, until they hold `n` records or more or the lane is
+        empty; waits until there is one (agent)."""
         while not self.pending:
             self._ready.clear()
             await self._ready.wait()
-        batch = self.pending[:n]
-        del self.pending[:n]
-        if len(self.pending) < self.maxsize:
+        count = 0
+        k = 0
+        for chunk in self.pending:
+            if count >= n:
+                break
+            count += len(chunk.records)
+            k += 1
+        batch = self.pending[:k]
+        del self.pending[:k]
+        self.n_pending -= count
+        if self.n_pending < self.maxsize:
             self._space.set()
         return batch
 
     def clear(self) -> None:
         """Drop everything pending (a rebalance started)."""
         self.pending.clear()
+        self.n_pending = 0
         self._ready.clear()
         self._space.set()
 
@@ -245,9 +409,9 @@ def lane_registry(app: Any) -> LaneRegistry:
 async def run_lane(app: faust.App, handler: Handler, lane: BatchLane, batch_size: int) -> None:
     """The agent loop of a batch lane: take, track, handle, publish, then ack.
 
-    Messages are tracked as in flight when taken (Faust's rebalance and shutdown wait for
+    Chunks are tracked as in flight when taken (Faust's rebalance and shutdown wait for
     them) and acked, which lets Faust commit their offsets, only after the handler returned
-    and its emits were acknowledged. Messages fetched in an older consumer generation (or
+    and its emits were acknowledged. Chunks fetched in an older consumer generation (or
     taken while a rebalance suspends the flow) are dropped unacked: Faust fetches them
     again from the committed offset. If the handler raises, the batch is untracked and
     not acked (its partitions commit no further until they are fetched again) and the
@@ -257,44 +421,40 @@ async def run_lane(app: faust.App, handler: Handler, lane: BatchLane, batch_size
     flow_active = app.flow_control.is_active
     monitor = app.monitor
     while True:
-        messages = await lane.take(batch_size)
+        chunks = await lane.take(batch_size)
         if not flow_active():
             continue
         generation = app.consumer_generation_id
-        batch = [m for m in messages if m.generation_id == generation]
-        if not batch:
+        chunks = [c for c in chunks if c.generation_id == generation]
+        if not chunks:
             continue
-        unacked = consumer.unacked
-        tps = set()
-        for m in batch:
-            if not m.tracked:
-                m.tracked = True
-                unacked.add(m)
-            tps.add(m.tp)
-        if monitor is not None:  # Faust's "stream is idle" check reads this
-            now = time.monotonic()
-            for tp in tps:
-                monitor.stream_inbound_time[tp] = now
+        unacked: Any = consumer.unacked  # a WeakSet of in-flight messages (and chunks)
+        now = time.monotonic()
+        for c in chunks:
+            unacked.add(c)
+            if monitor is not None:  # Faust's "stream is idle" check reads this
+                monitor.stream_inbound_time[c.tp] = now
         records = [
             Record(
-                m.topic,
-                m.value if m.value is not None else b"",
-                m.key,
-                m.partition,
-                m.offset,
-                int(m.timestamp * 1000),
+                r.topic,
+                r.value if r.value is not None else b"",
+                r.key,
+                r.partition,
+                r.offset,
+                r.timestamp,
             )
-            for m in batch
+            for c in chunks
+            for r in c.records
         ]
         try:
             emits = await handler.handle(records)
             await publish(app, emits)
         except BaseException:
-            for m in batch:
-                unacked.discard(m)
+            for c in chunks:
+                unacked.discard(c)
             raise
-        for m in batch:
-            m.ack(consumer)
+        for c in chunks:
+            ack_chunk(consumer, c)
 
 
 def raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:

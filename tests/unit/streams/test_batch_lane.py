@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,124 +67,96 @@ def test_bind_handler_gives_direct_batch_handlers_a_lane(tmp_path: Path) -> None
     assert list(reg.by_topic) == ["x.interactions"]
 
 
+@dataclass
+class Rec:
+    """Stands in for an aiokafka ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = None
+    timestamp: int = 1500
+
+
+def _chunk(partition: int, offsets: list[int], generation: int = 1, refcount: int = 1) -> Any:
+    from faust.types import TP
+
+    from streams.app import LaneChunk
+
+    recs = [Rec("t", partition, o, f"v{o}".encode()) for o in offsets]
+    return LaneChunk(TP("t", partition), recs, generation, refcount)
+
+
 async def test_lane_take_publish_backpressure_and_clear() -> None:
     lane = BatchLane(["t"], maxsize=3)
     taker = asyncio.ensure_future(lane.take(2))
     await asyncio.sleep(0)
     assert not taker.done()  # nothing pending: the agent waits
-    lane.pending.extend([1, 2, 3, 4])
+    a, b, c = _chunk(0, [1]), _chunk(1, [7, 8]), _chunk(0, [2])
+    for ch in (a, b, c):
+        lane.put(ch)
     lane.publish()
-    assert await taker == [1, 2]
-    # 2 pending < maxsize: the consumer loop may go on
-    await asyncio.wait_for(lane.wait_for_space(), 1)
-    lane.pending.extend([5, 6])
+    # whole chunks until they hold >= 2 records
+    assert await taker == [a, b]
+    await asyncio.wait_for(lane.wait_for_space(), 1)  # 1 pending < 3
+    d = _chunk(2, [4, 5, 6])
+    lane.put(d)
     lane.publish()
     gate = asyncio.ensure_future(lane.wait_for_space())
     await asyncio.sleep(0)
-    assert not gate.done()  # 4 pending >= 3: the consumer loop waits
-    assert await lane.take(10) == [3, 4, 5, 6]
+    assert not gate.done()  # 4 records pending >= 3: the consumer loop waits
+    assert await lane.take(10) == [c, d]
     await asyncio.wait_for(gate, 1)
-    lane.pending.extend([7])
+    lane.put(_chunk(0, [3]))
     lane.publish()
     lane.clear()  # a rebalance: what is pending is dropped, never handed out
+    assert lane.n_pending == 0
     taker = asyncio.ensure_future(lane.take(5))
     await asyncio.sleep(0)
     assert not taker.done()
     taker.cancel()
 
 
-# --- run_lane against a stand-in app ------------------------------------------------------
+# --- run_lane and ack_chunk against a real (unstarted) Faust app ----------------------------
 
 
-@dataclass(eq=False)
-class FakeMessage:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    generation_id: int
-    key: bytes | None = None
-    timestamp: float = 1.5
-    tracked: bool = False
-    acks: int = 0
-
-    @property
-    def tp(self) -> tuple[str, int]:
-        return (self.topic, self.partition)
-
-    def ack(self, consumer: Any) -> bool:
-        self.acks += 1
-        consumer.acked.append(self.offset)
-        return True
-
-
-@dataclass
-class FakeConsumer:
-    unacked: set[Any] = field(default_factory=set)
-    acked: list[int] = field(default_factory=list)
-
-
-class FakeFlow:
-    def __init__(self) -> None:
-        self.active = True
-
-    def is_active(self) -> bool:
-        return self.active
-
-
-class FakeProducer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
-
-    async def send(self, topic: str, key: Any, value: Any, **_: Any) -> asyncio.Future[None]:
-        self.sent.append((topic, key, value))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-
-@dataclass
-class FakeMonitor:
-    stream_inbound_time: dict[Any, float] = field(default_factory=dict)
-
-
-class FakeApp:
-    def __init__(self) -> None:
-        self.consumer = FakeConsumer()
-        self.flow_control = FakeFlow()
-        self.monitor = FakeMonitor()
-        self.producer = FakeProducer()
-        self.consumer_generation_id = 1
+def _app(tmp_path: Path) -> Any:
+    app = create_app(Settings(kafka_bootstrap="127.0.0.1:9", state_dir=tmp_path), group="lane")
+    app.topics.acking_topics.add("t")  # what the conductor does for a subscribed topic
+    app.flow_control.resume()
+    app.consumer_generation_id = 1
+    return app
 
 
 class Recorder:
     name = "rec"
     topics = ("t",)
 
-    def __init__(self, app: FakeApp, fail: bool = False) -> None:
+    def __init__(self, app: Any, fail: bool = False) -> None:
         self.app = app
         self.fail = fail
-        self.batches: list[list[Record]] = []
+        self.batches: list[Sequence[Record]] = []
         self.in_flight: list[int] = []
 
-    async def handle(self, records: list[Record]) -> list[Emit]:
-        # while the handler runs, the batch is in flight and not acked
-        self.in_flight.append(len(self.app.consumer.unacked))
-        assert not self.app.consumer.acked
+    async def handle(self, records: Sequence[Record]) -> list[Emit]:
+        # while the handler runs, its chunks are in flight and nothing is acked
+        consumer = self.app.consumer
+        self.in_flight.append(len(consumer.unacked))
+        assert not any(consumer._acked.values())
         self.batches.append(records)
         if self.fail:
             raise RuntimeError("boom")
-        return [Emit("dlq", b"x", r.key) for r in records if r.value == b"bad"]
+        return [Emit("dlq", b"x", r.key) for r in records if r.value == b"v9"]
 
 
-async def _run_until_taken(app: FakeApp, handler: Recorder, lane: BatchLane) -> None:
-    """Run the lane loop until it waits for more messages, then stop it."""
-    task = asyncio.ensure_future(run_lane(app, handler, lane, 100))  # type: ignore[arg-type]
-    for _ in range(100):
+async def _run_until_idle(app: Any, handler: Recorder, lane: BatchLane) -> None:
+    """Run the lane loop until it waits for more chunks, then stop it."""
+    task = asyncio.ensure_future(run_lane(app, handler, lane, 100))
+    for _ in range(200):
         await asyncio.sleep(0)
-        if not lane.pending and lane._ready.is_set() is False:
-            # drained and parked in take(): give the last batch's acks a few more turns
-            for _ in range(10):
+        if not lane.pending and not lane._ready.is_set():
+            for _ in range(10):  # the last batch's publish and acks
                 await asyncio.sleep(0)
             break
     task.cancel()
@@ -191,51 +164,90 @@ async def _run_until_taken(app: FakeApp, handler: Recorder, lane: BatchLane) -> 
         await task
 
 
-async def test_run_lane_tracks_handles_publishes_then_acks() -> None:
-    app = FakeApp()
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[Emit]:
+    out: list[Emit] = []
+
+    async def publish(app: Any, emits: list[Emit]) -> None:
+        out.extend(emits)
+
+    monkeypatch.setattr("streams.app.publish", publish)
+    return out
+
+
+async def test_run_lane_tracks_handles_publishes_then_acks(
+    tmp_path: Path, sent: list[Emit]
+) -> None:
+    from faust.types import TP
+
+    app = _app(tmp_path)
     lane = BatchLane(["t"], 100)
-    msgs = [FakeMessage("t", 0, 5, b"ok", 1), FakeMessage("t", 1, 9, b"bad", 1, key=b"u")]
-    msgs.append(FakeMessage("t", 0, 6, None, 1))
-    lane.pending.extend(msgs)
+    lane.put(_chunk(0, [5, 6]))
+    lane.put(_chunk(1, [9]))
     lane.publish()
     handler = Recorder(app)
-    await _run_until_taken(app, handler, lane)
-    assert handler.in_flight == [3]
+    await _run_until_idle(app, handler, lane)
+    assert handler.in_flight == [2]  # two chunks in flight
     [batch] = handler.batches
     assert [(r.topic, r.partition, r.offset, r.value) for r in batch] == [
-        ("t", 0, 5, b"ok"),
-        ("t", 1, 9, b"bad"),
-        ("t", 0, 6, b""),
+        ("t", 0, 5, b"v5"),
+        ("t", 0, 6, b"v6"),
+        ("t", 1, 9, b"v9"),
     ]
     assert batch[0].timestamp_ms == 1500
-    assert app.producer.sent == [("dlq", b"u", b"x")]
-    assert sorted(app.consumer.acked) == [5, 6, 9]
-    assert set(app.monitor.stream_inbound_time) == {("t", 0), ("t", 1)}
+    assert [e.topic for e in sent] == ["dlq"]
+    consumer = app.consumer
+    assert not consumer.unacked
+    assert consumer._acked[TP("t", 0)] == [5, 6] and consumer._acked[TP("t", 1)] == [9]
+    assert consumer._n_acked == 3
+    # Faust's own commit bookkeeping now commits past them
+    assert consumer._new_offset(TP("t", 0)) == 7
 
 
-async def test_run_lane_drops_old_generation_and_suspended_flow_unacked() -> None:
-    app = FakeApp()
+async def test_chunk_shared_by_two_lanes_is_acked_by_the_last(tmp_path: Path) -> None:
+    from faust.types import TP
+
+    from streams.app import ack_chunk
+
+    app = _app(tmp_path)
+    chunk = _chunk(0, [1, 2], refcount=2)
+    app.consumer.unacked.add(chunk)
+    assert not ack_chunk(app.consumer, chunk)
+    assert not app.consumer._acked[TP("t", 0)] and chunk in app.consumer.unacked
+    assert ack_chunk(app.consumer, chunk)
+    assert app.consumer._acked[TP("t", 0)] == [1, 2] and not app.consumer.unacked
+    # offsets below the committed one are not acked again
+    app.consumer._committed_offset[TP("t", 3)] = 10
+    assert ack_chunk(app.consumer, _chunk(3, [9, 10]))
+    assert app.consumer._acked[TP("t", 3)] == [10]
+
+
+async def test_run_lane_drops_old_generation_and_suspended_flow_unacked(
+    tmp_path: Path, sent: list[Emit]
+) -> None:
+    app = _app(tmp_path)
     app.consumer_generation_id = 2
     lane = BatchLane(["t"], 100)
-    lane.pending.extend([FakeMessage("t", 0, 1, b"old", 1), FakeMessage("t", 0, 2, b"new", 2)])
+    lane.put(_chunk(0, [1], generation=1))
+    lane.put(_chunk(1, [2], generation=2))
     lane.publish()
     handler = Recorder(app)
-    await _run_until_taken(app, handler, lane)
-    assert [[r.value for r in b] for b in handler.batches] == [[b"new"]]
-    assert app.consumer.acked == [2]
+    await _run_until_idle(app, handler, lane)
+    assert [[r.offset for r in b] for b in handler.batches] == [[2]]
+    assert app.consumer._n_acked == 1
 
-    app.flow_control.active = False
-    lane.pending.append(FakeMessage("t", 0, 3, b"during-rebalance", 2))
+    app.flow_control.suspend()
+    lane.put(_chunk(1, [3], generation=2))
     lane.publish()
-    await _run_until_taken(app, handler, lane)
-    assert len(handler.batches) == 1 and app.consumer.acked == [2]
+    await _run_until_idle(app, handler, lane)
+    assert len(handler.batches) == 1 and app.consumer._n_acked == 1
 
 
-async def test_run_lane_failure_acks_nothing_and_untracks() -> None:
-    app = FakeApp()
+async def test_run_lane_failure_acks_nothing_and_untracks(tmp_path: Path, sent: list[Emit]) -> None:
+    app = _app(tmp_path)
     lane = BatchLane(["t"], 100)
-    lane.pending.extend([FakeMessage("t", 0, 1, b"a", 1), FakeMessage("t", 0, 2, b"b", 1)])
+    lane.put(_chunk(0, [1, 2]))
     lane.publish()
     with pytest.raises(RuntimeError, match="boom"):
-        await run_lane(app, Recorder(app, fail=True), lane, 100)  # type: ignore[arg-type]
-    assert app.consumer.acked == [] and not app.consumer.unacked
+        await run_lane(app, Recorder(app, fail=True), lane, 100)
+    assert app.consumer._n_acked == 0 and not app.consumer.unacked
