@@ -37,6 +37,8 @@ class ScorerHandler:
     """Consumes `requests` (answers each exactly once) and `feedback` (CTR posteriors)."""
 
     name = "scorer"
+    # the Faust driver may hand this handler whole fetches (streams.app.BatchLane)
+    direct_batches = True
 
     def __init__(self, settings: Settings, service: ScorerService) -> None:
         self.settings = settings
