@@ -156,7 +156,18 @@ def _variants() -> list[bytes]:
         del v[key]
         out.append(v)
     raws = [json.dumps(v).encode() for v in out]
-    return [*raws, b"[]", b"null", b"{", b'{"event_id": "\\ud800"}', b"\xff\xfe"]
+    plain = raws[0]
+    unusual = [
+        b" " + plain,  # whitespace around the object: json.loads accepts it
+        plain + b"\n",
+        b"\xef\xbb\xbf" + plain,  # UTF-8 BOM
+        plain.decode().encode("utf-16"),
+        plain[:-1] + b', "ts": 5}',  # duplicate key: the last one wins
+        plain[:-1] + b', "user_id": "u2"}',
+        plain + plain,  # two objects
+        plain.replace(b'"u"', b'"\\u0075"'),  # an escaped id decodes to the same
+    ]
+    return [*raws, *unusual, b"[]", b"null", b"{", b'{"event_id": "\\ud800"}', b"\xff\xfe"]
 
 
 @pytest.mark.parametrize("raw", _variants())
