@@ -168,13 +168,15 @@ for _, user in ipairs(uorder) do
   local key = ns .. ":u:" .. user
   local s = useq[user]
   local isnew = false
+  local len = 0
   for j = 1, #s, 1000 do
     local last = math.min(j + 999, #s)
-    local len = redis.call("RPUSH", key .. ":s", unpack(s, j, last))
+    len = redis.call("RPUSH", key .. ":s", unpack(s, j, last))
     -- the list is never empty once a user has an interaction: this one is new
     if j == 1 and len == last then isnew = true end
   end
-  redis.call("LTRIM", key .. ":s", -seqlen, -1)
+  -- RPUSH returned the length: trim only a list that outgrew the cap
+  if len > seqlen then redis.call("LTRIM", key .. ":s", -seqlen, -1) end
   if isnew then ginc("users", 1) end
   -- per-type counts only: `_all` is their sum, added when reading
   for f, v in pairs(ucnt[user]) do redis.call("HINCRBY", key .. ":c", f, v) end

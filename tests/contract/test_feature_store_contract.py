@@ -79,6 +79,12 @@ async def test_sequence_is_capped_newest_last_with_type_and_ts(store: FeatureSto
         ("view", T0 + 7),
     ]
     assert u.counts == {"click": 4, "view": 4, ALL: 8}
+    # a list at the cap grows by one and is trimmed back; a list reaching it exactly is kept
+    await store.apply_many([click("u1", "i8", T0 + 8)])
+    await store.apply_many([click("u2", f"j{k}", T0 + k) for k in range(5)])
+    u1, u2 = (await store.get_many(["u1", "u2"])).values()
+    assert u1.recent_items == ["i4", "i5", "i6", "i7", "i8"]
+    assert u2.recent_items == [f"j{k}" for k in range(5)]
 
 
 async def test_redelivered_event_changes_nothing(store: FeatureStore) -> None:
