@@ -25,8 +25,10 @@ from bandits import (
     SlatePolicy,
     ThompsonSamplingPolicy,
 )
+from bandits.peers import RiverTopKThompson
 
 N_CANDIDATES = 10_000
+PEER_UPDATE = "peer: river.bandit.ThompsonSampling top-k"
 K = 10
 
 
@@ -116,11 +118,16 @@ def bench_update(quick: bool) -> dict[str, Any]:
         clicks = tuple(int(p) for p in np.flatnonzero(rng.random(K) < 0.05))
         records.append(Feedback(slate, clicks, (0.5,) * K))
     out: dict[str, Any] = {}
-    for label, post in (
-        ("beta posterior (position model learned)", BetaBernoulliPosterior()),
-        ("beta posterior, discount=0.999", BetaBernoulliPosterior(discount=0.999)),
-    ):
-        policy = InSlateThompsonSampling(post)
+    policies: list[tuple[str, SlatePolicy]] = [
+        ("beta posterior (position model learned)", InSlateThompsonSampling()),
+        (
+            "beta posterior, discount=0.999",
+            InSlateThompsonSampling(BetaBernoulliPosterior(discount=0.999)),
+        ),
+        # the peer: river.bandit.ThompsonSampling (Beta per item) updated per slate position
+        (PEER_UPDATE, RiverTopKThompson(1.0, 20.0)),
+    ]
+    for label, policy in policies:
         wall, cpu = [], []
         for fb in records:
             t0, c0 = time.perf_counter(), time.thread_time()

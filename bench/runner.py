@@ -324,28 +324,39 @@ def _adapt_ingest(r: dict[str, Any]) -> list[Figure]:
 def _adapt_bandits(r: dict[str, Any]) -> list[Figure]:
     sel = r.get("select_ms") or {}
     out = []
-    greedy = _get(sel, "greedy, 10% warm", "p99")
-    for label in ("in-slate-ts, 10% warm", "ts, 10% warm", "in-slate-ts, 100% warm"):
-        if label in sel:
-            out.append(
-                _fig(
-                    f"slate select p99, {label}",
-                    round(sel[label]["p99"], 3),
-                    "ms",
-                    "greedy policy, 10% warm (same candidates)",
-                    round(greedy, 3) if greedy else None,
-                    higher_is_better=False,
+    labels = (
+        "in-slate-ts, 0% warm (all new items)",
+        "in-slate-ts, 10% warm",
+        "ts, 10% warm",
+        "in-slate-ts, 100% warm",
+    )
+    for clock in ("wall", "cpu"):
+        greedy = _get(sel, "greedy, 10% warm", clock, "p99")
+        for label in labels:
+            p99 = _get(sel, label, clock, "p99")
+            if p99 is not None:
+                out.append(
+                    _fig(
+                        f"slate select p99 ({clock} time), 10k candidates, k=10, {label}",
+                        round(p99, 3),
+                        "ms",
+                        "greedy policy, 10% warm (same candidates)",
+                        round(greedy, 3) if greedy else None,
+                        higher_is_better=False,
+                    )
                 )
-            )
-    target = _get(r, "targets", "update_us")
-    for label, stats in (r.get("update_us") or {}).items():
+    updates = dict(r.get("update_us") or {})
+    peer_label = next((k for k in updates if k.startswith("peer:")), None)
+    peer = updates.pop(peer_label) if peer_label else None
+    for label, stats in updates.items():
+        mean = _get(stats, "wall", "mean")
         out.append(
             _fig(
                 f"posterior update mean, {label}",
-                round(stats["mean"], 1),
+                round(mean, 1) if mean is not None else None,
                 "µs",
-                "target of issue 5 (not a measurement)",
-                target,
+                peer_label[6:] if peer_label else "no peer measured",
+                round(_get(peer, "wall", "mean"), 1) if peer else None,
                 higher_is_better=False,
             )
         )
