@@ -175,3 +175,79 @@ async def assert_same_features(live: Any, rebuilt: Any, users: list[str], n_item
     assert [i for i, _ in pa] == [i for i, _ in pb]
     for (_, x), (_, y) in zip(pa, pb, strict=True):
         assert x == pytest.approx(y, rel=1e-9)
+
+
+@pytest.mark.timeout(300)
+async def test_rebalance_and_a_killed_worker_lose_and_double_count_nothing(
+    services: object, topic_prefix: str, uid: str, tmp_path: Path
+) -> None:
+    """Two feature workers started together in one group (they rebalance as they join),
+    then the first one killed with SIGKILL mid-stream: after the session timeout its
+    partitions, with their uncommitted batches, go to the other. Offsets are committed only
+    after durable store writes and redelivered events are deduplicated, so the store ends
+    exactly at the ground truth."""
+    import os
+    import signal
+
+    settings = Settings(
+        kafka_bootstrap=services.kafka_bootstrap,  # type: ignore[attr-defined]
+        topic_prefix=topic_prefix,
+        partitions=4,
+    )
+    ensure_topics(settings)
+    gen = generate_events(60_000, users=800, max_bytes=MAX_BYTES, seed=13, catalogue=50)
+    await produce(services.kafka_bootstrap, topic_prefix, gen.records)  # type: ignore[attr-defined]
+    env = worker_env(
+        services, topic_prefix, f"k{uid}", str(tmp_path), SLATESTREAM_MAX_EVENT_BYTES=str(MAX_BYTES)
+    )
+    store = open_store(f"{services.redis_url}?namespace=k{uid}")  # type: ignore[attr-defined]
+    first = start_worker(env, "features", tmp_path / "w1.log")
+    second = start_worker(env, "features", tmp_path / "w2.log")
+    want = {ALL: gen.n_interactions, "impressions": gen.n_impressions, "items": gen.n_items}
+    try:
+
+        async def wait_for(n: int, timeout_s: float) -> dict[str, int]:
+            deadline = time.monotonic() + timeout_s
+            g: dict[str, int] = {}
+            while time.monotonic() < deadline:
+                g = await store.global_counts()
+                if g.get(ALL, 0) >= n:
+                    return g
+                await asyncio.sleep(0.05)
+            return g
+
+        at_kill = await wait_for(20_000, 120)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        assert 20_000 <= at_kill.get(ALL, 0) < gen.n_interactions  # killed mid-stream
+        deadline = time.monotonic() + 150
+        g: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            assert second.poll() is None, (tmp_path / "w2.log").read_text()[-3000:]
+            g = await store.global_counts()
+            if all(g.get(k, 0) >= v for k, v in want.items()):
+                break
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(1.0)  # anything counted twice would show up by now
+        g = await store.global_counts()
+        assert {k: g.get(k, 0) for k in want} == want
+        users = sorted(gen.user_counts)
+        got = await store.get_many(users)
+        for u in users:
+            truth = dict(gen.user_counts[u])
+            truth[ALL] = sum(gen.user_counts[u].values())
+            assert got[u].counts == truth, u
+        # every malformed event reached the DLQ (a redelivered batch may dead-letter twice)
+        dlq = await read_topic(
+            services.kafka_bootstrap,  # type: ignore[attr-defined]
+            f"{topic_prefix}.dlq",
+            len(gen.malformed),
+            60,
+        )
+        letters = {(d.original, d.reason) for d in map(schemas.DeadLetter.model_validate_json, dlq)}
+        assert letters == {(raw, why) for _, raw, why in gen.malformed}
+    finally:
+        stop_worker(first)
+        stop_worker(second)
+        await store.clear()
+        await store.close()
