@@ -69,6 +69,9 @@ class JoinerHandler:
     """Consumes impressions and interactions; emits Feedback (on time and late)."""
 
     name = "joiner"
+    # whole fetches too: with the feature worker in one process, both share the topics'
+    # chunks (streams.app.BatchLane); otherwise it would send both back to take_events
+    direct_batches = True
 
     def __init__(
         self,
