@@ -174,7 +174,7 @@ async def _drain_fetch_with_lanes(
         self._read_offset[tp] = recs[-1].offset
         if suspended() or not flow_control_active():
             continue
-        chunk = LaneChunk(tp, recs, generation, len(lanes))
+        chunk = LaneChunk(tp, recs, generation, len(lanes), self)
         for lane in lanes:
             lane.put(chunk)
             filled.add(lane)
@@ -253,35 +253,73 @@ class LaneChunk:
 
     While a lane agent works on it, it sits in Faust's set of in-flight messages (what
     rebalances and shutdown wait for), with the `acked`/`refcount` attributes Faust reads
-    there; `refcount` counts the lanes that still have to process it.
+    there. `refcount` counts the lanes that still hold it (several agents of one app may
+    read a topic); each lane ends its hold with `ack_chunk` (processed) or `release_chunk`
+    (dropped unprocessed). The last one untracks it, and acks its offsets only if no lane
+    dropped it.
     """
 
-    __slots__ = ("__weakref__", "acked", "generation_id", "records", "refcount", "tp")
+    __slots__ = (
+        "__weakref__",
+        "acked",
+        "consumer",
+        "dropped",
+        "generation_id",
+        "records",
+        "refcount",
+        "tp",
+    )
 
-    def __init__(self, tp: Any, records: list[Any], generation_id: int, refcount: int) -> None:
+    def __init__(
+        self,
+        tp: Any,
+        records: list[Any],
+        generation_id: int,
+        refcount: int,
+        consumer: Any = None,
+    ) -> None:
         self.tp = tp
         self.records = records
         self.generation_id = generation_id
         self.refcount = refcount
+        self.consumer = consumer  # the Faust consumer that fetched it
         self.acked = False
+        self.dropped = False
 
     def __repr__(self) -> str:
         return f"<LaneChunk {self.tp} {len(self.records)} records>"
 
 
 def ack_chunk(consumer: Any, chunk: LaneChunk) -> bool:
-    """One lane is done with `chunk`; when it was the last, mark every record's offset
-    acked exactly as `Consumer.ack` does per message (so Faust may commit past them).
-    Returns whether the chunk is now fully acked."""
+    """One lane processed `chunk`; when it was the last holder (and none dropped it),
+    mark every record's offset acked exactly as `Consumer.ack` does per message (so Faust
+    may commit past them). Returns whether the offsets were acked."""
+    return _end_hold(consumer, chunk, processed=True)
+
+
+def release_chunk(consumer: Any, chunk: LaneChunk) -> None:
+    """One lane drops `chunk` unprocessed (old generation, rebalance, failed batch): its
+    offsets are never acked (Faust fetches the records again from the committed offset);
+    the last holder untracks it, so rebalances and shutdown do not wait for it."""
+    _end_hold(consumer, chunk, processed=False)
+
+
+def _end_hold(consumer: Any, chunk: LaneChunk, processed: bool) -> bool:
     from faust.types.tuples import ack_lock
     from mode.utils.futures import notify
 
     with ack_lock:
+        if not processed:
+            chunk.dropped = True
         chunk.refcount -= 1
         if chunk.refcount > 0 or chunk.acked:
             return False
+        unacked = consumer._unacked_messages
+        unacked.discard(chunk)
+        if chunk.dropped:
+            notify(consumer._waiting_for_ack)
+            return False
         chunk.acked = True
-        consumer._unacked_messages.discard(chunk)
         tp = chunk.tp
         if consumer.app.topics.acks_enabled_for(tp.topic):
             committed = consumer._committed_offset[tp]
@@ -295,7 +333,7 @@ def ack_chunk(consumer: Any, chunk: LaneChunk) -> bool:
                     acked.append(offset)
                     n += 1
             consumer._n_acked += n
-            notify(consumer._waiting_for_ack)
+        notify(consumer._waiting_for_ack)
         return True
 
 
@@ -306,9 +344,9 @@ class BatchLane:
     after each fetch; the agent `take()`s chunks up to about n records as one batch. The
     loop waits while `maxsize` or more records are pending (backpressure, like Faust's full
     channel queue), and `clear()` — registered with `app.flow_control`, which calls it when
-    a rebalance starts, as it clears the channel queues — drops what is pending: those
-    records are neither tracked nor acked, so they are fetched again from the committed
-    offset.
+    a rebalance starts, as it clears the channel queues — drops what is pending
+    (`release_chunk`): those records are not acked, so they are fetched again from the
+    committed offset.
     """
 
     def __init__(self, topics: Sequence[str], maxsize: int) -> None:
@@ -358,7 +396,10 @@ class BatchLane:
         return batch
 
     def clear(self) -> None:
-        """Drop everything pending (a rebalance started)."""
+        """Drop everything pending (a rebalance started), ending this lane's hold."""
+        for chunk in self.pending:
+            if chunk.consumer is not None:
+                release_chunk(chunk.consumer, chunk)
         self.pending.clear()
         self.n_pending = 0
         self._ready.clear()
@@ -412,20 +453,24 @@ async def run_lane(app: faust.App, handler: Handler, lane: BatchLane, batch_size
     Chunks are tracked as in flight when taken (Faust's rebalance and shutdown wait for
     them) and acked, which lets Faust commit their offsets, only after the handler returned
     and its emits were acknowledged. Chunks fetched in an older consumer generation (or
-    taken while a rebalance suspends the flow) are dropped unacked: Faust fetches them
-    again from the committed offset. If the handler raises, the batch is untracked and
-    not acked (its partitions commit no further until they are fetched again) and the
-    error ends the agent, which Faust's supervisor restarts.
+    taken while a rebalance suspends the flow) are released unacked: Faust fetches them
+    again from the committed offset. If the handler raises, the batch is released (not
+    acked: its partitions commit no further until they are fetched again) and the error
+    ends the agent, which Faust's supervisor restarts.
     """
     consumer = app.consumer
     flow_active = app.flow_control.is_active
     monitor = app.monitor
     while True:
-        chunks = await lane.take(batch_size)
-        if not flow_active():
-            continue
+        taken = await lane.take(batch_size)
         generation = app.consumer_generation_id
-        chunks = [c for c in chunks if c.generation_id == generation]
+        active = flow_active()
+        chunks = []
+        for c in taken:
+            if active and c.generation_id == generation:
+                chunks.append(c)
+            else:
+                release_chunk(consumer, c)
         if not chunks:
             continue
         unacked: Any = consumer.unacked  # a WeakSet of in-flight messages (and chunks)
@@ -451,7 +496,7 @@ async def run_lane(app: faust.App, handler: Handler, lane: BatchLane, batch_size
             await publish(app, emits)
         except BaseException:
             for c in chunks:
-                unacked.discard(c)
+                release_chunk(consumer, c)
             raise
         for c in chunks:
             ack_chunk(consumer, c)

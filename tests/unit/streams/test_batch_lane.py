@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,12 +121,28 @@ async def test_lane_take_publish_backpressure_and_clear() -> None:
 # --- run_lane and ack_chunk against a real (unstarted) Faust app ----------------------------
 
 
+_apps: list[Any] = []
+
+
 def _app(tmp_path: Path) -> Any:
     app = create_app(Settings(kafka_bootstrap="127.0.0.1:9", state_dir=tmp_path), group="lane")
     app.topics.acking_topics.add("t")  # what the conductor does for a subscribed topic
     app.flow_control.resume()
     app.consumer_generation_id = 1
+    _apps.append(app)
     return app
+
+
+@pytest.fixture(autouse=True)
+def _close_consumer_loops() -> Iterator[None]:
+    """Close the event loop each unstarted consumer made for its thread (else the garbage
+    collector may finalise its self-pipe first and warn about a closed descriptor)."""
+    yield
+    while _apps:
+        thread = getattr(_apps.pop().consumer, "_thread", None)
+        loop = getattr(thread, "thread_loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.close()
 
 
 class Recorder:
@@ -220,6 +236,35 @@ async def test_chunk_shared_by_two_lanes_is_acked_by_the_last(tmp_path: Path) ->
     app.consumer._committed_offset[TP("t", 3)] = 10
     assert ack_chunk(app.consumer, _chunk(3, [9, 10]))
     assert app.consumer._acked[TP("t", 3)] == [10]
+
+
+async def test_chunk_dropped_by_one_of_two_lanes_is_untracked_but_never_acked(
+    tmp_path: Path,
+) -> None:
+    from faust.types import TP
+
+    from streams.app import ack_chunk, release_chunk
+
+    app = _app(tmp_path)
+    consumer = app.consumer
+    for first, second in ((ack_chunk, release_chunk), (release_chunk, ack_chunk)):
+        chunk = _chunk(0, [1, 2], refcount=2)
+        consumer.unacked.add(chunk)
+        first(consumer, chunk)
+        assert chunk in consumer.unacked  # the other lane still holds it
+        second(consumer, chunk)
+        assert chunk not in consumer.unacked and not chunk.acked
+        assert not consumer._acked[TP("t", 0)] and consumer._n_acked == 0
+
+    # a rebalance clears a lane whose chunk the other lane already processed: untracked
+    chunk = _chunk(0, [3], refcount=2)
+    chunk.consumer = consumer
+    consumer.unacked.add(chunk)
+    ack_chunk(consumer, chunk)
+    lane = BatchLane(["t"], 10)
+    lane.put(chunk)
+    lane.clear()
+    assert not consumer.unacked and consumer._n_acked == 0
 
 
 async def test_run_lane_drops_old_generation_and_suspended_flow_unacked(
