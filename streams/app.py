@@ -7,11 +7,11 @@ idempotent handlers.
 
 Batches reach the agent one of two ways:
 
-- a *batch lane* (`BatchLane`), for handlers with `direct_batches = True` whose topics no
-  other agent of the app consumes: the consumer loop (`_fast_drain_messages`) hands each
-  fetched message straight to the lane, and the agent takes everything pending (up to
-  `batch_size`) at once — no Faust Event, channel queue, stream iteration, sensor calls or
-  ack coroutine per message;
+- a *batch lane* (`BatchLane`), when every handler of the app has `direct_batches =
+  True`: the consumer loop (`_fast_drain_messages`) hands the records of each fetched
+  partition straight to the lanes of its topic as one `LaneChunk`, and the agent takes
+  what is pending (about `batch_size` records) at once — no Faust Message, Event, channel
+  queue, stream iteration, sensor call or ack coroutine per record;
 - otherwise `stream.take_events` (Faust's own per-message path).
 """
 
@@ -132,8 +132,9 @@ async def _drain_fetch_with_lanes(
     read offset are skipped, offset gaps are registered (`_add_gap`) as the per-message
     loop does, and the read offset moves to the last record. While the flow is suspended
     (a rebalance) the chunk is dropped, as the per-message path abandons its messages:
-    it is fetched again from the committed offset. Records of other topics take the
-    per-message path (round-robin over partitions, as getmany does).
+    it is fetched again from the committed offset. Lanes are only enabled when every agent
+    of the app has one (`LaneRegistry`); records of other topics (Faust's own leader topic)
+    take the per-message path.
     """
     records, active = await self._wait_next_records(1.0)
     if records is None or self.should_stop or not self.flow_active:
@@ -149,7 +150,7 @@ async def _drain_fetch_with_lanes(
     rest = {}
     for tp, recs in records.items():
         lanes = by_topic.get(tp.topic)
-        if lanes is None:
+        if lanes is None:  # a topic of Faust's own (the leader topic): its usual path
             rest[tp] = recs
             continue
         if not recs or not (active is None or tp in active or tp in buffered):
@@ -414,27 +415,18 @@ class LaneRegistry:
         self.by_topic: dict[str, tuple[BatchLane, ...]] = {}
 
     def bind(self, topics: Sequence[str], lane: BatchLane | None) -> None:
-        """Record an agent over `topics` (`lane` None: a take_events agent); recompute which
-        lanes are enabled: a lane is, when every agent on each of its topics has a lane."""
+        """Record an agent over `topics` (`lane` None: a take_events agent) and recompute
+        `by_topic`: lanes are enabled only when every agent of the app has one, so a fetch
+        is either all lanes or all Faust's per-message path (never a mix to keep apart)."""
         self.bindings.append((tuple(topics), lane))
-        lanes = [b for _, b in self.bindings if b is not None]
-        enabled = set(lanes)
-        changed = True
-        while changed:
-            changed = False
-            for topics_, lane_ in self.bindings:
-                if lane_ is not None and lane_ in enabled:
-                    continue
-                for other in list(enabled):
-                    if set(other.topics) & set(topics_):
-                        enabled.discard(other)
-                        changed = True
+        all_lanes = all(b is not None for _, b in self.bindings)
         by_topic: dict[str, list[BatchLane]] = {}
-        for lane_ in lanes:
-            lane_.enabled = lane_ in enabled
-            if lane_.enabled:
-                for t in lane_.topics:
-                    by_topic.setdefault(t, []).append(lane_)
+        for _, lane_ in self.bindings:
+            if lane_ is not None:
+                lane_.enabled = all_lanes
+                if all_lanes:
+                    for t in lane_.topics:
+                        by_topic.setdefault(t, []).append(lane_)
         self.by_topic = {t: tuple(v) for t, v in by_topic.items()}
 
 

@@ -17,7 +17,7 @@ from streams.runtime import Emit, Record
 pytestmark = pytest.mark.timeout(30)
 
 
-def test_registry_enables_a_lane_only_when_every_agent_on_its_topics_has_one() -> None:
+def test_registry_enables_lanes_only_when_every_agent_has_one() -> None:
     reg = LaneRegistry()
     features = BatchLane(["p.interactions", "p.items"], 10)
     reg.bind(features.topics, features)
@@ -29,19 +29,10 @@ def test_registry_enables_a_lane_only_when_every_agent_on_its_topics_has_one() -
     assert features.enabled and joiner.enabled
     assert set(reg.by_topic["p.interactions"]) == {features, joiner}
 
-    # a take_events agent on one of those topics: every lane touching it falls back, and
-    # so does any lane sharing a topic with a fallen-back one
-    reg.bind(["p.impressions", "p.requests"], None)
+    # any take_events agent, even on other topics: every agent takes Faust's path
+    reg.bind(["p.requests"], None)
     assert not joiner.enabled and not features.enabled
     assert reg.by_topic == {}
-
-
-def test_registry_leaves_unrelated_lanes_alone() -> None:
-    reg = LaneRegistry()
-    lane = BatchLane(["p.items"], 10)
-    reg.bind(lane.topics, lane)
-    reg.bind(["p.requests"], None)
-    assert lane.enabled and reg.by_topic == {"p.items": (lane,)}
 
 
 def test_bind_handler_gives_direct_batch_handlers_a_lane(tmp_path: Path) -> None:
@@ -62,9 +53,10 @@ def test_bind_handler_gives_direct_batch_handlers_a_lane(tmp_path: Path) -> None
 
     app = create_app(Settings(kafka_bootstrap="127.0.0.1:9", state_dir=tmp_path), group="l")
     bind_handler(app, Direct())  # type: ignore[arg-type]
-    bind_handler(app, Plain())  # type: ignore[arg-type]
     reg = lane_registry(app)
     assert list(reg.by_topic) == ["x.interactions"]
+    bind_handler(app, Plain())  # type: ignore[arg-type]
+    assert reg.by_topic == {}  # a mixed app keeps Faust's per-message path for all
 
 
 @dataclass
