@@ -2,12 +2,15 @@
 
 `run(quick)` returns measured numbers; `python -m bench.bench_training [--quick]` prints
 them as JSON. Synthetic stream: 10,000 items in 50 categories, 2,000 users whose next
-item follows a noisy walk in item space; embedding dim 64.
+item follows a noisy walk in item space; embedding dim 64. The model is the one the trainer
+worker builds (`worker_gru_config`: hidden 64, sampled softmax of 1,024 negatives above 2,048
+items), beside a bare torch GRU of the same shapes and cadence.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -40,11 +43,18 @@ def _catalogue(model: GRUModel) -> None:
         model.admit(f"i{i}", f"cat{i % N_CATS}/sub{i % 7}")
 
 
-def bench_training(
-    n_events: int, cfg: TrainerConfig, n_negatives: int, dim: int = 64, seed: int = 0
-) -> dict[str, Any]:
+def worker_model_config(dim: int = 64) -> GRUConfig:
+    """The GRU the trainer worker builds (streams.services.trainer_service), at `dim`."""
+    from streams.config import load_settings
+    from streams.services.trainer_service import worker_gru_config
+
+    return worker_gru_config(load_settings(model_dim=dim))
+
+
+def bench_training(n_events: int, cfg: TrainerConfig, model_cfg: GRUConfig) -> dict[str, Any]:
     """Events/s of OnlineTrainer.on_interaction (gradient steps included)."""
-    model = GRUModel(GRUConfig(dim=dim, hidden=2 * dim, n_negatives=n_negatives, seed=seed))
+    seed = model_cfg.seed
+    model = GRUModel(model_cfg)
     _catalogue(model)
     trainer = OnlineTrainer(model, cfg)
     users, items = _stream(n_events + 2000, 2000, seed)
@@ -65,8 +75,10 @@ def bench_training(
         "ms_per_update": round(1000 * dt / max(1, trainer.updates - updates0), 2),
         "step_every_events": cfg.step_every_events,
         "batch_users": cfg.batch_users,
-        "n_negatives": n_negatives,
-        "dim": dim,
+        "n_negatives": model_cfg.n_negatives,
+        "full_softmax_below": model_cfg.full_softmax_below,
+        "dim": model_cfg.dim,
+        "hidden": model_cfg.hidden,
     }
 
 
@@ -90,13 +102,12 @@ class _BareGRU(torch.nn.Module):
         return torch.nn.functional.cross_entropy(logits, labels)
 
 
-def bench_bare_training(
-    n_events: int, cfg: TrainerConfig, n_negatives: int, dim: int = 64, seed: int = 0
-) -> dict[str, Any]:
+def bench_bare_training(n_events: int, cfg: TrainerConfig, model_cfg: GRUConfig) -> dict[str, Any]:
     """Events/s of the bare torch peer taking one step per `step_every_events` events, on
     batches of the trainer's shape (batch_users x train_len, targets_per_user targets)."""
+    seed, n_negatives = model_cfg.seed, model_cfg.n_negatives
     torch.manual_seed(seed)
-    net = _BareGRU(N_ITEMS, dim, 2 * dim)
+    net = _BareGRU(N_ITEMS, model_cfg.dim, model_cfg.hidden)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     rng = np.random.default_rng(seed)
     steps = max(1, n_events // cfg.step_every_events)
@@ -139,7 +150,7 @@ def bench_scoring(repeats: int, dim: int = 64, seed: int = 0) -> dict[str, Any]:
     """Latency of scoring one user over all 10,000 items (and related calls)."""
     out: dict[str, Any] = {"n_items": N_ITEMS, "dim": dim}
     for cls in (GRUModel, BayesGRUModel):
-        model = cls(GRUConfig(dim=dim, hidden=2 * dim, n_negatives=256, seed=seed))
+        model = cls(dataclasses.replace(worker_model_config(dim), seed=seed))
         _catalogue(model)
         trainer = OnlineTrainer(model, TrainerConfig(step_every_events=64))
         users, items = _stream(2000, 200, seed)
@@ -179,17 +190,19 @@ def run(quick: bool = False) -> dict[str, Any]:
         "torch": torch.__version__,
         "loadavg_1m_before": round(os.getloadavg()[0], 2),
     }
+    model_cfg = worker_model_config()
     default_cfg = TrainerConfig()
     step256 = TrainerConfig(step_every_events=256, batch_users=128)
     big_steps = TrainerConfig(step_every_events=1024, batch_users=256)
     out: dict[str, Any] = {
         "machine": machine,
         "quick": quick,
-        "training_default": bench_training(n_events, default_cfg, n_negatives=256),
-        "training_step256": bench_training(n_events, step256, n_negatives=256),
-        "training_big_steps": bench_training(n_events, big_steps, n_negatives=256),
-        "bare_torch_default": bench_bare_training(n_events, default_cfg, n_negatives=256),
-        "bare_torch_step256": bench_bare_training(n_events, step256, n_negatives=256),
+        "model": dataclasses.asdict(model_cfg),
+        "training_default": bench_training(n_events, default_cfg, model_cfg),
+        "training_step256": bench_training(n_events, step256, model_cfg),
+        "training_big_steps": bench_training(n_events, big_steps, model_cfg),
+        "bare_torch_default": bench_bare_training(n_events, default_cfg, model_cfg),
+        "bare_torch_step256": bench_bare_training(n_events, step256, model_cfg),
         "scoring": bench_scoring(repeats),
     }
     machine["loadavg_1m_after"] = round(os.getloadavg()[0], 2)

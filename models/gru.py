@@ -41,6 +41,9 @@ class GRUConfig:
     weight_decay: float = 0.0
     offset_l2: float = 0.0  # MAP Gaussian prior on item offsets (point model)
     n_negatives: int = 0  # 0 = full softmax, else shared uniform sampled softmax
+    # with n_negatives > 0: still the full softmax while the catalogue has at most this many
+    # active items (a full softmax is cheap and better there; sampling pays off above it)
+    full_softmax_below: int = 0
     max_slate_len: int = 64
     init_std: float = 0.02
     max_grad_norm: float | None = 5.0
@@ -67,6 +70,8 @@ class GRUConfig:
             raise ValueError("lr, prior_std and init_post_std must be > 0")
         if self.n_negatives < 0 or self.max_slate_len < 1 or self.capacity < 2:
             raise ValueError("n_negatives >= 0, max_slate_len >= 1, capacity >= 2 required")
+        if self.full_softmax_below < 0:
+            raise ValueError("full_softmax_below must be >= 0")
 
 
 def _inv_softplus(x: float) -> float:
@@ -257,7 +262,7 @@ class GRUModel(SequentialModel):
         if seq is None and fb is None:
             return 0.0
         neg: np.ndarray | None = None
-        if cfg.n_negatives > 0:
+        if cfg.n_negatives > 0 and self._active_rows.numel() > cfg.full_softmax_below:
             pick = torch.randint(
                 0, self._active_rows.numel(), (cfg.n_negatives,), generator=self._gen
             )

@@ -119,6 +119,21 @@ def test_sampled_softmax_trains() -> None:
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
 
 
+def test_full_softmax_below_a_catalogue_size_then_sampled() -> None:
+    """16 items: under the threshold the sampled model learns exactly as the full-softmax one;
+    over it (threshold 8) it samples, so its parameters differ."""
+    full = GRUModel(_cfg())
+    below = GRUModel(_cfg(n_negatives=5, full_softmax_below=16))
+    above = GRUModel(_cfg(n_negatives=5, full_softmax_below=8))
+    for m in (full, below, above):
+        _train(m, 3)
+    s_full, s_below, s_above = (m.score(m.user_state(["a0", "a1"])) for m in (full, below, above))
+    np.testing.assert_allclose(s_below, s_full, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(s_above, s_full, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="full_softmax_below"):
+        GRUConfig(full_softmax_below=-1).validate()
+
+
 def test_eviction_resets_row_to_group_mean() -> None:
     from models.items import ItemIndex
 
