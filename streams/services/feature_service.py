@@ -60,7 +60,8 @@ async def until_available(op: Callable[[], Awaitable[T]], what: str, max_delay_s
 _OPTIONAL_INTERACTION = frozenset({"request_id", "position", "value"})
 # the C scanner under json.loads: one call per payload instead of four Python frames
 # (loads → detect_encoding → decode → raw_decode); anything unusual falls back
-_scan_once = json.JSONDecoder().scan_once
+_scan_once: Callable[[str, int], tuple[object, int]]
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__
 
 
 def _plain_id(value: object) -> TypeGuard[str]:
