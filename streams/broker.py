@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
+from typing import Any
 
 from streams.config import Settings
 from streams.errors import BrokerUnavailable, ConfigError
 from streams.topics import topic_specs
+
+log = logging.getLogger(__name__)
 
 
 def check_broker(settings: Settings, timeout_s: float = 5.0) -> None:
@@ -46,6 +50,28 @@ def ensure_topics(settings: Settings) -> list[str]:
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)
+            _wait_for_leaders(admin, {t.name: t.num_partitions for t in new})
         return [t.name for t in new]
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin: Any, partitions: dict[str, int], timeout_s: float = 15.0) -> None:
+    """Wait (bounded) until every partition of the new topics has a leader, so the first
+    clients do not log NotLeaderForPartition while the controller is still electing."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            described = admin.describe_topics(list(partitions))
+        except Exception:  # metadata not there yet: ask again
+            described = []
+        led = {  # key names as kafka-python 2.x/3.x report them
+            d.get("name", d.get("topic")): sum(
+                1 for p in d.get("partitions", []) if p.get("leader_id", p.get("leader", -1)) >= 0
+            )
+            for d in described
+        }
+        if all(led.get(name, 0) >= n for name, n in partitions.items()):
+            return
+        time.sleep(0.1)
+    log.warning("topics without a leader after %.0f s: %s", timeout_s, sorted(partitions))
