@@ -82,6 +82,26 @@ async def test_50k_events_through_the_feature_worker(
         assert {k: g.get(k, 0) for k in want} == want
         assert g["users"] == len(gen.user_counts)
 
+        # ... and the worker committed every offset (the group's lag drains to zero)
+        from streams.metrics.server import LagReader, group_id
+
+        reader = LagReader(
+            services.kafka_bootstrap,  # type: ignore[attr-defined]
+            group_id(settings, "features"),
+            [f"{topic_prefix}.{t}" for t in ("interactions", "impressions", "items")],
+        )
+        try:
+            lag: dict[tuple[str, int], int] = {}
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                lag = await asyncio.to_thread(reader.read)
+                if lag and not any(lag.values()):
+                    break
+                await asyncio.sleep(0.5)
+            assert lag and not any(lag.values()), lag
+        finally:
+            reader.close()
+
         # every user's counts equal the ground truth
         users = sorted(gen.user_counts)
         got = await store.get_many(users)
