@@ -29,11 +29,11 @@ def run(args: argparse.Namespace) -> int:
         print("# stack stopped" if stopped else "# no stack running")
         return 0
     alive = stack.status(args.state_dir)
-    state = stack.read_state(args.state_dir)
-    if alive is None or state is None:
+    recorded = stack.read_state(args.state_dir)
+    if alive is None or recorded is None:
         print("# no stack recorded")
         return 1
-    print(state.env_lines())
+    print(recorded.env_lines())
     for name, ok in alive.items():
         print(f"# {name}: {'up' if ok else 'DOWN'}")
     return 0 if all(alive.values()) else 1
