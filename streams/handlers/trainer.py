@@ -22,6 +22,8 @@ class TrainerHandler:
     """
 
     name = "trainer"
+    # the Faust driver may hand this handler whole fetches (streams.app.BatchLane)
+    direct_batches = True
 
     def __init__(self, settings: Settings, service: TrainerService | None = None) -> None:
         self.settings = settings
