@@ -307,17 +307,7 @@ def _adapt_ingest(r: dict[str, Any]) -> list[Figure]:
                 higher_is_better=False,
             )
         )
-    if r.get("worker_peak_rss_mb"):
-        out.append(
-            _fig(
-                "ingest: feature worker peak RSS",
-                r["worker_peak_rss_mb"],
-                "MB",
-                "target of the ingest issue (not a measurement)",
-                _get(r, "targets", "rss_mb"),
-                higher_is_better=False,
-            )
-        )
+    # the worker's peak RSS is in the raw results; bench_rss reports it beside a bare worker
     return out
 
 

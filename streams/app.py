@@ -68,17 +68,11 @@ async def _fast_drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no c
     lanes are bound, each fetch goes through `_drain_fetch_with_lanes` instead."""
     from faust.transport.consumer import CONSUMER_FETCHING
 
-    callback = self.callback
     registry = lane_registry(self.app)
     getmany = self.getmany
     consumer_should_stop = self._stopped.is_set
     fetcher_should_stop = fetcher._stopped.is_set
-    get_read_offset = self._read_offset.__getitem__
-    set_read_offset = self._read_offset.__setitem__
     set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
-    commit_every = self._commit_every
-    acks_enabled_for = self.app.topics.acks_enabled_for
-    suspended = self.suspend_flow.is_set
     num_since_yield = 0
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
@@ -95,20 +89,7 @@ async def _fast_drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no c
                     if num_since_yield > 100:
                         await asyncio.sleep(0)
                         num_since_yield = 0
-                    offset = message.offset
-                    r_offset = get_read_offset(tp)
-                    if r_offset is None or offset >= r_offset:
-                        gap = offset - (r_offset or 0)
-                        if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                            await self._add_gap(tp, r_offset + 1, offset)
-                        if commit_every is not None and self._n_acked >= commit_every:
-                            self._n_acked = 0
-                            await self.commit()
-                        if suspended():
-                            await self.wait_first(callback(message), self.suspend_flow.wait())
-                        else:
-                            await callback(message)
-                        set_read_offset(tp, offset)
+                    await _deliver_one(self, tp, message)
                 unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
@@ -195,11 +176,6 @@ async def _deliver_per_message(
 ) -> None:  # pragma: no cover - hot loop
     """The non-lane records of a fetch through Faust's conductor, one message at a time
     (the body of `Consumer.getmany` and of the fast drain loop)."""
-    get_read_offset = self._read_offset.__getitem__
-    set_read_offset = self._read_offset.__setitem__
-    acks_enabled_for = self.app.topics.acks_enabled_for
-    callback = self.callback
-    suspended = self.suspend_flow.is_set
     num_since_yield = 0
     for tp, record in self.scheduler.iterate(records):
         if not self.flow_active or self.app.consumer_generation_id != generation:
@@ -212,20 +188,28 @@ async def _deliver_per_message(
         if num_since_yield > 100:
             await asyncio.sleep(0)
             num_since_yield = 0
-        offset = message.offset
-        r_offset = get_read_offset(tp)
-        if r_offset is None or offset >= r_offset:
-            gap = offset - (r_offset or 0)
-            if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                await self._add_gap(tp, r_offset + 1, offset)
-            if self._commit_every is not None and self._n_acked >= self._commit_every:
-                self._n_acked = 0
-                await self.commit()
-            if suspended():
-                await self.wait_first(callback(message), self.suspend_flow.wait())
-            else:
-                await callback(message)
-            set_read_offset(tp, offset)
+        await _deliver_one(self, tp, message)
+
+
+async def _deliver_one(self: Any, tp: Any, message: Any) -> None:  # pragma: no cover - hot loop
+    """One message through Faust's conductor as its drain loop does it: skip what was read,
+    record an offset gap, commit every `commit_every` acks, await the callback (raced with
+    a suspended flow, so a rebalance can interrupt it), then advance the read offset."""
+    offset = message.offset
+    r_offset = self._read_offset[tp]
+    if r_offset is not None and offset < r_offset:
+        return
+    gap = offset - (r_offset or 0)
+    if gap > 1 and r_offset and self.app.topics.acks_enabled_for(message.topic):
+        await self._add_gap(tp, r_offset + 1, offset)
+    if self._commit_every is not None and self._n_acked >= self._commit_every:
+        self._n_acked = 0
+        await self.commit()
+    if self.suspend_flow.is_set():
+        await self.wait_first(self.callback(message), self.suspend_flow.wait())
+    else:
+        await self.callback(message)
+    self._read_offset[tp] = offset
 
 
 def install_fast_drain() -> bool:
