@@ -51,6 +51,14 @@ def worker_model_config(dim: int = 64) -> GRUConfig:
     return worker_gru_config(load_settings(model_dim=dim))
 
 
+def worker_trainer_cfg() -> TrainerConfig:
+    """The trainer worker's cadence (streams.services.trainer_service) with default settings."""
+    from streams.config import load_settings
+    from streams.services.trainer_service import worker_trainer_config
+
+    return worker_trainer_config(load_settings())
+
+
 def bench_training(n_events: int, cfg: TrainerConfig, model_cfg: GRUConfig) -> dict[str, Any]:
     """Events/s of OnlineTrainer.on_interaction (gradient steps included)."""
     seed = model_cfg.seed
@@ -193,18 +201,18 @@ def run(quick: bool = False) -> dict[str, Any]:
         "loadavg_1m_before": round(os.getloadavg()[0], 2),
     }
     model_cfg = worker_model_config()
-    default_cfg = TrainerConfig()
-    step256 = TrainerConfig(step_every_events=256, batch_users=128)
-    big_steps = TrainerConfig(step_every_events=1024, batch_users=256)
+    default_cfg = worker_trainer_cfg()
+    step128 = dataclasses.replace(default_cfg, step_every_events=128)
+    big_steps = dataclasses.replace(default_cfg, step_every_events=1024, batch_users=256)
     out: dict[str, Any] = {
         "machine": machine,
         "quick": quick,
         "model": dataclasses.asdict(model_cfg),
         "training_default": bench_training(n_events, default_cfg, model_cfg),
-        "training_step256": bench_training(n_events, step256, model_cfg),
+        "training_step128": bench_training(n_events, step128, model_cfg),
         "training_big_steps": bench_training(n_events, big_steps, model_cfg),
         "bare_torch_default": bench_bare_training(n_events, default_cfg, model_cfg),
-        "bare_torch_step256": bench_bare_training(n_events, step256, model_cfg),
+        "bare_torch_step128": bench_bare_training(n_events, step128, model_cfg),
         "scoring": bench_scoring(repeats),
     }
     machine["loadavg_1m_after"] = round(os.getloadavg()[0], 2)

@@ -356,7 +356,7 @@ def _adapt_bandits(r: dict[str, Any]) -> list[Figure]:
 def _adapt_training(r: dict[str, Any]) -> list[Figure]:
     out = []
     peer = "bare torch GRU + sampled softmax, same shapes and cadence"
-    for key, label in (("default", "default cadence, 128 events/step"), ("step256", "256/step")):
+    for key, label in (("default", "worker default, 256 events/step"), ("step128", "128/step")):
         value = _get(r, f"training_{key}", "events_per_s")
         if value:
             base = _get(r, f"bare_torch_{key}", "events_per_s")

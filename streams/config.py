@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     )
     model_kind: str = Field(default="bayes-gru", description="Trainer model: gru or bayes-gru")
     model_dim: int = Field(default=64, ge=4, le=1024, description="Item embedding size")
-    train_every_events: int = Field(default=64, ge=1, description="Gradient step every N events")
+    train_every_events: int = Field(default=256, ge=1, description="Gradient step every N events")
     train_every_ms: float = Field(default=500.0, gt=0, description="... or every T ms")
     snapshot_every_s: float = Field(default=10.0, gt=0, description="Snapshot every T seconds")
     reload_interval_s: float = Field(default=1.0, ge=0, description="Scorer snapshot polling")

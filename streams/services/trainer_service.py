@@ -48,13 +48,27 @@ def build_model(settings: Settings, registry: ModelRegistry | None = None) -> On
 def worker_gru_config(settings: Settings) -> GRUConfig:
     """The trainer worker's GRU: hidden = dim (>= 64); the full softmax up to 2,048 active
     items, then a shared sampled softmax of 1,024 negatives (the full one over a 10k
-    catalogue costs ~10x more per step)."""
+    catalogue costs ~10x more per step); lr 4e-3 for a step every 256 events (on ml-100k
+    one pass as good as lr 2e-3 stepping every 128, at half the steps)."""
     return GRUConfig(
         dim=settings.model_dim,
         hidden=max(settings.model_dim, 64),
         dropout=0.1,
+        lr=4e-3,
         n_negatives=1024,
         full_softmax_below=2048,
+    )
+
+
+def worker_trainer_config(settings: Settings) -> TrainerConfig:
+    """The trainer worker's cadence: a step every `train_every_events` events or
+    `train_every_ms`, snapshots every `snapshot_every_s`, weights per event type."""
+    return TrainerConfig(
+        step_every_events=settings.train_every_events,
+        step_every_ms=settings.train_every_ms,
+        snapshot_every_s=settings.snapshot_every_s,
+        type_weights=dict(settings.event_weights),
+        default_weight=0.0,
     )
 
 
@@ -75,14 +89,7 @@ class TrainerService:
         """Trainer with the model, cadence and registry the settings describe."""
         registry = ModelRegistry(settings.effective_registry)
         model = build_model(settings, registry)
-        cfg = TrainerConfig(
-            step_every_events=settings.train_every_events,
-            step_every_ms=settings.train_every_ms,
-            snapshot_every_s=settings.snapshot_every_s,
-            type_weights=dict(settings.event_weights),
-            default_weight=0.0,
-        )
-        return cls(OnlineTrainer(model, cfg), registry)
+        return cls(OnlineTrainer(model, worker_trainer_config(settings)), registry)
 
     def on_item(self, item: Item) -> None:
         """A catalogue item: admitted at once with its category (cold start via group prior)."""

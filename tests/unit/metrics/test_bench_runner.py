@@ -40,7 +40,8 @@ def test_figures_standard_adapted_and_raw() -> None:
     }
     figs = figures_of("bench_ingest", ingest)
     assert figs[0]["ratio"] == 0.5 and figs[0]["baseline_name"] == "bare aiokafka consume loop"
-    assert figs[-1]["value"] == 90.0 and figs[-1]["ratio"] == 0.3
+    # RSS beside the target is not a measured baseline: bench_rss reports RSS, not this
+    assert all(f["unit"] != "MB" for f in figs)
     ingest |= {"worker_cpu_us_per_event": 60.0, "bare_cpu_us_per_event": 6.0}
     cpu = [f for f in figures_of("bench_ingest", ingest) if f["unit"] == "µs"]
     assert cpu[0]["ratio"] == 10.0 and cpu[0]["higher_is_better"] is False
