@@ -377,7 +377,7 @@ async def run_async(quick: bool, services: Any = None, n: int | None = None) -> 
             redis_url: str
 
         services = _S(st.kafka_bootstrap, st.redis_url)
-    n = n or (30_000 if quick else 200_000)
+    n = n or (100_000 if quick else 200_000)
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     ns = f"b{uuid.uuid4().hex[:8]}"
     settings = Settings(kafka_bootstrap=services.kafka_bootstrap, topic_prefix=prefix, partitions=4)
@@ -459,7 +459,7 @@ def run(quick: bool, services: Any = None) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """CLI: print the results as JSON."""
     p = argparse.ArgumentParser(prog="python -m bench.bench_ingest", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="30k events instead of 200k")
+    p.add_argument("--quick", action="store_true", help="100k events instead of 200k")
     p.add_argument("--events", type=int, default=None)
     p.add_argument("--kafka", default=None, help="existing broker host:port")
     p.add_argument("--redis", default=None, help="existing redis URL")
