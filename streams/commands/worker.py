@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 
 from streams.broker import check_broker, ensure_topics
@@ -38,5 +39,8 @@ def run(args: argparse.Namespace) -> int:
     for handler in handlers:
         bind_handler(app, handler, partitions=settings.partitions)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    # everything imported and built so far (torch, faust, the model) lives for the whole
+    # run: move it out of the cyclic GC's generations so full collections stay short
+    gc.freeze()
     worker.execute_from_commandline()
     return 0
