@@ -120,6 +120,10 @@ class BetaBernoulliPosterior:
         self.examination_strength = float(examination_strength)
         self.max_positions = max_positions
         self._exam_prior = exam.copy()
+        self._exam_pseudo = (
+            self.examination_strength * self.prior_alpha / (self.prior_alpha + self.prior_beta)
+        )
+        self._positions: dict[int, np.ndarray] = {}
         self.examination = exam.copy()
         self._pos_clicks = np.zeros(max_positions)
         self._pos_expected = np.zeros(max_positions)
@@ -248,7 +252,9 @@ class BetaBernoulliPosterior:
         rows = self._items.ensure(slate)
         self._grow(max(rows))
         r = np.asarray(rows)
-        pos = np.minimum(np.arange(k), self.max_positions - 1)
+        pos = self._positions.get(k)
+        if pos is None:
+            pos = self._positions[k] = np.minimum(np.arange(k), self.max_positions - 1)
         clicked = np.zeros(k)
         if feedback.clicks:
             clicked[list(feedback.clicks)] = 1.0
@@ -276,9 +282,10 @@ class BetaBernoulliPosterior:
                 np.add.at(self._pos_clicks, pos, clicked)
                 np.add.at(self._pos_expected, pos, rho)
             # pseudo-impressions at the prior click rate keep the curve near its prior early on
-            s = self.examination_strength * self.prior_alpha / (self.prior_alpha + self.prior_beta)
+            s = self._exam_pseudo
             raw = (self._pos_clicks + s * self._exam_prior) / (self._pos_expected + s)
-            self.examination = np.clip(raw / raw[0], 1e-3, 1.0)
+            raw /= raw[0]
+            self.examination = np.minimum(np.maximum(raw, 1e-3), 1.0)
 
 
 class LinearGaussianPosterior:
