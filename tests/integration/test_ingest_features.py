@@ -49,6 +49,16 @@ async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float
     return out
 
 
+async def assert_counts_match(store: Any, gen: Any) -> None:
+    """Every generated user's per-type counts (and their total) equal the ground truth."""
+    users = sorted(gen.user_counts)
+    got = await store.get_many(users)
+    for u in users:
+        truth = dict(gen.user_counts[u])
+        truth[ALL] = sum(gen.user_counts[u].values())
+        assert got[u].counts == truth, u
+
+
 @pytest.mark.timeout(240)
 async def test_50k_events_through_the_feature_worker(
     services: object, topic_prefix: str, uid: str, tmp_path: Path
@@ -103,12 +113,7 @@ async def test_50k_events_through_the_feature_worker(
             reader.close()
 
         # every user's counts equal the ground truth
-        users = sorted(gen.user_counts)
-        got = await store.get_many(users)
-        for u in users:
-            truth = dict(gen.user_counts[u])
-            truth[ALL] = sum(gen.user_counts[u].values())
-            assert got[u].counts == truth, u
+        await assert_counts_match(store, gen)
 
         # every malformed event is in the DLQ with its reason, and nothing else is
         dlq = await read_topic(
@@ -146,7 +151,7 @@ async def test_50k_events_through_the_feature_worker(
             )
             assert cli.returncode == 0, cli.stderr
             assert "50000 records" in cli.stdout and f"{len(gen.malformed)} invalid" in cli.stdout
-            await assert_same_features(store, rebuilt, users, gen.n_items)
+            await assert_same_features(store, rebuilt, sorted(gen.user_counts), gen.n_items)
             # a second rebuild refuses to mix into a non-empty store
             again = subprocess.run(
                 [
@@ -251,12 +256,7 @@ async def test_rebalance_and_a_killed_worker_lose_and_double_count_nothing(
         await asyncio.sleep(1.0)  # anything counted twice would show up by now
         g = await store.global_counts()
         assert {k: g.get(k, 0) for k in want} == want
-        users = sorted(gen.user_counts)
-        got = await store.get_many(users)
-        for u in users:
-            truth = dict(gen.user_counts[u])
-            truth[ALL] = sum(gen.user_counts[u].values())
-            assert got[u].counts == truth, u
+        await assert_counts_match(store, gen)
         # every malformed event reached the DLQ (a redelivered batch may dead-letter twice)
         dlq = await read_topic(
             services.kafka_bootstrap,  # type: ignore[attr-defined]
