@@ -24,8 +24,9 @@ import contextlib
 import json
 import logging
 import time
+from bisect import bisect_left
 from collections import Counter as _Tally
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -75,6 +76,34 @@ FRESHNESS_BUCKETS = (
     3600.0,
 )
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
+    """`histogram.observe(v)` for every value, with one increment per bucket touched.
+
+    Same resulting buckets, count and sum as observing one by one (the sum up to float
+    rounding), for a few µs per batch instead of ~1 µs per value: the bucket of each value
+    is found with `bisect` (the first upper bound >= value, as `Histogram.observe` does).
+    Falls back to plain `observe` on a prometheus_client without those internals.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for v in values:
+            histogram.observe(v)
+        return
+    hits: dict[int, int] = {}
+    acc = 0.0
+    for v in values:
+        i = bisect_left(bounds, v)
+        hits[i] = hits.get(i, 0) + 1
+        acc += v
+    if not hits:
+        return
+    total.inc(acc)
+    for i, n in hits.items():
+        buckets[i].inc(n)
 
 
 class RoleMetrics:
@@ -164,9 +193,11 @@ class RoleMetrics:
             self.events_out.labels(topic=topic).inc(n)
         self.batch_seconds.observe(seconds)
         self.batch_size.observe(len(records))
-        for r in records:
-            if r.timestamp_ms > 0:
-                self.event_age.observe(max(0.0, now - r.timestamp_ms / 1000.0))
+        # one increment per bucket touched: a feature worker batch holds thousands of records
+        observe_many(
+            self.event_age,
+            (max(0.0, now - r.timestamp_ms / 1000.0) for r in records if r.timestamp_ms > 0),
+        )
         for e in emits:
             if e.topic.endswith(dlq_topic_suffix):
                 self.dlq.labels(reason=dead_letter_reason(e.value)).inc()

@@ -23,48 +23,12 @@ Call from a handler::
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
-from collections import Counter as _Tally
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry
 
-from streams.metrics.common import (
-    FRESHNESS_BUCKETS,
-    LATENCY_BUCKETS,
-    RoleMetrics,
-    dead_letter_reason,
-)
-from streams.runtime import Emit, Record
-
-
-def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
-    """`histogram.observe(v)` for every value, with one increment per bucket touched.
-
-    Same resulting buckets, count and sum as observing one by one (the sum up to float
-    rounding), for a few µs per batch instead of ~1 µs per value: the bucket of each value
-    is found with `bisect` (the first upper bound >= value, as `Histogram.observe` does).
-    Falls back to plain `observe` on a prometheus_client without those internals.
-    """
-    bounds = getattr(histogram, "_upper_bounds", None)
-    buckets = getattr(histogram, "_buckets", None)
-    total = getattr(histogram, "_sum", None)
-    if bounds is None or buckets is None or total is None:
-        for v in values:
-            histogram.observe(v)
-        return
-    hits: dict[int, int] = {}
-    acc = 0.0
-    for v in values:
-        i = bisect_left(bounds, v)
-        hits[i] = hits.get(i, 0) + 1
-        acc += v
-    if not hits:
-        return
-    total.inc(acc)
-    for i, n in hits.items():
-        buckets[i].inc(n)
+from streams.metrics.common import FRESHNESS_BUCKETS, LATENCY_BUCKETS, RoleMetrics
 
 
 class FeaturesMetrics(RoleMetrics):
@@ -85,33 +49,6 @@ class FeaturesMetrics(RoleMetrics):
         self.duplicates = self.counter(
             "duplicates", "Events skipped as already applied (idempotency), by kind", ["kind"]
         )
-
-    def observe_batch(
-        self,
-        records: Sequence[Record],
-        emits: Sequence[Emit],
-        seconds: float,
-        dlq_topic_suffix: str = ".dlq",
-        now: float | None = None,
-    ) -> None:
-        """The common per-batch metrics (`RoleMetrics.observe_batch`: counts per topic,
-        latency, size, event ages, DLQ reasons) with the same values, but the event-age
-        histogram filled per bucket (`observe_many`): a feature worker batch holds
-        thousands of records."""
-        now = time.time() if now is None else now
-        for topic, n in _Tally(r.topic for r in records).items():
-            self.events_in.labels(topic=topic).inc(n)
-        for topic, n in _Tally(e.topic for e in emits).items():
-            self.events_out.labels(topic=topic).inc(n)
-        self.batch_seconds.observe(seconds)
-        self.batch_size.observe(len(records))
-        observe_many(
-            self.event_age,
-            (max(0.0, now - r.timestamp_ms / 1000.0) for r in records if r.timestamp_ms > 0),
-        )
-        for e in emits:
-            if e.topic.endswith(dlq_topic_suffix):
-                self.dlq.labels(reason=dead_letter_reason(e.value)).inc()
 
     @contextmanager
     def store_op(self, op: str) -> Iterator[None]:

@@ -1,4 +1,5 @@
-"""The feature worker's per-batch histogram filling gives what per-value observe gives."""
+"""Per-batch histogram filling (`observe_many`, used by every role's `observe_batch`) gives
+what per-value observe gives."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from streams.errors import SchemaError
-from streams.metrics.common import FRESHNESS_BUCKETS, RoleMetrics
-from streams.metrics.features import FeaturesMetrics, observe_many
+from streams.metrics.common import FRESHNESS_BUCKETS, RoleMetrics, observe_many
 from streams.runtime import Emit, Record
 from streams.schemas import DeadLetter
 
@@ -49,7 +49,7 @@ def test_observe_many_falls_back_without_the_internals() -> None:
     assert got == [1.0, 2.0]
 
 
-def test_feature_batch_metrics_equal_the_common_ones() -> None:
+def test_batch_event_ages_equal_per_record_observe() -> None:
     now = time.time()
     topic = "p.interactions"
     records = [Record(topic, b"x", b"k", 0, i, int(now * 1000) - 45 * i) for i in range(500)]
@@ -64,11 +64,23 @@ def test_feature_batch_metrics_equal_the_common_ones() -> None:
         worker="features",
     )
     emits = [Emit("p.dlq", dead.to_json(), None)]
-    a, b = CollectorRegistry(), CollectorRegistry()
-    RoleMetrics("features", a).observe_batch(records, emits, 0.2, now=now)
-    FeaturesMetrics(b).observe_batch(records, emits, 0.2, now=now)
-    sa = {k: v for k, v in _samples(a).items() if not k[0].startswith("slatestream_features_store")}
-    sb = {k: v for k, v in _samples(b).items() if k[0] in {n for n, _ in sa}}
-    assert sa.keys() == sb.keys() and len(sa) > 20
-    for k in sa:
-        assert sb[k] == pytest.approx(sa[k], rel=1e-12), k
+    reg = CollectorRegistry()
+    RoleMetrics("features", reg).observe_batch(records, emits, 0.2, now=now)
+    # reference: the same ages observed one by one into a histogram with the same buckets
+    ref_reg = CollectorRegistry()
+    ref = Histogram(
+        "event_age_seconds",
+        "ref",
+        namespace="slatestream",
+        subsystem="features",
+        registry=ref_reg,
+        buckets=RoleMetrics("features", CollectorRegistry()).event_age._upper_bounds[:-1],
+    )
+    for r in records[:-1]:
+        ref.observe(max(0.0, now - r.timestamp_ms / 1000.0))
+    got, want = _samples(reg), _samples(ref_reg)
+    assert want and all(k in got for k in want)
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v, rel=1e-12), k
+    assert got[("slatestream_features_events_in_total", (("topic", topic),))] == 500
+    assert got[("slatestream_features_dlq_total", (("reason", "malformed_json"),))] == 1
