@@ -337,7 +337,7 @@ class BatchLane:
     def __init__(self, topics: Sequence[str], maxsize: int) -> None:
         self.topics = tuple(topics)
         self.maxsize = maxsize
-        self.enabled = False  # decided by the registry: no other agent reads these topics
+        self.enabled = False  # set by the registry: on only when every agent of the app has a lane
         self.pending: list[LaneChunk] = []
         self.n_pending = 0
         self._ready = asyncio.Event()

@@ -49,6 +49,22 @@ async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float
     return out
 
 
+async def wait_for_counts(
+    store: Any, want: dict[str, int], proc: subprocess.Popen, log: Path, timeout_s: float
+) -> dict[str, int]:
+    """Poll the store's global counts until each reaches `want` (or the time is up), failing
+    at once with the worker's log if it died; returns the last counts read."""
+    deadline = time.monotonic() + timeout_s
+    g: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        g = await store.global_counts()
+        if all(g.get(k, 0) >= v for k, v in want.items()):
+            break
+        await asyncio.sleep(0.25)
+    return g
+
+
 async def assert_counts_match(store: Any, gen: Any) -> None:
     """Every generated user's per-type counts (and their total) equal the ground truth."""
     users = sorted(gen.user_counts)
@@ -80,15 +96,8 @@ async def test_50k_events_through_the_feature_worker(
     proc = start_worker(env, "features", tmp_path / "worker.log")
     store = open_store(f"{services.redis_url}?namespace=n{uid}")  # type: ignore[attr-defined]
     try:
-        deadline = time.monotonic() + 150
         want = {ALL: gen.n_interactions, "impressions": gen.n_impressions, "items": gen.n_items}
-        g: dict[str, int] = {}
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
-            g = await store.global_counts()
-            if all(g.get(k, 0) >= v for k, v in want.items()):
-                break
-            await asyncio.sleep(0.25)
+        g = await wait_for_counts(store, want, proc, tmp_path / "worker.log", 150)
         assert {k: g.get(k, 0) for k in want} == want
         assert g["users"] == len(gen.user_counts)
 
@@ -245,14 +254,7 @@ async def test_rebalance_and_a_killed_worker_lose_and_double_count_nothing(
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
         assert 20_000 <= at_kill.get(ALL, 0) < gen.n_interactions  # killed mid-stream
-        deadline = time.monotonic() + 150
-        g: dict[str, int] = {}
-        while time.monotonic() < deadline:
-            assert second.poll() is None, (tmp_path / "w2.log").read_text()[-3000:]
-            g = await store.global_counts()
-            if all(g.get(k, 0) >= v for k, v in want.items()):
-                break
-            await asyncio.sleep(0.25)
+        await wait_for_counts(store, want, second, tmp_path / "w2.log", 150)
         await asyncio.sleep(1.0)  # anything counted twice would show up by now
         g = await store.global_counts()
         assert {k: g.get(k, 0) for k in want} == want
