@@ -1,0 +1,119 @@
+"""Exact Beta draws without numpy's per-element-parameter Beta sampler when alpha is a small
+integer (as it is for a Beta-Bernoulli posterior with an integer prior and no discounting):
+dense draws, the closed-form tail P(X > t), and sampling only the draws that exceed t."""
+
+# For integer a, 1 - X ~ Beta(b, a) is a product of independent Beta(b + l, 1) = U^(1/(b + l)),
+# l < a, so X = -expm1(-sum_l E_l / (b + l)) with E_l ~ Exp(1); and P(X > t) =
+# (1 - t)^b * sum_{j<a} (b)_j t^j / j!. Given X > t, X = t + (1 - t) * Beta(a - j, b + j) with
+# j drawn with weight (b)_j t^j / j!, which is again a sum of a - j exponentials.
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "DENSE_INT_ALPHA",
+    "TAIL_INT_ALPHA",
+    "beta_rows",
+    "beta_tail_sf",
+    "exceedances",
+    "int_alpha",
+]
+
+DENSE_INT_ALPHA = 6  # beyond this, a exponentials per draw cost more than numpy's Beta sampler
+TAIL_INT_ALPHA = 32  # the tail series costs O(a) per item and select, not per draw
+
+
+def int_alpha(a: np.ndarray, limit: int = TAIL_INT_ALPHA) -> np.ndarray:
+    """Mask of the alphas that are integers in 1..limit (exponential-sum representation)."""
+    return (a == np.floor(a)) & (a >= 1.0) & (a <= limit)
+
+
+def _exp_sums(a: np.ndarray, b: np.ndarray, n_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """S = sum_{l < a_i} E_l / (b_i + l) per column i, shape (n_rows, n); a integer >= 1."""
+    order = np.argsort(-a, kind="stable")  # the columns with a > l are then a prefix
+    a_s, b_s = a[order], b[order]
+    s = rng.standard_exponential((n_rows, a.size))
+    s /= b_s
+    for i in range(1, int(a_s[0]) if a.size else 0):
+        n_i = int(np.searchsorted(-a_s, -i, side="left"))  # how many a_s > i
+        e = rng.standard_exponential((n_rows, n_i))
+        e /= b_s[:n_i] + i
+        s[:, :n_i] += e
+    out = np.empty_like(s)
+    out[:, order] = s
+    return out
+
+
+def beta_rows(a: np.ndarray, b: np.ndarray, n_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """n_rows independent draws of Beta(a_i, b_i) per column i, shape (n_rows, n)."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.size == 0:
+        return np.empty((n_rows, 0))
+    fast = int_alpha(a, DENSE_INT_ALPHA)
+    if fast.all():
+        return -np.expm1(-_exp_sums(a, b, n_rows, rng))
+    out = np.empty((n_rows, a.size))
+    if fast.any():
+        out[:, fast] = -np.expm1(-_exp_sums(a[fast], b[fast], n_rows, rng))
+    slow = ~fast
+    out[:, slow] = rng.beta(a[slow], b[slow], size=(n_rows, int(slow.sum())))
+    return out
+
+
+def _tail_terms(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """(b)_j t^j / j! for j < a_i (zero beyond), shape (max a, n); a integer >= 1."""
+    terms = np.zeros((int(a.max()), a.size))
+    terms[0] = 1.0
+    for j in range(1, terms.shape[0]):
+        np.multiply(terms[j - 1], (b + (j - 1)) * (t / j), out=terms[j], where=a > j)
+    return terms
+
+
+def beta_tail_sf(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """P(X > t) for X ~ Beta(a_i, b_i), integer a_i, 0 <= t < 1, in closed form."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.size == 0:
+        return np.empty(0)
+    s = _tail_terms(a, b, t).sum(axis=0)
+    return np.minimum(np.exp(b * np.log1p(-t) + np.log(s)), 1.0)
+
+
+def exceedances(
+    a: np.ndarray, b: np.ndarray, t: float, n_rows: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of X_ri ~ Beta(a_i, b_i) independent (integer a_i, r < n_rows), exactly the draws above t:
+    (row, column, value) arrays. Costs O(n) plus O(number of draws above t)."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0))
+    if a.size == 0:
+        return empty
+    terms = _tail_terms(a, b, t)
+    s = terms.sum(axis=0)
+    q = np.minimum(np.exp(b * np.log1p(-t) + np.log(s)), 1.0)
+    # Which columns have any draw above t (prob 1 - (1 - q)^n_rows), then for those the first
+    # such row (a truncated geometric, by inversion) and, after it, each row independently.
+    p_any = -np.expm1(n_rows * np.log1p(-q))
+    act = np.flatnonzero(rng.random(a.size) < p_any)
+    if act.size == 0:
+        return empty
+    qa = q[act]
+    with np.errstate(divide="ignore"):
+        g = np.log1p(-rng.random(act.size) * p_any[act]) / np.log1p(-qa)
+    first = np.clip(np.ceil(g) - 1.0, 0, n_rows - 1).astype(np.int64)
+    cols = np.arange(n_rows)
+    hits = rng.random((act.size, n_rows)) < qa[:, None]
+    hits &= cols > first[:, None]
+    hits[np.arange(act.size), first] = True
+    hi, rows = np.nonzero(hits)
+    item = act[hi]
+    # X | X > t = t + (1 - t) * Beta(a - j, b + j), j with weight terms[j]
+    cum = np.cumsum(terms[:, item], axis=0)
+    u = rng.random(item.size) * cum[-1]
+    j = np.count_nonzero(cum <= u, axis=0).astype(float)
+    j = np.minimum(j, a[item] - 1.0)  # guard against rounding at the top
+    sums = _exp_sums(a[item] - j, b[item] + j, 1, rng)[0]
+    return rows, item, -np.expm1(np.log1p(-t) - sums)
