@@ -9,6 +9,8 @@ dense draws, the closed-form tail P(X > t), and sampling only the draws that exc
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -64,10 +66,12 @@ def beta_rows(a: np.ndarray, b: np.ndarray, n_rows: int, rng: np.random.Generato
 
 def _tail_terms(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     """(b)_j t^j / j! for j < a_i (zero beyond), shape (max a, n); a integer >= 1."""
-    terms = np.zeros((int(a.max()), a.size))
+    terms = np.empty((int(a.max()), a.size))
     terms[0] = 1.0
-    for j in range(1, terms.shape[0]):
-        np.multiply(terms[j - 1], (b + (j - 1)) * (t / j), out=terms[j], where=a > j)
+    for j in range(1, terms.shape[0]):  # (a row loop: numpy's cumprod along axis 0 is slower)
+        np.multiply(b + (j - 1.0), t / j, out=terms[j])
+        terms[j] *= terms[j - 1]
+        terms[j, a <= j] = 0.0
     return terms
 
 
@@ -78,42 +82,40 @@ def beta_tail_sf(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     if a.size == 0:
         return np.empty(0)
     s = _tail_terms(a, b, t).sum(axis=0)
-    return np.minimum(np.exp(b * np.log1p(-t) + np.log(s)), 1.0)
+    return np.minimum(np.exp(b * math.log1p(-t) + np.log(s)), 1.0)
 
 
 def exceedances(
     a: np.ndarray, b: np.ndarray, t: float, n_rows: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Of X_ri ~ Beta(a_i, b_i) independent (integer a_i, r < n_rows), exactly the draws above t:
-    (row, column, value) arrays. Costs O(n) plus O(number of draws above t)."""
+    (row, column, value) arrays, sorted by row. Costs O(n) plus O(number of draws above t)."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0))
     if a.size == 0:
         return empty
     terms = _tail_terms(a, b, t)
-    s = terms.sum(axis=0)
-    q = np.minimum(np.exp(b * np.log1p(-t) + np.log(s)), 1.0)
-    # Which columns have any draw above t (prob 1 - (1 - q)^n_rows), then for those the first
-    # such row (a truncated geometric, by inversion) and, after it, each row independently.
-    p_any = -np.expm1(n_rows * np.log1p(-q))
-    act = np.flatnonzero(rng.random(a.size) < p_any)
+    log_q = b * math.log1p(-t) + np.log(terms.sum(axis=0))
+    log_q1 = np.log1p(-np.minimum(np.exp(log_q), 1.0))  # log(1 - q)
+    # Which columns have any draw above t (all n_rows below: prob (1 - q)^n_rows), then for
+    # those the first such row (a truncated geometric, by inversion) and each later row.
+    act = np.flatnonzero(rng.random(a.size) >= np.exp(n_rows * log_q1))
     if act.size == 0:
         return empty
-    qa = q[act]
-    with np.errstate(divide="ignore"):
-        g = np.log1p(-rng.random(act.size) * p_any[act]) / np.log1p(-qa)
+    lq1 = log_q1[act]
+    p_any = -np.expm1(n_rows * lq1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.log1p(-rng.random(act.size) * p_any) / lq1
     first = np.clip(np.ceil(g) - 1.0, 0, n_rows - 1).astype(np.int64)
-    cols = np.arange(n_rows)
-    hits = rng.random((act.size, n_rows)) < qa[:, None]
-    hits &= cols > first[:, None]
-    hits[np.arange(act.size), first] = True
-    hi, rows = np.nonzero(hits)
+    hits = rng.random((n_rows, act.size)) < -np.expm1(lq1)
+    hits &= np.arange(n_rows)[:, None] > first
+    hits[first, np.arange(act.size)] = True
+    rows, hi = np.nonzero(hits)  # row-major: sorted by row
     item = act[hi]
     # X | X > t = t + (1 - t) * Beta(a - j, b + j), j with weight terms[j]
     cum = np.cumsum(terms[:, item], axis=0)
-    u = rng.random(item.size) * cum[-1]
-    j = np.count_nonzero(cum <= u, axis=0).astype(float)
+    j = np.count_nonzero(cum <= rng.random(item.size) * cum[-1], axis=0).astype(float)
     j = np.minimum(j, a[item] - 1.0)  # guard against rounding at the top
     sums = _exp_sums(a[item] - j, b[item] + j, 1, rng)[0]
-    return rows, item, -np.expm1(np.log1p(-t) - sums)
+    return rows, item, -np.expm1(math.log1p(-t) - sums)

@@ -221,17 +221,25 @@ def in_slate_fill(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised in-slate fill: slate d takes, from the rankings of draws orders[d], the best of
     each draw in turn, then their second choices, skipping duplicates, until k items."""
-    d = orders.shape[0]
-    seq = top_ids[orders].transpose(0, 2, 1).reshape(d, -1)  # rank-major proposal order
-    sc = top_scores[orders].transpose(0, 2, 1).reshape(d, -1)
-    srt = np.argsort(seq, axis=1, kind="stable")
-    sv = np.take_along_axis(seq, srt, axis=1)
-    first_sorted = np.ones_like(sv, dtype=bool)
-    first_sorted[:, 1:] = sv[:, 1:] != sv[:, :-1]
-    first = np.empty_like(first_sorted)
-    np.put_along_axis(first, srt, first_sorted, axis=1)
-    take = np.argsort(~first, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(seq, take, axis=1), np.take_along_axis(sc, take, axis=1)
+    # One flat sort of (slate, item, position) keys finds each item's first proposal per slate,
+    # a second sort of (slate, position) orders those; the first k per slate are the slate.
+    d, m = orders.shape
+    width = m * top_ids.shape[1]
+    seq = top_ids[orders].transpose(0, 2, 1).reshape(d, width)  # rank-major proposals
+    span = int(top_ids.max()) + 1
+    slates = np.arange(d)[:, None]
+    key = np.sort(((seq + slates * span) * width + np.arange(width)).ravel())
+    slot = key // width  # slate * span + item
+    first = np.empty(key.size, dtype=bool)
+    first[0] = True
+    np.not_equal(slot[1:], slot[:-1], out=first[1:])
+    key = key[first]
+    key = np.sort(key // (span * width) * width + key % width)  # slate * width + position
+    starts = np.searchsorted(key, slates[:, 0] * width)
+    pos = key[starts[:, None] + np.arange(k)] - slates * width
+    draw = orders[slates, pos % m]
+    rank = pos // m
+    return top_ids[draw, rank], top_scores[draw, rank]
 
 
 class ThompsonSamplingPolicy(_PosteriorPolicy):

@@ -255,9 +255,7 @@ class BetaBernoulliPosterior:
             return _topk_rows(base, base_ids, k)
         r, c, v = exceedances(a[p], b[p], t, n_samples, rng)
         if r.size:
-            # scatter the few draws above t into extra columns, padded with -1 (never top-k)
-            order = np.argsort(r, kind="stable")
-            r, c, v = r[order], c[order], v[order]
+            # scatter the few draws above t (sorted by row) into extra columns, padded with -1
             starts = np.searchsorted(r, np.arange(n_samples))
             col = np.arange(r.size) - starts[r]
             ex = np.full((n_samples, int(col.max()) + 1), -1.0)
@@ -444,16 +442,14 @@ class LinearGaussianPosterior:
 def _topk_rows(vals: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the k largest values (descending) and their ids; ids (cols,) or (rows, cols)."""
     n = vals.shape[1]
-    if k < n:
+    r = np.arange(vals.shape[0])[:, None]
+    if n > 4 * k:
         part = np.argpartition(vals, n - k, axis=1)[:, n - k :]
-    else:
-        part = np.broadcast_to(np.arange(n), vals.shape)
-    top = np.take_along_axis(vals, part, axis=1)
-    order = np.argsort(-top, axis=1, kind="stable")
-    part = np.take_along_axis(part, order, axis=1)
-    top = np.take_along_axis(top, order, axis=1)
-    out_ids = ids[part] if ids.ndim == 1 else np.take_along_axis(ids, part, axis=1)
-    return out_ids, top
+        part = part[r, np.argsort(-vals[r, part], axis=1, kind="stable")]
+    else:  # narrow: one small sort per row beats partition + sort
+        part = np.argsort(-vals, axis=1, kind="stable")[:, :k]
+    out_ids = ids[part] if ids.ndim == 1 else ids[r, part]
+    return out_ids, vals[r, part]
 
 
 def _distinct_ints(m: int, k: int, rows: int, rng: np.random.Generator) -> np.ndarray:

@@ -151,6 +151,27 @@ def test_in_slate_fill_round_robin_skips_duplicates() -> None:
 
 
 @pytest.mark.timeout(5)
+def test_in_slate_fill_matches_a_plain_loop() -> None:
+    """Random rankings with many shared items (ids from a small range): same slates and scores
+    as walking each slate's draws rank by rank in Python."""
+    rng = np.random.default_rng(4)
+    k, n_draws = 6, 14
+    top = np.array([rng.choice(9, k, replace=False) for _ in range(n_draws)])
+    sc = -np.sort(-rng.random((n_draws, k)), axis=1)
+    orders = np.array([rng.choice(n_draws, k, replace=False) for _ in range(40)])
+    ids, scores = in_slate_fill(top, sc, orders, k)
+    for d, order in enumerate(orders):
+        want: list[tuple[int, float]] = []
+        for rank in range(k):
+            for draw in order:
+                item = int(top[draw, rank])
+                if len(want) < k and item not in [w[0] for w in want]:
+                    want.append((item, float(sc[draw, rank])))
+        assert ids[d].tolist() == [w[0] for w in want]
+        assert scores[d].tolist() == [w[1] for w in want]
+
+
+@pytest.mark.timeout(5)
 def test_linear_posterior_learns_and_keeps_prior_for_unknown_items() -> None:
     emb = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0])}
     post = LinearGaussianPosterior(emb, item_dim=2, prior_precision=10.0, noise_variance=0.1)
