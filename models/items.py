@@ -176,7 +176,7 @@ class ItemIndex:
         if admit:
             return np.fromiter((self.admit(i) for i in item_ids), dtype=np.int64)
         get = self._row.get
-        return np.fromiter((get(i, PAD) for i in item_ids), dtype=np.int64)
+        return np.array([get(i, PAD) for i in item_ids], dtype=np.int64)
 
     def known_rows(self, item_ids: Iterable[str]) -> np.ndarray:
         """Rows of the known ids among `item_ids`, unknown ones dropped (order kept)."""
@@ -189,7 +189,8 @@ class ItemIndex:
 
     def ids(self, rows: Sequence[int] | np.ndarray) -> list[str | None]:
         """Item ids of `rows`."""
-        return [self._ids[int(r)] for r in rows]
+        ids = self._ids
+        return [ids[r] for r in np.asarray(rows, dtype=np.int64).tolist()]
 
     def category(self, item_id: str) -> str | None:
         """Category path of a known item."""

@@ -79,6 +79,8 @@ class ScorerConfig:
     propensity_draws: int = 16
     reload_interval_s: float = 1.0
     category_ttl_s: float = 30.0
+    # popular-now and fresh lists are shared by every request: re-read at most this often
+    lists_ttl_s: float = 0.25
     reload_in_background: bool = True
     max_users_tracked: int = 100_000
     seed: int = 0
@@ -94,6 +96,8 @@ class ScorerConfig:
                 raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)}")
         if self.propensity_draws < 1:
             raise ValueError("propensity_draws must be >= 1")
+        if self.lists_ttl_s < 0 or self.category_ttl_s < 0:
+            raise ValueError("lists_ttl_s and category_ttl_s must be >= 0")
 
 
 POLICY_NAMES = ("in-slate-ts", "ts", "greedy", "epsilon-greedy", "random")
@@ -128,7 +132,7 @@ class BlendedPosterior:
         model, state, mu, sd = self._model_part(ctx)
         if model is not None and self.model_weight:
             draws = model.sample_scores(state, ctx.get("rows", list(candidates)), n_samples, rng)
-            out = out + self.model_weight * np.nan_to_num((draws - mu) / sd, neginf=-10.0)
+            out = out + self.model_weight * _standardise(draws, mu, sd)
         boost = ctx.get("boost")
         if boost is not None:
             out = out + boost[None, :]
@@ -144,8 +148,7 @@ class BlendedPosterior:
         if model is not None and self.model_weight:
             z = ctx.get("model_z")  # the scorer's context carries the standardised means
             if z is None:
-                s = model.score(state, ctx.get("rows", list(candidates))).astype(float)
-                z = np.nan_to_num((s - mu) / sd, neginf=-10.0)
+                z = _standardise(model.score(state, ctx.get("rows", list(candidates))), mu, sd)
             out = out + self.model_weight * z
         boost = ctx.get("boost")
         if boost is not None:
@@ -249,6 +252,8 @@ class ScorerService:
         self._cat_cache: dict[str, str] = {}
         self._cat_cache_at = time.monotonic()
         self._last_reload = -math.inf
+        self._lists: tuple[list[str], dict[str, float], list[str]] | None = None
+        self._lists_at = -math.inf
         self._reload_task: asyncio.Task[OnlineModel | None] | None = None
 
     # --- model -------------------------------------------------------------------------------
@@ -304,13 +309,8 @@ class ScorerService:
             await self.refresh_model()
         else:
             self.maybe_reload()
-        cfg = self.config
         views = await self.features.user_views(list({r.user_id for r in requests}))
-        ranked = await self.features.popular(max(cfg.candidates_popular, 200))
-        popular = [i for i, _ in ranked[: cfg.candidates_popular]]
-        pop_score = dict(ranked)
-        fresh = await self.features.fresh(cfg.candidates_fresh)
-        await self._categories([*popular, *fresh])
+        popular, pop_score, fresh = await self._shared_lists()
         states = self._user_states(views)
         out = []
         for req in requests:
@@ -318,6 +318,21 @@ class ScorerService:
             state = states.get(req.user_id)
             out.append(await self._recommend(req, view, state, popular, pop_score, fresh))
         return out
+
+    async def _shared_lists(self) -> tuple[list[str], dict[str, float], list[str]]:
+        """Popular-now items, their popularity scores and fresh items: read from the store at
+        most every `lists_ttl_s` (they change slowly; a user's own features are read per batch)."""
+        now = time.monotonic()
+        cached = self._lists
+        if cached is not None and now - self._lists_at < self.config.lists_ttl_s:
+            return cached
+        cfg = self.config
+        ranked = await self.features.popular(max(cfg.candidates_popular, 200))
+        popular = [i for i, _ in ranked[: cfg.candidates_popular]]
+        fresh = await self.features.fresh(cfg.candidates_fresh)
+        await self._categories([*popular, *fresh])
+        self._lists, self._lists_at = (popular, dict(ranked), fresh), now
+        return self._lists
 
     def _user_states(self, views: Mapping[str, UserView]) -> dict[str, Any]:
         """Every user's model state, batched through the GRU in one call when it can."""
@@ -344,12 +359,14 @@ class ScorerService:
         cfg = self.config
         model = self.model
         model_top: list[str] = []
+        scored: tuple[np.ndarray, np.ndarray] | None = None  # (rows, scores) of all items
         if model is not None and state is None:
             state = model.user_state(view.recent, req.user_id)
         if model is not None and cfg.candidates_model:
             rows = model.all_rows()
             if rows.size:
                 s = model.score(state, rows)
+                scored = (rows, s)
                 n = min(cfg.candidates_model, rows.size)
                 top = np.argpartition(-s, n - 1)[:n]
                 model_top = [i for i in model.items.ids(rows[top]) if i is not None]
@@ -382,7 +399,7 @@ class ScorerService:
                         # a catalogue item the snapshot has not seen: scorable at once
                         # through its category (hierarchical prior)
                         model.admit(item, cats.get(item) or None)
-            ctx = self._context(model, state, cands, view, cats, pop_score)
+            ctx = self._context(model, state, cands, view, cats, pop_score, scored)
             slate = self.policies[arm].select(cands, req.k, ctx, self.rng)
             slate_items = list(slate.items)
             scores = [float(x) for x in slate.scores]
@@ -421,36 +438,42 @@ class ScorerService:
         view: UserView,
         cats: Mapping[str, str],
         pop_score: Mapping[str, float],
+        scored: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> dict[str, Any]:
+        """Per-request posterior context: the fixed boost (affinity, popularity) and the model's
+        standardised candidate scores (taken from the all-item scores when already computed)."""
         cfg = self.config
         boost = np.zeros(len(cands))
         total_aff = sum(v for v in view.affinity.values() if v > 0)
         if total_aff > 0 and cfg.affinity_weight:
-            by_cat: dict[str, float] = {}
             aff = view.affinity
-            for j, item in enumerate(cands):
-                cat = cats.get(item, "")
-                best = by_cat.get(cat)
-                if best is None:
-                    best = max((aff.get(p, 0.0) for p in self._prefixes(cat)), default=0.0)
-                    by_cat[cat] = best
-                boost[j] = cfg.affinity_weight * best / total_aff
+            by_cat = {
+                cat: max((aff.get(p, 0.0) for p in self._prefixes(cat)), default=0.0)
+                for cat in {cats.get(i, "") for i in cands}
+            }
+            best = np.array([by_cat[cats.get(i, "")] for i in cands])
+            boost += (cfg.affinity_weight / total_aff) * best
         if pop_score and cfg.popularity_weight:
             top = max(pop_score.values())
             if top > 0:
-                pops = np.array([pop_score.get(i, 0.0) for i in cands])
+                get = pop_score.get
+                pops = np.array([get(i, 0.0) for i in cands])
                 boost += cfg.popularity_weight * np.log1p(pops) / math.log1p(top)
         ctx: dict[str, Any] = {"boost": boost}
         if model is not None:
             rows = model.items.rows(cands)
             ctx["rows"] = rows
-            s = model.score(state, rows).astype(float)
-            finite = s[np.isfinite(s)]
-            mu = float(finite.mean()) if finite.size else 0.0
+            s = _candidate_scores(model, state, rows, scored).astype(float)
+            finite = np.isfinite(s)
+            if finite.all():
+                mu, sd = float(s.mean()), float(s.std())
+            elif finite.any():
+                mu, sd = float(s[finite].mean()), float(s[finite].std())
+            else:
+                mu, sd = 0.0, 1.0
             # floor 1: an untrained model's near-constant scores must not become noise
-            sd = max(float(finite.std()), 1.0) if finite.size > 1 else 1.0
-            z = np.nan_to_num((s - mu) / sd, neginf=-10.0)
-            ctx.update(model=model, user_state=state, mu=mu, sd=sd, model_z=z)
+            sd = max(sd, 1.0) if finite.sum() > 1 else 1.0
+            ctx.update(model=model, user_state=state, mu=mu, sd=sd, model_z=_standardise(s, mu, sd))
         return ctx
 
     async def _categories(self, items: Sequence[str]) -> dict[str, str]:
@@ -519,3 +542,33 @@ def _prefixes(cat: str) -> list[str]:
 
 def _in_categories(cat: str, prefixes: tuple[str, ...]) -> bool:
     return any(cat == p or cat.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def _standardise(s: np.ndarray, mu: float, sd: float) -> np.ndarray:
+    """(s - mu) / sd as float64; -inf (unknown item) becomes -10, NaN 0 (nan_to_num is slow,
+    so only on arrays that need it)."""
+    z = (np.asarray(s, dtype=float) - mu) / sd
+    if np.isfinite(z).all():
+        return z
+    return np.nan_to_num(z, neginf=-10.0)
+
+
+def _candidate_scores(
+    model: OnlineModel,
+    state: Any,
+    rows: np.ndarray,
+    scored: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
+    """Model scores of candidate rows, looked up in the all-item scores of this request where
+    present; rows not among them (items admitted since, unknown ids) are scored directly."""
+    if scored is None:
+        return model.score(state, rows)
+    all_rows, all_scores = scored
+    idx = np.minimum(np.searchsorted(all_rows, rows), all_rows.size - 1)
+    hit = all_rows[idx] == rows
+    out = all_scores[idx]
+    if not hit.all():
+        out = out.copy()
+        miss = ~hit
+        out[miss] = model.score(state, rows[miss])
+    return out
