@@ -48,6 +48,7 @@ class _ItemTable:
         self._cache_key: tuple[int, int, int] | None = None
         self._cache_val: np.ndarray | None = None
         self._cache_obj: Any = None
+        self._split: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def lookup(self, candidates: Sequence[str]) -> np.ndarray:
         """Row per candidate (0 if unseen); cached for a repeated candidate tuple."""
@@ -65,6 +66,13 @@ class _ItemTable:
         if isinstance(candidates, tuple):
             self._cache_key, self._cache_val, self._cache_obj = key, rows, candidates
         return rows
+
+    def split(self, candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows, and the positions of seen and never-seen candidates; cached with the rows."""
+        rows = self.lookup(candidates)
+        if self._split is None or self._split[0] is not rows:
+            self._split = (rows, np.flatnonzero(rows), np.flatnonzero(rows == 0))
+        return self._split
 
     def ensure(self, items: Sequence[str]) -> list[int]:
         """Rows for items, registering new ones (rows start at 1)."""
@@ -183,14 +191,12 @@ class BetaBernoulliPosterior:
         context: Mapping[str, Any] | None = None,
     ) -> np.ndarray:
         """Dense Beta draws, shape (n_samples, n); never-seen items share the prior."""
-        rows = self._items.lookup(candidates)
-        cold = rows == 0
-        if not cold.any():
+        rows, warm, cold = self._items.split(candidates)
+        if cold.size == 0:
             a, b = self._params_rows(rows)
             return beta_rows(a, b, n_samples, rng)
         out = self._prior_draws((n_samples, rows.size), rng)
-        if not cold.all():
-            warm = np.flatnonzero(~cold)
+        if warm.size:
             a, b = self._params_rows(rows[warm])
             out[:, warm] = beta_rows(a, b, n_samples, rng)
         return out
@@ -216,17 +222,15 @@ class BetaBernoulliPosterior:
         """Top-k of each posterior draw, exact in distribution: never-seen items share the prior,
         so only their top-k order statistics are drawn; items with evidence are drawn only where
         they beat every row's k-th best so far (beta_draws.exceedances), the rest one by one."""
-        rows = self._items.lookup(candidates)
+        rows, warm, cold = self._items.split(candidates)
         n = rows.size
         k = min(k, n)
-        warm = np.flatnonzero(rows)
-        m = n - warm.size
+        m = cold.size
         if self.prior_beta < 1.0 or (m < 4 * k and warm.size <= _SEEDS * k):
             scores = self.sample_scores(candidates, n_samples, rng)
             return _topk_rows(scores, np.arange(n), k)
         vals: list[np.ndarray] = []
         ids: list[np.ndarray] = []
-        cold = np.flatnonzero(rows == 0) if warm.size else np.arange(n)
         if m >= 4 * k:
             cold_vals = self._prior_order_stats(m, k, n_samples, rng)
             cold_idx = cold[_distinct_ints(m, k, n_samples, rng)]
@@ -246,25 +250,10 @@ class BetaBernoulliPosterior:
             d = np.flatnonzero(direct)
             vals.append(beta_rows(a[d], b[d], n_samples, rng))
             ids.append(np.broadcast_to(warm[d], (n_samples, d.size)))
-        base = np.concatenate(vals, axis=1)
-        base_ids = np.concatenate(ids, axis=1)
-        p = np.flatnonzero(~direct)
-        width = base.shape[1]
-        t = float(np.partition(base, width - k, axis=1)[:, width - k].min())
-        if p.size == 0 or t >= 1.0:
-            return _topk_rows(base, base_ids, k)
-        r, c, v = exceedances(a[p], b[p], t, n_samples, rng)
-        if r.size:
-            # scatter the few draws above t (sorted by row) into extra columns, padded with -1
-            starts = np.searchsorted(r, np.arange(n_samples))
-            col = np.arange(r.size) - starts[r]
-            ex = np.full((n_samples, int(col.max()) + 1), -1.0)
-            ex_ids = np.zeros(ex.shape, dtype=np.int64)
-            ex[r, col] = v
-            ex_ids[r, col] = warm[p[c]]
-            base = np.concatenate([base, ex], axis=1)
-            base_ids = np.concatenate([base_ids, ex_ids], axis=1)
-        return _topk_rows(base, base_ids, k)
+            p = np.flatnonzero(~direct)
+            warm, a, b = warm[p], a[p], b[p]
+        base, base_ids = np.concatenate(vals, axis=1), np.concatenate(ids, axis=1)
+        return _merge_exceedances(base, base_ids, warm, a, b, k, rng)
 
     def _prior_order_stats(
         self, m: int, k: int, n_samples: int, rng: np.random.Generator
@@ -450,6 +439,34 @@ def _topk_rows(vals: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, n
         part = np.argsort(-vals, axis=1, kind="stable")[:, :k]
     out_ids = ids[part] if ids.ndim == 1 else ids[r, part]
     return out_ids, vals[r, part]
+
+
+def _merge_exceedances(
+    base: np.ndarray,
+    base_ids: np.ndarray,
+    ids: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k per row of base (rows, >= k) together with Beta(a, b) draws for items `ids`, of
+    which only those above t = min over rows of base's k-th value are drawn (the rest can't
+    place): exact, as the threshold comes from draws independent of these items'."""
+    n_rows, width = base.shape
+    t = float(np.partition(base, width - k, axis=1)[:, width - k].min())
+    if a.size == 0 or t >= 1.0:
+        return _topk_rows(base, base_ids, k)
+    r, c, v = exceedances(a, b, t, n_rows, rng)
+    if r.size:  # the draws above t (sorted by row) as extra columns, padded with -1
+        col = np.arange(r.size) - np.searchsorted(r, np.arange(n_rows))[r]
+        ex = np.full((n_rows, int(col.max()) + 1), -1.0)
+        ex_ids = np.zeros(ex.shape, dtype=np.int64)
+        ex[r, col] = v
+        ex_ids[r, col] = ids[c]
+        base = np.concatenate([base, ex], axis=1)
+        base_ids = np.concatenate([base_ids, ex_ids], axis=1)
+    return _topk_rows(base, base_ids, k)
 
 
 def _distinct_ints(m: int, k: int, rows: int, rng: np.random.Generator) -> np.ndarray:
