@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if server is not None:
         logging.getLogger(__name__).warning("metrics on %s", server.url)
     for handler in handlers:
-        bind_handler(app, handler, partitions=settings.partitions)
+        # a handler may cap its batch (the scorer: a slate is published only with its batch)
+        size = int(getattr(handler, "max_batch", 1000))
+        bind_handler(app, handler, partitions=settings.partitions, batch_size=size)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     # everything imported and built so far (torch, faust, the model) lives for the whole
     # run: move it out of the cyclic GC's generations so full collections stay short

@@ -39,6 +39,9 @@ class ScorerHandler:
     name = "scorer"
     # the Faust driver may hand this handler whole fetches (streams.app.BatchLane)
     direct_batches = True
+    # requests per handle() call: every answer of a batch is published when the batch is
+    # done, so a large batch (a backlog) would delay its first answers by the whole batch
+    max_batch = 64
 
     def __init__(self, settings: Settings, service: ScorerService) -> None:
         self.settings = settings
