@@ -22,7 +22,7 @@ __all__ = [
     "int_alpha",
 ]
 
-DENSE_INT_ALPHA = 6  # beyond this, a exponentials per draw cost more than numpy's Beta sampler
+DENSE_INT_ALPHA = 8  # about where a exponentials per draw cost as much as numpy's Beta sampler
 TAIL_INT_ALPHA = 32  # the tail series costs O(a) per item and select, not per draw
 
 
@@ -71,8 +71,7 @@ def _tail_terms(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     for j in range(1, terms.shape[0]):  # (a row loop: numpy's cumprod along axis 0 is slower)
         np.multiply(b + (j - 1.0), t / j, out=terms[j])
         terms[j] *= terms[j - 1]
-        terms[j, a <= j] = 0.0
-    return terms
+    return np.where(np.arange(terms.shape[0])[:, None] < a, terms, 0.0)
 
 
 def beta_tail_sf(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
@@ -107,7 +106,7 @@ def exceedances(
     p_any = -np.expm1(n_rows * lq1)
     with np.errstate(divide="ignore", invalid="ignore"):
         g = np.log1p(-rng.random(act.size) * p_any) / lq1
-    first = np.clip(np.ceil(g) - 1.0, 0, n_rows - 1).astype(np.int64)
+    first = np.clip(np.floor(g), 0, n_rows - 1).astype(np.int64)
     hits = rng.random((n_rows, act.size)) < -np.expm1(lq1)
     hits &= np.arange(n_rows)[:, None] > first
     hits[first, np.arange(act.size)] = True
