@@ -15,7 +15,7 @@ from bandits.beta_draws import DENSE_INT_ALPHA, beta_rows, exceedances, int_alph
 
 __all__ = ["BetaBernoulliPosterior", "LinearGaussianPosterior", "default_examination"]
 
-_SEEDS = 16  # without enough never-seen items, this many x k warm items are drawn in full
+_SEEDS = 32  # without enough never-seen items, this many x k warm items are drawn in full
 
 
 def default_examination(n_positions: int) -> np.ndarray:
