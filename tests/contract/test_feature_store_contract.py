@@ -237,3 +237,28 @@ async def test_join_state_next_to_the_store(store: FeatureStore) -> None:
     assert await st.load(1) == {"r2": b"y"}
     await st.clear()
     assert await st.load(0) == {} and await st.load(1) == {}
+
+
+async def test_redis_dedupe_marks_live_in_time_buckets(services: Any, uid: str) -> None:
+    """Redis keeps dedupe marks in one set per bucket (a quarter of the window, Redis
+    clock): marks of every bucket still in the window count, older buckets are dropped."""
+    ttl = 40_000  # buckets of 10,000 s: the test never straddles a boundary in practice
+    s: Any = open_store(f"{services.redis_url}?namespace=d{uid}", StoreConfig(dedupe_ttl_s=ttl))
+    try:
+        now = int((await s.client.time())[0])
+        cur = now // 10_000
+        key = f"d{uid}:dedupe:"
+        await s.client.sadd(key + str(cur - 4), "old-in-window")
+        await s.client.sadd(key + str(cur - 5), "old-out-of-window")
+        res = await s.apply_many(
+            [click("u1", "i1", T0, eid=e) for e in ("old-in-window", "old-out-of-window", "new")]
+        )
+        assert res.applied == {"interaction": 2} and res.duplicates == {"interaction": 1}
+        assert not await s.client.exists(key + str(cur - 5))  # left the window: unlinked
+        marks = await s.client.smembers(key + str(cur))
+        assert marks == {b"old-out-of-window", b"new"}
+        # alive until its bucket leaves the window, plus one bucket of slack
+        assert await s.client.expiretime(key + str(cur)) == (cur + 6) * 10_000
+    finally:
+        await s.clear()
+        await s.close()
