@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -433,49 +434,103 @@ async def run_lane(app: faust.App, handler: Handler, lane: BatchLane, batch_size
     again from the committed offset. If the handler raises, the batch is released (not
     acked: its partitions commit no further until they are fetched again) and the error
     ends the agent, which Faust's supervisor restarts.
+
+    A handler with `overlap_batches = True` (its `handle` calls may overlap and complete
+    their writes in call order; a call whose predecessor failed raises) gets the next
+    batch while the previous one is still in flight, at most two at once: batch N+1 is
+    decoded while N's write runs. Batches are still finished — published, then acked — one
+    at a time in order; when one fails, the one behind it is cancelled and released too.
     """
     consumer = app.consumer
-    flow_active = app.flow_control.is_active
-    monitor = app.monitor
+    if getattr(handler, "overlap_batches", False):
+        await _run_lane_overlapped(app, handler, lane, batch_size)
+        return
     while True:
-        taken = await lane.take(batch_size)
-        generation = app.consumer_generation_id
-        active = flow_active()
-        chunks = []
-        for c in taken:
-            if active and c.generation_id == generation:
-                chunks.append(c)
-            else:
-                release_chunk(consumer, c)
-        if not chunks:
-            continue
-        unacked: Any = consumer.unacked  # a WeakSet of in-flight messages (and chunks)
-        now = time.monotonic()
-        for c in chunks:
-            unacked.add(c)
-            if monitor is not None:  # Faust's "stream is idle" check reads this
-                monitor.stream_inbound_time[c.tp] = now
-        records = [
-            Record(
-                r.topic,
-                r.value if r.value is not None else b"",
-                r.key,
-                r.partition,
-                r.offset,
-                r.timestamp,
-            )
-            for c in chunks
-            for r in c.records
-        ]
-        try:
-            emits = await handler.handle(records)
-            await publish(app, emits)
-        except BaseException:
+        batch = await _take_batch(app, lane, batch_size)
+        if batch is not None:
+            chunks, records = batch
+            await _finish(app, consumer, handler.handle(records), chunks)
+
+
+async def _run_lane_overlapped(
+    app: faust.App, handler: Handler, lane: BatchLane, batch_size: int
+) -> None:
+    """`run_lane` for a handler with `overlap_batches`: up to two batches in flight."""
+    consumer = app.consumer
+    inflight: deque[tuple[asyncio.Future[list[Emit]], list[LaneChunk]]] = deque()
+    try:
+        while True:
+            if inflight and not lane.pending:
+                # nothing to overlap with: finish (ack) now rather than after the next fetch
+                await _finish(app, consumer, *inflight.popleft())
+            batch = await _take_batch(app, lane, batch_size)
+            if batch is None:
+                continue
+            chunks, records = batch
+            inflight.append((asyncio.ensure_future(handler.handle(records)), chunks))
+            if len(inflight) > 1:
+                await _finish(app, consumer, *inflight.popleft())
+    finally:
+        # a batch failed or the agent stops: what is still in flight is never acked
+        for task, chunks in inflight:
+            task.cancel()
             for c in chunks:
                 release_chunk(consumer, c)
-            raise
+
+
+async def _take_batch(
+    app: faust.App, lane: BatchLane, batch_size: int
+) -> tuple[list[LaneChunk], list[Record]] | None:
+    """The next batch of a lane, its chunks tracked as in flight; None when every chunk
+    taken was stale (older generation, suspended flow) and released."""
+    consumer = app.consumer
+    taken = await lane.take(batch_size)
+    generation = app.consumer_generation_id
+    active = app.flow_control.is_active()
+    chunks = []
+    for c in taken:
+        if active and c.generation_id == generation:
+            chunks.append(c)
+        else:
+            release_chunk(consumer, c)
+    if not chunks:
+        return None
+    unacked: Any = consumer.unacked  # a WeakSet of in-flight messages (and chunks)
+    monitor = app.monitor
+    now = time.monotonic()
+    for c in chunks:
+        unacked.add(c)
+        if monitor is not None:  # Faust's "stream is idle" check reads this
+            monitor.stream_inbound_time[c.tp] = now
+    records = [
+        Record(
+            r.topic,
+            r.value if r.value is not None else b"",
+            r.key,
+            r.partition,
+            r.offset,
+            r.timestamp,
+        )
+        for c in chunks
+        for r in c.records
+    ]
+    return chunks, records
+
+
+async def _finish(
+    app: faust.App, consumer: Any, handled: Awaitable[list[Emit]], chunks: list[LaneChunk]
+) -> None:
+    """Wait for a batch's handler, publish its emits, then ack its chunks; release them
+    unacked (and re-raise) if any of that fails or is cancelled."""
+    try:
+        emits = await handled
+        await publish(app, emits)
+    except BaseException:
         for c in chunks:
-            ack_chunk(consumer, c)
+            release_chunk(consumer, c)
+        raise
+    for c in chunks:
+        ack_chunk(consumer, c)
 
 
 def raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:

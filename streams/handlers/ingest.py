@@ -24,8 +24,10 @@ class FeatureHandler:
     """Consumes interactions, impressions and items; updates the feature store; DLQs bad input."""
 
     name = "features"
-    # the Faust driver may hand this handler whole fetches (streams.app.BatchLane)
+    # the Faust driver may hand this handler whole fetches (streams.app.BatchLane), and the
+    # next fetch while this one's store write runs (FeatureService orders the writes)
     direct_batches = True
+    overlap_batches = True
 
     def __init__(self, settings: Settings, store: FeatureStore | None = None) -> None:
         self.settings = settings

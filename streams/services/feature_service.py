@@ -5,6 +5,10 @@ the edge (bad ones become dead-letter emits with the original bytes and a reason
 the good ones into the store's input dataclasses, and apply the whole batch in one call
 (one Redis round trip). `process` returns only after the store update is durable, so the
 driver may commit the batch's offsets right after.
+
+`process` calls may overlap (a driver decodes batch N+1 while N's write is in flight):
+the decode runs at once, the writes run one at a time in call order, and a write whose
+predecessor failed is not attempted (its call raises `PreviousBatchFailed`).
 """
 
 from __future__ import annotations
@@ -150,6 +154,10 @@ def to_update(event: schemas.Event, weights: dict[str, float]) -> FeatureEvent:
     raise TypeError(f"no feature update for {type(event).__name__}")
 
 
+class PreviousBatchFailed(RuntimeError):
+    """An overlapping `process` call gave up because the batch before it failed."""
+
+
 @dataclass
 class FeatureBatch:
     """Outcome of one batch: dead-letter emits, counts, and the event times applied."""
@@ -193,6 +201,8 @@ class FeatureService:
         self.interactions_topic = topic_name(settings, "interactions")
         self.max_skew = settings.max_clock_skew_ms
         self.stats = FeatureStats()
+        # resolves to whether the latest write succeeded: the next one waits for it
+        self._last_write: asyncio.Future[bool] | None = None
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -251,10 +261,7 @@ class FeatureService:
             updates.append(to_update(event, self.weights))
             out.event_ts.append(event.ts)
         if updates:
-            t0 = time.perf_counter()
-            res = await until_available(lambda: self.store.apply_many(updates), self.worker)
-            out.store_seconds = time.perf_counter() - t0
-            out.applied, out.duplicates = res.applied, res.duplicates
+            await self._apply_in_order(updates, out)
         st = self.stats
         st.batches += 1
         st.records += len(records)
@@ -262,3 +269,23 @@ class FeatureService:
         st.duplicates += sum(out.duplicates.values())
         st.dead += sum(out.dead.values())
         return out
+
+    async def _apply_in_order(self, updates: list[FeatureEvent], out: FeatureBatch) -> None:
+        """Apply after the previous call's write finished (call order), unless it failed."""
+        before = self._last_write
+        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._last_write = mine
+        ok = False
+        try:
+            # shield: cancelling this call must not cancel the predecessor's future
+            if before is not None and not await asyncio.shield(before):
+                raise PreviousBatchFailed("the batch before this one was not written")
+            t0 = time.perf_counter()
+            res = await until_available(lambda: self.store.apply_many(updates), self.worker)
+            out.store_seconds = time.perf_counter() - t0
+            out.applied, out.duplicates = res.applied, res.duplicates
+            ok = True
+        finally:
+            mine.set_result(ok)
+            if self._last_write is mine:
+                self._last_write = None

@@ -288,3 +288,78 @@ async def test_run_lane_failure_acks_nothing_and_untracks(tmp_path: Path, sent: 
     with pytest.raises(RuntimeError, match="boom"):
         await run_lane(app, Recorder(app, fail=True), lane, 100)
     assert app.consumer._n_acked == 0 and not app.consumer.unacked
+
+
+class Overlapping(Recorder):
+    """A handler whose calls may overlap; each waits for the test to finish it."""
+
+    overlap_batches = True
+
+    def __init__(self, app: Any, fail_first: bool = False) -> None:
+        super().__init__(app)
+        self.fail_first = fail_first
+        self.done: list[asyncio.Future[None]] = []
+
+    async def handle(self, records: Sequence[Record]) -> list[Emit]:
+        self.batches.append(records)
+        fut = asyncio.get_running_loop().create_future()
+        self.done.append(fut)
+        await fut
+        if self.fail_first and fut is self.done[0]:
+            raise RuntimeError("write failed")
+        return []
+
+
+async def _spin(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_run_lane_overlaps_two_batches_and_acks_in_order(
+    tmp_path: Path, sent: list[Emit]
+) -> None:
+    from faust.types import TP
+
+    app = _app(tmp_path)
+    consumer = app.consumer
+    lane = BatchLane(["t"], 100)
+    for offsets in ([1, 2], [3], [4]):
+        lane.put(_chunk(0, offsets))
+    lane.publish()
+    handler = Overlapping(app)
+    task = asyncio.ensure_future(run_lane(app, handler, lane, 1))
+    await _spin()
+    # batch 2 was handed over while batch 1 runs; batch 3 waits (at most two in flight)
+    assert [[r.offset for r in b] for b in handler.batches] == [[1, 2], [3]]
+    handler.done[1].set_result(None)  # the second finishes first: nothing is acked yet
+    await _spin()
+    assert consumer._acked[TP("t", 0)] == [] and len(handler.batches) == 2
+    handler.done[0].set_result(None)
+    await _spin()
+    assert consumer._acked[TP("t", 0)] == [1, 2, 3]
+    assert [[r.offset for r in b] for b in handler.batches] == [[1, 2], [3], [4]]
+    handler.done[2].set_result(None)  # the lane is empty: acked without waiting for more
+    await _spin()
+    assert consumer._acked[TP("t", 0)] == [1, 2, 3, 4] and not consumer.unacked
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_run_lane_overlapped_failure_releases_the_batch_behind_it(
+    tmp_path: Path, sent: list[Emit]
+) -> None:
+    app = _app(tmp_path)
+    lane = BatchLane(["t"], 100)
+    lane.put(_chunk(0, [1]))
+    lane.put(_chunk(0, [2]))
+    lane.publish()
+    handler = Overlapping(app, fail_first=True)
+    task = asyncio.ensure_future(run_lane(app, handler, lane, 1))
+    await _spin()
+    assert len(handler.batches) == 2
+    handler.done[1].set_result(None)  # the later batch succeeds ...
+    handler.done[0].set_result(None)  # ... but the earlier one fails
+    with pytest.raises(RuntimeError, match="write failed"):
+        await task
+    assert app.consumer._n_acked == 0 and not app.consumer.unacked

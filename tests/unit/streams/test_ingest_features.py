@@ -254,3 +254,59 @@ def test_features_show_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["features", "show", "--store", "memory://", "--user", "x", "--popular", "2"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["users"]["x"]["recent"] == [] and out["popular"] == [] and out["global"] == {}
+
+
+async def test_overlapping_batches_write_in_call_order_and_stop_after_a_failure() -> None:
+    """Batch N+1 decodes while N's write runs; its write starts only after N's, and not
+    at all when N's failed (the driver then acks neither)."""
+    import asyncio
+
+    from features.memory import MemoryFeatureStore
+    from streams.services.feature_service import PreviousBatchFailed
+
+    class Slow(MemoryFeatureStore):
+        """Each write waits for the test's go-ahead; records the order writes begin."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.started: list[str] = []
+            self.go: dict[str, asyncio.Future[bool]] = {}
+
+        async def apply_many(self, events):  # type: ignore[no-untyped-def]
+            first = events[0].event_id
+            self.started.append(first)
+            if not await self.go.setdefault(first, asyncio.get_running_loop().create_future()):
+                raise RuntimeError("write failed")
+            return await super().apply_many(events)
+
+    s = settings()
+    store = Slow()
+    h = FeatureHandler(s, store)
+    topic = topic_name(s, "interactions")
+    loop = asyncio.get_running_loop()
+    first = asyncio.ensure_future(h.handle([Record(topic, interaction("a"))]))
+    second = asyncio.ensure_future(h.handle([Record(topic, interaction("b"))]))
+    await asyncio.sleep(0.01)
+    assert store.started == ["a"]  # b is decoded and waits for a's write
+    store.go.setdefault("b", loop.create_future()).set_result(True)
+    await asyncio.sleep(0.01)
+    assert store.started == ["a"] and not second.done()
+    store.go["a"].set_result(True)
+    await asyncio.gather(first, second)
+    assert store.started == ["a", "b"]
+    assert (await store.get("u1")).counts == {"click": 2, ALL: 2}
+
+    third = asyncio.ensure_future(h.handle([Record(topic, interaction("c"))]))
+    fourth = asyncio.ensure_future(h.handle([Record(topic, interaction("d"))]))
+    await asyncio.sleep(0.01)
+    store.go["c"].set_result(False)
+    with pytest.raises(RuntimeError, match="write failed"):
+        await third
+    with pytest.raises(PreviousBatchFailed):
+        await fourth
+    assert store.started == ["a", "b", "c"]  # d was never attempted
+    # the next call (the restarted agent's first batch) writes again
+    store.go["e"] = loop.create_future()
+    store.go["e"].set_result(True)
+    await h.handle([Record(topic, interaction("e"))])
+    assert (await store.get("u1")).counts == {"click": 3, ALL: 3}
