@@ -323,6 +323,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of a process (threads of one name summed), from /proc."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            head, rest = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        name = head.split("(", 1)[1] if tid != str(pid) else "main"
+        f = rest.split()
+        out[name] = out.get(name, 0.0) + (int(f[11]) + int(f[12])) / tick
+    return out
+
+
 async def redis_cpu_seconds(store: Any) -> float:
     """CPU seconds the Redis server has used (INFO cpu)."""
     info = await store.client.info("cpu")
@@ -402,6 +421,8 @@ async def run_async(quick: bool, services: Any = None, n: int | None = None) -> 
     proc = start_worker(env, "features", Path(tmp) / "worker.log")
     peak = 0.0
     cpu = {"worker0": 0.0, "worker1": 0.0, "redis0": 0.0, "redis1": 0.0}
+    threads0: dict[str, float] = {}
+    threads1: dict[str, float] = {}
     try:
         wait = asyncio.ensure_future(_wait_applied(store, gen.n_interactions, 600))
         started = False
@@ -413,11 +434,13 @@ async def run_async(quick: bool, services: Any = None, n: int | None = None) -> 
             if not started and await store.global_counts():
                 # first update seen: CPU counters from here on are the drain's
                 cpu["worker0"] = cpu_seconds(proc.pid)
+                threads0 = thread_cpu_seconds(proc.pid)
                 cpu["redis0"] = await redis_cpu_seconds(store)
                 started = True
             await asyncio.sleep(0.05)
         first, last = wait.result()
         cpu["worker1"] = cpu_seconds(proc.pid)
+        threads1 = thread_cpu_seconds(proc.pid)
         cpu["redis1"] = await redis_cpu_seconds(store)
         peak = max(peak, peak_rss_mb(proc.pid))
     finally:
@@ -438,6 +461,12 @@ async def run_async(quick: bool, services: Any = None, n: int | None = None) -> 
         "worker_cpu_us_per_event": round(w_cpu / n_total * 1e6, 1),
         "redis_cpu_us_per_event": round(r_cpu / n_total * 1e6, 1),
         "worker_events_per_cpu_s": round(n_total / w_cpu) if w_cpu else None,
+        # per thread (Faust runs the Kafka consumer in a thread of its own)
+        "worker_thread_cpu_us_per_event": {
+            name: round((t - threads0.get(name, 0.0)) / n_total * 1e6, 1)
+            for name, t in sorted(threads1.items(), key=lambda kv: -kv[1])
+            if t - threads0.get(name, 0.0) > 0
+        },
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
         "events": n_total,
