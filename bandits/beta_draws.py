@@ -5,7 +5,7 @@ dense draws, the closed-form tail P(X > t), and sampling only the draws that exc
 # For integer a, 1 - X ~ Beta(b, a) is a product of independent Beta(b + l, 1) = U^(1/(b + l)),
 # l < a, so X = -expm1(-sum_l E_l / (b + l)) with E_l ~ Exp(1); and P(X > t) =
 # (1 - t)^b * sum_{j<a} (b)_j t^j / j!. Given X > t, X = t + (1 - t) * Beta(a - j, b + j) with
-# j drawn with weight (b)_j t^j / j!, which is again a sum of a - j exponentials.
+# j drawn with weight (b)_j t^j / j! (those few draws use numpy's Beta sampler).
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "DENSE_INT_ALPHA",
+    "MIN_EXP_SUM_DRAWS",
     "TAIL_INT_ALPHA",
     "beta_rows",
     "beta_tail_sf",
@@ -22,6 +23,7 @@ __all__ = [
     "int_alpha",
 ]
 
+MIN_EXP_SUM_DRAWS = 5000  # below, a few numpy calls per alpha level cost more than they save
 DENSE_INT_ALPHA = 8  # about where a exponentials per draw cost as much as numpy's Beta sampler
 TAIL_INT_ALPHA = 32  # the tail series costs O(a) per item and select, not per draw
 
@@ -35,13 +37,18 @@ def _exp_sums(a: np.ndarray, b: np.ndarray, n_rows: int, rng: np.random.Generato
     """S = sum_{l < a_i} E_l / (b_i + l) per column i, shape (n_rows, n); a integer >= 1."""
     order = np.argsort(-a, kind="stable")  # the columns with a > l are then a prefix
     a_s, b_s = a[order], b[order]
-    s = rng.standard_exponential((n_rows, a.size))
+    levels = np.arange(int(a_s[0]))
+    counts = np.searchsorted(-a_s, -levels, side="left")  # how many a_s > l, per level l
+    e = rng.standard_exponential((n_rows, int(counts.sum())))
+    s = e[:, : a.size]
     s /= b_s
-    for i in range(1, int(a_s[0]) if a.size else 0):
-        n_i = int(np.searchsorted(-a_s, -i, side="left"))  # how many a_s > i
-        e = rng.standard_exponential((n_rows, n_i))
-        e /= b_s[:n_i] + i
-        s[:, :n_i] += e
+    off = a.size
+    for lev in levels[1:]:
+        c = int(counts[lev])
+        blk = e[:, off : off + c]
+        blk /= b_s[:c] + lev
+        s[:, :c] += blk
+        off += c
     out = np.empty_like(s)
     out[:, order] = s
     return out
@@ -51,8 +58,8 @@ def beta_rows(a: np.ndarray, b: np.ndarray, n_rows: int, rng: np.random.Generato
     """n_rows independent draws of Beta(a_i, b_i) per column i, shape (n_rows, n)."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
-    if a.size == 0:
-        return np.empty((n_rows, 0))
+    if n_rows * a.size < MIN_EXP_SUM_DRAWS:
+        return rng.beta(a, b, size=(n_rows, a.size))
     fast = int_alpha(a, DENSE_INT_ALPHA)
     if fast.all():
         return -np.expm1(-_exp_sums(a, b, n_rows, rng))
@@ -116,5 +123,4 @@ def exceedances(
     cum = np.cumsum(terms[:, item], axis=0)
     j = np.count_nonzero(cum <= rng.random(item.size) * cum[-1], axis=0).astype(float)
     j = np.minimum(j, a[item] - 1.0)  # guard against rounding at the top
-    sums = _exp_sums(a[item] - j, b[item] + j, 1, rng)[0]
-    return rows, item, -np.expm1(math.log1p(-t) - sums)
+    return rows, item, t + (1.0 - t) * rng.beta(a[item] - j, b[item] + j)

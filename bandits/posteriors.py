@@ -195,10 +195,12 @@ class BetaBernoulliPosterior:
         if cold.size == 0:
             a, b = self._params_rows(rows)
             return beta_rows(a, b, n_samples, rng)
-        out = self._prior_draws((n_samples, rows.size), rng)
-        if warm.size:
-            a, b = self._params_rows(rows[warm])
-            out[:, warm] = beta_rows(a, b, n_samples, rng)
+        if warm.size == 0:
+            return self._prior_draws((n_samples, rows.size), rng)
+        out = np.empty((n_samples, rows.size))
+        out[:, cold] = self._prior_draws((n_samples, cold.size), rng)
+        a, b = self._params_rows(rows[warm])
+        out[:, warm] = beta_rows(a, b, n_samples, rng)
         return out
 
     def _prior_draws(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -206,10 +208,10 @@ class BetaBernoulliPosterior:
         a = self.prior_alpha
         if not (a.is_integer() and a <= DENSE_INT_ALPHA):
             return rng.beta(a, self.prior_beta, size=shape)
-        s = rng.standard_exponential(shape) / self.prior_beta
+        s = rng.standard_exponential(shape) / -self.prior_beta  # minus the exponential sum
         for j in range(1, int(a)):
-            s += rng.standard_exponential(shape) / (self.prior_beta + j)
-        return -np.expm1(-s)
+            s -= rng.standard_exponential(shape) / (self.prior_beta + j)
+        return -np.expm1(s)
 
     def sample_topk(
         self,
