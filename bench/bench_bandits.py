@@ -32,13 +32,15 @@ PEER_UPDATE = "peer: river.bandit.ThompsonSampling top-k"
 K = 10
 
 
-def _posterior(warm_fraction: float, seed: int = 0) -> tuple[BetaBernoulliPosterior, list[str]]:
-    """A posterior over 10,000 items of which `warm_fraction` have evidence (about 20
+def _posterior(
+    warm_fraction: float, seed: int = 0, discount: float = 1.0, n_items: int = N_CANDIDATES
+) -> tuple[BetaBernoulliPosterior, list[str]]:
+    """A posterior over n_items items of which `warm_fraction` have evidence (about 20
     impressions each, clicks at a 5% rate); the rest were never shown (new items)."""
     rng = np.random.default_rng(seed)
-    cands = [f"item-{j}" for j in range(N_CANDIDATES)]
-    post = BetaBernoulliPosterior(prior_alpha=2.0, prior_beta=40.0)
-    n_warm = int(warm_fraction * N_CANDIDATES)
+    cands = [f"item-{j}" for j in range(n_items)]
+    post = BetaBernoulliPosterior(prior_alpha=2.0, prior_beta=40.0, discount=discount)
+    n_warm = int(warm_fraction * n_items)
     for _ in range(2 * n_warm):
         slate = tuple(cands[j] for j in rng.choice(n_warm, K, replace=False))
         clicks = tuple(int(p) for p in np.flatnonzero(rng.random(K) < 0.05))
@@ -89,6 +91,12 @@ def bench_select(quick: bool) -> dict[str, Any]:
         ),
         ("in-slate-ts, 100% warm", 1.0, lambda p: InSlateThompsonSampling(p), False),
         (
+            "in-slate-ts, 10% warm, discount=0.999 (non-integer alpha)",
+            -0.1,  # negative: this warm fraction, posterior discounted (numpy's Beta sampler)
+            lambda p: InSlateThompsonSampling(p),
+            False,
+        ),
+        (
             "in-slate-ts, 100% warm, propensity_draws=1 (slate only)",
             1.0,
             lambda p: InSlateThompsonSampling(p, propensity_draws=1),
@@ -100,11 +108,33 @@ def bench_select(quick: bool) -> dict[str, Any]:
     posts: dict[float, tuple[BetaBernoulliPosterior, list[str]]] = {}
     for label, warm, factory, fresh in cases:
         if warm not in posts:
-            posts[warm] = _posterior(warm)
+            posts[warm] = _posterior(abs(warm), discount=0.999 if warm < 0 else 1.0)
         post, cands = posts[warm]
         policy = factory(post)
         results[label] = _time_select(policy, tuple(cands), reps, fresh)
     return results
+
+
+def bench_dense_draws(quick: bool) -> dict[str, Any]:
+    """sample_scores (dense Beta draws) in us for a scorer-sized request: 140 candidates x 20
+    draws, by share of candidates with evidence."""
+    reps = 300 if quick else 3000
+    rng = np.random.default_rng(3)
+    out: dict[str, Any] = {}
+    for warm in (0.0, 0.5, 1.0):
+        post, cands = _posterior(warm, seed=4, n_items=140)
+        c = tuple(cands)
+        wall, cpu = [], []
+        for _ in range(reps):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            post.sample_scores(c, 20, rng)
+            cpu.append((time.thread_time() - c0) * 1e6)
+            wall.append((time.perf_counter() - t0) * 1e6)
+        out[f"140 candidates x 20 draws, {warm:.0%} warm"] = {
+            "wall": _percentiles(wall),
+            "cpu": _percentiles(cpu),
+        }
+    return out
 
 
 def bench_update(quick: bool) -> dict[str, Any]:
@@ -183,6 +213,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "k": K,
         "quick": quick,
         "select_ms": bench_select(quick),
+        "dense_draws_us": bench_dense_draws(quick),
         "update_us": bench_update(quick),
         "propensity_quality": bench_propensity_quality(quick),
         "targets": {"select_p99_ms": 2.0, "update_us": 50.0},
@@ -206,11 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         w, c = r["wall"], r["cpu"]
         vals = (w["mean"], w["p50"], w["p99"], c["mean"], c["p50"], c["p99"])
         print(f"{label:<58}" + "".join(f"{v:>9.2f}" for v in vals))
-    print(f"{'update (us per feedback record)':<58}{head}")
-    for label, r in res["update_us"].items():
-        w, c = r["wall"], r["cpu"]
-        vals = (w["mean"], w["p50"], w["p99"], c["mean"], c["p50"], c["p99"])
-        print(f"{label:<58}" + "".join(f"{v:>9.1f}" for v in vals))
+    for title, key in (
+        ("sample_scores (us)", "dense_draws_us"),
+        ("update (us per feedback record)", "update_us"),
+    ):
+        print(f"{title:<58}{head}")
+        for label, r in res[key].items():
+            w, c = r["wall"], r["cpu"]
+            vals = (w["mean"], w["p50"], w["p99"], c["mean"], c["p50"], c["p99"])
+            print(f"{label:<58}" + "".join(f"{v:>9.1f}" for v in vals))
     print("in-slate TS propensities (k=5 of 50, 32 draws) vs exact marginals:")
     print(f"{'':<30}{'mean err':>10}{'mean |err|':>12}{'E[true/logged]':>16}")
     for label, r in res["propensity_quality"].items():
