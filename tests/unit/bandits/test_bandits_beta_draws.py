@@ -47,6 +47,22 @@ def test_dense_draws_match_numpy_beta(a: float, b: float) -> None:
     assert abs(np.corrcoef(x[:, 0], x[:, 2])[0, 1]) < 0.03  # columns independent
 
 
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("alpha", [1.0, 2.0, 3.0])
+def test_prior_draws_of_never_seen_items_match_numpy_beta(alpha: float) -> None:
+    """Never-seen items' dense draws (exponential sums for an integer prior alpha), also
+    beside a warm column, vs numpy's Beta(prior)."""
+    post = BetaBernoulliPosterior(alpha, 30.0)
+    post.update(Feedback(("w",), ()))
+    rng = np.random.default_rng(5)
+    x = post.sample_scores(("c1", "w", "c2"), 30_000, rng)
+    ref = rng.beta(alpha, 30.0, size=30_000)
+    assert ks2(x[:, 0], ref) < 1.0
+    assert ks2(x[:, 2], ref) < 1.0
+    a, b = post.params(["w"])
+    assert ks2(x[:, 1], rng.beta(a[0], b[0], size=30_000)) < 1.0
+
+
 @pytest.mark.timeout(5)
 @pytest.mark.parametrize(
     "a, b, t", [(1.0, 20.0, 0.1), (2.0, 40.3, 0.15), (3.0, 10.7, 0.3), (7.0, 55.5, 0.2)]
