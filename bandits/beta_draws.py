@@ -1,6 +1,6 @@
-"""Exact Beta draws without numpy's per-element-parameter Beta sampler when alpha is a small
-integer (as it is for a Beta-Bernoulli posterior with an integer prior and no discounting):
-dense draws, the closed-form tail P(X > t), and sampling only the draws that exceed t."""
+"""Exact Beta draws without numpy's per-element-parameter Beta sampler where alpha is a small
+integer (a Beta-Bernoulli posterior with an integer prior and no discounting): dense draws, the
+closed-form tail P(X > t), and sampling only the draws that exceed t (any small alpha)."""
 
 # For integer a, 1 - X ~ Beta(b, a) is a product of independent Beta(b + l, 1) = U^(1/(b + l)),
 # l < a, so X = -expm1(-sum_l E_l / (b + l)) with E_l ~ Exp(1); and P(X > t) =
@@ -25,10 +25,10 @@ __all__ = [
 
 MIN_EXP_SUM_DRAWS = 5000  # below, a few numpy calls per alpha level cost more than they save
 DENSE_INT_ALPHA = 8  # about where a exponentials per draw cost as much as numpy's Beta sampler
-TAIL_INT_ALPHA = 32  # the tail series costs O(a) per item and select, not per draw
+TAIL_INT_ALPHA = 32  # exceedances: ceil(alpha) at most this (the tail series costs O(alpha))
 
 
-def int_alpha(a: np.ndarray, limit: int = TAIL_INT_ALPHA) -> np.ndarray:
+def int_alpha(a: np.ndarray, limit: int) -> np.ndarray:
     """Mask of the alphas that are integers in 1..limit (exponential-sum representation)."""
     return (a == np.floor(a)) & (a >= 1.0) & (a <= limit)
 
@@ -94,14 +94,18 @@ def beta_tail_sf(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 def exceedances(
     a: np.ndarray, b: np.ndarray, t: float, n_rows: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Of X_ri ~ Beta(a_i, b_i) independent (integer a_i, r < n_rows), exactly the draws above t:
-    (row, column, value) arrays, sorted by row. Costs O(n) plus O(number of draws above t)."""
+    """Of X_ri ~ Beta(a_i, b_i) independent (r < n_rows, ceil(a_i) small), exactly the draws
+    above t: (row, column, value) arrays, sorted by row. Costs O(n) plus O(draws above t)."""
+    # Non-integer a: Y ~ Beta(ceil(a), b) and X = B Y / (B Y + 1 - Y) with B ~ Beta(a, ceil(a)
+    # - a) is Beta(a, b) (split Gamma(ceil a) = Gamma(a) + Gamma(ceil(a) - a)); X <= Y, so the
+    # Y above t, thinned to X above t, are exactly the X above t.
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0))
     if a.size == 0:
         return empty
-    terms = _tail_terms(a, b, t)
+    n_a = np.ceil(a)
+    terms = _tail_terms(n_a, b, t)
     log_q = b * math.log1p(-t) + np.log(terms.sum(axis=0))
     log_q1 = np.log1p(-np.minimum(np.exp(log_q), 1.0))  # log(1 - q)
     # Which columns have any draw above t (all n_rows below: prob (1 - q)^n_rows), then for
@@ -119,8 +123,15 @@ def exceedances(
     hits[first, np.arange(act.size)] = True
     rows, hi = np.nonzero(hits)  # row-major: sorted by row
     item = act[hi]
-    # X | X > t = t + (1 - t) * Beta(a - j, b + j), j with weight terms[j]
+    # Y | Y > t = t + (1 - t) * Beta(n_a - j, b + j), j with weight terms[j]
     cum = np.cumsum(terms[:, item], axis=0)
     j = np.count_nonzero(cum <= rng.random(item.size) * cum[-1], axis=0).astype(float)
-    j = np.minimum(j, a[item] - 1.0)  # guard against rounding at the top
-    return rows, item, t + (1.0 - t) * rng.beta(a[item] - j, b[item] + j)
+    j = np.minimum(j, n_a[item] - 1.0)  # guard against rounding at the top
+    y = t + (1.0 - t) * rng.beta(n_a[item] - j, b[item] + j)
+    frac = np.flatnonzero(n_a[item] > a[item])
+    if frac.size == 0:
+        return rows, item, y
+    by = rng.beta(a[item[frac]], n_a[item[frac]] - a[item[frac]]) * y[frac]
+    y[frac] = by / (by + (1.0 - y[frac]))
+    keep = y > t
+    return rows[keep], item[keep], y[keep]

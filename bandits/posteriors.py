@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from bandits.base import Feedback
-from bandits.beta_draws import DENSE_INT_ALPHA, beta_rows, exceedances, int_alpha
+from bandits.beta_draws import DENSE_INT_ALPHA, TAIL_INT_ALPHA, beta_rows, exceedances
 
 __all__ = ["BetaBernoulliPosterior", "LinearGaussianPosterior", "default_examination"]
 
@@ -244,7 +244,7 @@ class BetaBernoulliPosterior:
             vals.append(self._prior_draws((n_samples, m), rng))
             ids.append(np.broadcast_to(cold, (n_samples, m)))
         a, b = self._params_rows(rows[warm])
-        direct = ~int_alpha(a)
+        direct = a > TAIL_INT_ALPHA
         if m < 4 * k:  # no cheap cold threshold: draw the likeliest winners in full first
             score = a / (a + b) + 2.0 * np.sqrt(a * b / (a + b + 1.0)) / (a + b)
             direct[np.argpartition(-score, _SEEDS * k)[: _SEEDS * k]] = True

@@ -26,7 +26,7 @@ def ks2(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def quad_sf(a: float, b: float, t: float) -> float:
-    """P(X > t) of Beta(a, b) by the trapezoid rule on a fine grid (a >= 1, b > 1)."""
+    """P(X > t) of Beta(a, b) by the trapezoid rule on a fine grid (t > 0, b > 1)."""
     x = np.linspace(t, 1.0, 200_001)
     with np.errstate(divide="ignore"):
         logf = (a - 1) * np.log(x) + (b - 1) * np.log1p(-x)
@@ -75,10 +75,14 @@ def test_tail_closed_form_matches_quadrature(a: float, b: float, t: float) -> No
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("a, b, t", [(2.0, 40.3, 0.1), (3.0, 10.7, 0.3), (7.0, 55.5, 0.15)])
+@pytest.mark.parametrize(
+    "a, b, t",
+    [(2.0, 40.3, 0.1), (3.0, 10.7, 0.3), (7.0, 55.5, 0.15), (2.4, 30.0, 0.12), (0.6, 5.0, 0.2)],
+)
 def test_exceedances_match_thresholded_dense_draws(a: float, b: float, t: float) -> None:
     """The draws above t have the law of X | X > t, and per column the number of rows above t
-    is Binomial(rows, q), the rows uniform: as if all were drawn and the rest discarded."""
+    is Binomial(rows, q), the rows uniform: as if all were drawn and the rest discarded
+    (non-integer a: via Beta(ceil a, b), thinned)."""
     rng = np.random.default_rng(11)
     n_cols, n_rows = 4000, 6
     rows, cols, vals = exceedances(np.full(n_cols, a), np.full(n_cols, b), t, n_rows, rng)
@@ -86,7 +90,9 @@ def test_exceedances_match_thresholded_dense_draws(a: float, b: float, t: float)
     assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) == rows.size
     ref = rng.beta(a, b, size=400_000)
     assert ks2(vals, ref[ref > t]) < 1.0
-    q = float(beta_tail_sf(np.array([a]), np.array([b]), t)[0])
+    q = quad_sf(a, b, t)
+    n_draws = n_cols * n_rows
+    assert abs(vals.size - n_draws * q) < 4 * math.sqrt(n_draws * q * (1 - q))
     counts = np.bincount(np.bincount(cols, minlength=n_cols), minlength=n_rows + 1)
     for c in range(n_rows + 1):
         p = math.comb(n_rows, c) * q**c * (1 - q) ** (n_rows - c)
@@ -95,10 +101,12 @@ def test_exceedances_match_thresholded_dense_draws(a: float, b: float, t: float)
     assert np.all(np.abs(per_row - q) < 4 * math.sqrt(q * (1 - q) / n_cols))
 
 
-def _warm_posterior(n_items: int, n_warm: int, seed: int) -> tuple[BetaBernoulliPosterior, tuple]:
+def _warm_posterior(
+    n_items: int, n_warm: int, seed: int, discount: float = 1.0
+) -> tuple[BetaBernoulliPosterior, tuple]:
     """Prior Beta(2, 30); n_warm items with 1..3 slates of evidence, a few clicked twice."""
     rng = np.random.default_rng(seed)
-    post = BetaBernoulliPosterior(2.0, 30.0, learn_examination=False)
+    post = BetaBernoulliPosterior(2.0, 30.0, discount=discount, learn_examination=False)
     cands = tuple(f"c{j}" for j in range(n_items))
     for j in range(n_warm):
         for _ in range(1 + j % 3):
@@ -107,12 +115,16 @@ def _warm_posterior(n_items: int, n_warm: int, seed: int) -> tuple[BetaBernoulli
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("n_items, n_warm", [(3000, 300), (400, 400)])
-def test_pruned_topk_matches_sorted_numpy_draws(n_items: int, n_warm: int) -> None:
+@pytest.mark.parametrize(
+    "n_items, n_warm, discount", [(3000, 300, 1.0), (400, 400, 1.0), (3000, 300, 0.999)]
+)
+def test_pruned_topk_matches_sorted_numpy_draws(n_items: int, n_warm: int, discount: float) -> None:
     """Top-k with warm items drawn only above the rows' threshold (cold order statistics, or,
-    all items warm, a seed set drawn in full) vs the top-k of dense numpy Beta draws."""
-    post, cands = _warm_posterior(n_items, n_warm, 0)
+    all items warm, a seed set drawn in full; discounted: non-integer alpha) vs the top-k of
+    dense numpy Beta draws."""
+    post, cands = _warm_posterior(n_items, n_warm, 0, discount)
     a, b = post.params(cands)
+    assert (discount < 1.0) == bool(np.any(a != np.floor(a)))
     k, rows = 5, 4000
     rng = np.random.default_rng(2)
     ids, vals = post.sample_topk(cands, rows, k, rng)
