@@ -246,8 +246,8 @@ class BetaBernoulliPosterior:
         a, b = self._params_rows(rows[warm])
         direct = a > TAIL_INT_ALPHA
         if m < 4 * k:  # no cheap cold threshold: draw the likeliest winners in full first
-            score = a / (a + b) + 2.0 * np.sqrt(a * b / (a + b + 1.0)) / (a + b)
-            direct[np.argpartition(-score, _SEEDS * k)[: _SEEDS * k]] = True
+            score = (a + 2.0 * np.sqrt(a)) / (a + b)  # ~ mean + 2 sd: any choice stays exact
+            direct[np.argpartition(score, -_SEEDS * k)[-_SEEDS * k :]] = True
         if direct.any():
             d = np.flatnonzero(direct)
             vals.append(beta_rows(a[d], b[d], n_samples, rng))
