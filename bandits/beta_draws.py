@@ -81,14 +81,31 @@ def _tail_terms(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     return np.where(np.arange(terms.shape[0])[:, None] < a, terms, 0.0)
 
 
+def _tail_sums(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """sum_{j < a_i} (b_i)_j t^j / j! per item; a integer in 1..127. Items sorted by a (a radix
+    sort) so that those with a > j are a prefix: the work is sum(a), not n * max(a)."""
+    order = np.argsort(-a.astype(np.int8), kind="stable")
+    a_s, b_s = a[order], b[order]
+    counts = np.searchsorted(-a_s, -np.arange(int(a_s[0])), side="left")  # how many a_s > j
+    r = np.ones(a.size)
+    s = np.ones(a.size)
+    for j in range(1, counts.size):
+        c = int(counts[j])
+        r_c = r[:c]
+        r_c *= (b_s[:c] + (j - 1.0)) * (t / j)
+        s[:c] += r_c
+    out = np.empty_like(s)
+    out[order] = s
+    return out
+
+
 def beta_tail_sf(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     """P(X > t) for X ~ Beta(a_i, b_i), integer a_i, 0 <= t < 1, in closed form."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if a.size == 0:
         return np.empty(0)
-    s = _tail_terms(a, b, t).sum(axis=0)
-    return np.minimum(np.exp(b * math.log1p(-t) + np.log(s)), 1.0)
+    return np.minimum(np.exp(b * math.log1p(-t) + np.log(_tail_sums(a, b, t))), 1.0)
 
 
 def exceedances(
@@ -105,8 +122,7 @@ def exceedances(
     if a.size == 0:
         return empty
     n_a = np.ceil(a)
-    terms = _tail_terms(n_a, b, t)
-    log_q = b * math.log1p(-t) + np.log(terms.sum(axis=0))
+    log_q = b * math.log1p(-t) + np.log(_tail_sums(n_a, b, t))
     log_q1 = np.log1p(-np.minimum(np.exp(log_q), 1.0))  # log(1 - q)
     # Which columns have any draw above t (all n_rows below: prob (1 - q)^n_rows), then for
     # those the first such row (a truncated geometric, by inversion) and each later row.
@@ -124,7 +140,7 @@ def exceedances(
     rows, hi = np.nonzero(hits)  # row-major: sorted by row
     item = act[hi]
     # Y | Y > t = t + (1 - t) * Beta(n_a - j, b + j), j with weight terms[j]
-    cum = np.cumsum(terms[:, item], axis=0)
+    cum = np.cumsum(_tail_terms(n_a[item], b[item], t), axis=0)
     j = np.count_nonzero(cum <= rng.random(item.size) * cum[-1], axis=0).astype(float)
     j = np.minimum(j, n_a[item] - 1.0)  # guard against rounding at the top
     y = t + (1.0 - t) * rng.beta(n_a[item] - j, b[item] + j)
