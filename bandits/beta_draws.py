@@ -82,9 +82,9 @@ def _tail_terms(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 
 
 def _tail_sums(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """sum_{j < a_i} (b_i)_j t^j / j! per item; a integer in 1..127. Items sorted by a (a radix
+    """sum_{j < a_i} (b_i)_j t^j / j! per item; a integer >= 1. Items sorted by a (a radix
     sort) so that those with a > j are a prefix: the work is sum(a), not n * max(a)."""
-    order = np.argsort(-a.astype(np.int8), kind="stable")
+    order = np.argsort(-np.minimum(a, 32767).astype(np.int16), kind="stable")
     a_s, b_s = a[order], b[order]
     counts = np.searchsorted(-a_s, -np.arange(int(a_s[0])), side="left")  # how many a_s > j
     r = np.ones(a.size)
@@ -139,7 +139,7 @@ def exceedances(
     hits[first, np.arange(act.size)] = True
     rows, hi = np.nonzero(hits)  # row-major: sorted by row
     item = act[hi]
-    # Y | Y > t = t + (1 - t) * Beta(n_a - j, b + j), j with weight terms[j]
+    # Y | Y > t = t + (1 - t) * Beta(n_a - j, b + j), j with weight (b)_j t^j / j!
     cum = np.cumsum(_tail_terms(n_a[item], b[item], t), axis=0)
     j = np.count_nonzero(cum <= rng.random(item.size) * cum[-1], axis=0).astype(float)
     j = np.minimum(j, n_a[item] - 1.0)  # guard against rounding at the top

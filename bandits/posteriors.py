@@ -222,8 +222,8 @@ class BetaBernoulliPosterior:
         context: Mapping[str, Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k of each posterior draw, exact in distribution: never-seen items share the prior,
-        so only their top-k order statistics are drawn; items with evidence are drawn only where
-        they beat every row's k-th best so far (beta_draws.exceedances), the rest one by one."""
+        so only their top-k order statistics are drawn; items with evidence only where they beat
+        the lowest row's k-th best of those (beta_draws.exceedances), or in full if too few."""
         rows, warm, cold = self._items.split(candidates)
         n = rows.size
         k = min(k, n)
