@@ -42,6 +42,9 @@ class ScorerHandler:
     # requests per handle() call: every answer of a batch is published when the batch is
     # done, so a large batch (a backlog) would delay its first answers by the whole batch
     max_batch = 64
+    # the next batch is scored while the previous one's answers wait for the broker's acks
+    # (handle() keeps no write of its own; answers are still published in order)
+    overlap_batches = True
 
     def __init__(self, settings: Settings, service: ScorerService) -> None:
         self.settings = settings

@@ -138,6 +138,38 @@ async def test_hot_reload_and_corrupted_snapshot_keeps_previous(tmp_path: Path) 
 
 
 @pytest.mark.timeout(60)
+async def test_user_states_are_reused_only_while_sequence_and_snapshot_are_unchanged(
+    tmp_path: Path,
+) -> None:
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    registry = ModelRegistry(tmp_path / "reg")
+    model = BayesGRUModel(GRUConfig(dim=16, hidden=16))
+    for c in CATS:
+        for i in range(30):
+            model.admit(item_id(c, i), "/".join(CATS[c]))
+    registry.publish(model)
+    svc = service(store, SnapshotWatcher(registry))
+    await store.apply_many([InteractionUpdate("s1", "u", "a1", "click", NOW, 1.0)])
+    await svc.recommend_many([request("r1", "u")])
+    loaded = svc.model
+    assert loaded is not None
+    views = await StoreView(store).user_views(["u"])
+    first = svc._user_states(views)["u"]
+    assert svc._user_states(views)["u"] is first  # same sequence, same snapshot: reused
+    np.testing.assert_allclose(first, loaded.user_state(["a1"]), rtol=1e-6)
+    await store.apply_many([InteractionUpdate("s2", "u", "b2", "click", NOW + 1, 1.0)])
+    views = await StoreView(store).user_views(["u"])
+    second = svc._user_states(views)["u"]
+    np.testing.assert_allclose(second, loaded.user_state(["a1", "b2"]), rtol=1e-6)
+    assert not np.allclose(second, first)
+    registry.publish(model)  # a new snapshot: states are computed again with it
+    await svc.recommend_many([request("r2", "u")])
+    assert svc.model is not loaded
+    assert svc._user_states(views)["u"] is not second
+
+
+@pytest.mark.timeout(60)
 async def test_new_item_with_known_category_is_recommendable_before_any_click(
     tmp_path: Path,
 ) -> None:
