@@ -56,6 +56,8 @@ def _exp_sums(a: np.ndarray, b: np.ndarray, n_rows: int, rng: np.random.Generato
 
 def beta_rows(a: np.ndarray, b: np.ndarray, n_rows: int, rng: np.random.Generator) -> np.ndarray:
     """n_rows independent draws of Beta(a_i, b_i) per column i, shape (n_rows, n)."""
+    if n_rows * len(a) < MIN_EXP_SUM_DRAWS:
+        return rng.beta(a, b, size=(n_rows, len(a)))
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     fast = int_alpha(a, DENSE_INT_ALPHA)
