@@ -473,11 +473,12 @@ class ScorerService:
         total_aff = sum(v for v in view.affinity.values() if v > 0)
         if total_aff > 0 and cfg.affinity_weight:
             aff = view.affinity
+            cat_of = [cats.get(i, "") for i in cands]
             by_cat = {
                 cat: max((aff.get(p, 0.0) for p in self._prefixes(cat)), default=0.0)
-                for cat in {cats.get(i, "") for i in cands}
+                for cat in set(cat_of)
             }
-            best = np.array([by_cat[cats.get(i, "")] for i in cands])
+            best = np.array([by_cat[c] for c in cat_of])
             boost += (cfg.affinity_weight / total_aff) * best
         if pop_score and cfg.popularity_weight:
             top = max(pop_score.values())
@@ -491,8 +492,9 @@ class ScorerService:
             ctx["rows"] = rows
             s = _candidate_scores(model, state, rows, scored).astype(float)
             finite = np.isfinite(s)
-            if finite.all():
-                mu, sd = float(s.mean()), float(s.std())
+            if finite.all():  # mean and std in two reductions (np.std costs ~5x more)
+                mu = float(s.sum()) / s.size
+                sd = math.sqrt(max(float(s @ s) / s.size - mu * mu, 0.0))
             elif finite.any():
                 mu, sd = float(s[finite].mean()), float(s[finite].std())
             else:
