@@ -81,6 +81,7 @@ class ScorerConfig:
     category_ttl_s: float = 30.0
     # popular-now and fresh lists are shared by every request: re-read at most this often
     lists_ttl_s: float = 0.25
+    reuse_user_states: bool = True  # keep a user's GRU state until their sequence changes
     reload_in_background: bool = True
     max_users_tracked: int = 100_000
     seed: int = 0
@@ -347,6 +348,8 @@ class ScorerService:
         if batched is None or not isinstance(model, SequentialModel):
             return {u: model.user_state(views[u].recent, u) for u in users}
         cache = self._states
+        if not self.config.reuse_user_states:
+            cache.clear()
         if self._states_model is not model:  # a new snapshot: every state changes
             cache.clear()
             self._states_model = model

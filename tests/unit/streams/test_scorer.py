@@ -166,7 +166,12 @@ async def test_user_states_are_reused_only_while_sequence_and_snapshot_are_uncha
     registry.publish(model)  # a new snapshot: states are computed again with it
     await svc.recommend_many([request("r2", "u")])
     assert svc.model is not loaded
-    assert svc._user_states(views)["u"] is not second
+    third = svc._user_states(views)["u"]
+    assert third is not second
+    svc.config.reuse_user_states = False  # the cache off: computed again on every call
+    again = svc._user_states(views)["u"]
+    assert again is not third
+    np.testing.assert_allclose(again, third, rtol=1e-6)
 
 
 @pytest.mark.timeout(60)
