@@ -131,8 +131,9 @@ async def throughput(services: _Services, quick: bool) -> list[dict[str, Any]]:
     ]
     figures = []
     bare_rps = 0.0
-    # each of the 1,000 users asks 4 times without interacting in between, so the scorer's
-    # per-user state cache saves 3 of 4 GRU passes; the last case turns that cache off
+    # the full run asks 4 times per user (1,000 users) without interactions in between, so
+    # the per-user state cache saves 3 of 4 GRU passes (the quick run: each user once); the
+    # last case turns that cache off
     cases = [("greedy", True), ("ts", True), ("in-slate-ts", True), ("in-slate-ts", False)]
     for policy, reuse in cases:
         svc = ScorerService(
