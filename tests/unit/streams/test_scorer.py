@@ -67,6 +67,17 @@ def service(
     )  # type: ignore[arg-type]
 
 
+def publish_catalogue_model(tmp_path: Path) -> tuple[ModelRegistry, BayesGRUModel]:
+    """A registry with one snapshot of an untrained Bayesian GRU that knows the catalogue."""
+    registry = ModelRegistry(tmp_path / "reg")
+    model = BayesGRUModel(GRUConfig(dim=16, hidden=16))
+    for c in CATS:
+        for i in range(30):
+            model.admit(item_id(c, i), "/".join(CATS[c]))
+    registry.publish(model)
+    return registry, model
+
+
 @pytest.mark.timeout(30)
 async def test_new_user_without_model_gets_valid_slate_from_popularity_and_fresh() -> None:
     store = MemoryFeatureStore()
@@ -143,12 +154,7 @@ async def test_user_states_are_reused_only_while_sequence_and_snapshot_are_uncha
 ) -> None:
     store = MemoryFeatureStore()
     await catalogue(store)
-    registry = ModelRegistry(tmp_path / "reg")
-    model = BayesGRUModel(GRUConfig(dim=16, hidden=16))
-    for c in CATS:
-        for i in range(30):
-            model.admit(item_id(c, i), "/".join(CATS[c]))
-    registry.publish(model)
+    registry, model = publish_catalogue_model(tmp_path)
     svc = service(store, SnapshotWatcher(registry))
     await store.apply_many([InteractionUpdate("s1", "u", "a1", "click", NOW, 1.0)])
     await svc.recommend_many([request("r1", "u")])
@@ -180,12 +186,7 @@ async def test_new_item_with_known_category_is_recommendable_before_any_click(
 ) -> None:
     store = MemoryFeatureStore()
     await catalogue(store)
-    registry = ModelRegistry(tmp_path / "reg")
-    model = BayesGRUModel(GRUConfig(dim=16, hidden=16))
-    for c in CATS:
-        for i in range(30):
-            model.admit(item_id(c, i), "/".join(CATS[c]))
-    registry.publish(model)
+    registry, _ = publish_catalogue_model(tmp_path)
     svc = service(store, SnapshotWatcher(registry))
     await store.apply_many([ItemUpdate("new", "brand-new", NOW, ("books", "poetry"))])
     seen = Counter()
