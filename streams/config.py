@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     train_every_ms: float = Field(default=500.0, gt=0, description="... or every T ms")
     snapshot_every_s: float = Field(default=10.0, gt=0, description="Snapshot every T seconds")
     reload_interval_s: float = Field(default=1.0, ge=0, description="Scorer snapshot polling")
+    candidates_model: int = Field(
+        default=100, ge=0, le=10_000, description="Scorer candidates: the model's top N"
+    )
+    candidates_popular: int = Field(
+        default=30, ge=0, le=10_000, description="... plus the N most popular items now"
+    )
+    candidates_fresh: int = Field(
+        default=10, ge=0, le=10_000, description="... plus the N newest catalogue items"
+    )
     metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="/metrics port (0 = off)")
     log_level: str = Field(default="INFO", description="Python logging level")

@@ -60,6 +60,9 @@ def build_handlers(settings: Settings, roles: Sequence[str], store: Any = None) 
                 arms=settings.arms,
                 shadows=tuple(settings.shadow_policies),
                 reload_interval_s=settings.reload_interval_s,
+                candidates_model=settings.candidates_model,
+                candidates_popular=settings.candidates_popular,
+                candidates_fresh=settings.candidates_fresh,
             )
             try:
                 cfg.validate()

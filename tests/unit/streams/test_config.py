@@ -21,6 +21,21 @@ def test_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.effective_store_url == "redis://127.0.0.1:6379/0"
     monkeypatch.delenv("SLATESTREAM_REDIS_URL")
     assert load_settings().effective_store_url == "memory://"
+    assert (s.candidates_model, s.candidates_popular, s.candidates_fresh) == (100, 30, 10)
+
+
+@pytest.mark.timeout(30)
+def test_scorer_candidate_settings_reach_the_scorer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.handlers.scorer import ScorerHandler
+    from streams.roles import build_handlers
+
+    monkeypatch.setenv("SLATESTREAM_CANDIDATES_MODEL", "40")
+    monkeypatch.setenv("SLATESTREAM_CANDIDATES_POPULAR", "0")
+    monkeypatch.setenv("SLATESTREAM_CANDIDATES_FRESH", "5")
+    [handler] = build_handlers(load_settings(store_url="memory://"), ["scorer"])
+    assert isinstance(handler, ScorerHandler)
+    cfg = handler.service.config
+    assert (cfg.candidates_model, cfg.candidates_popular, cfg.candidates_fresh) == (40, 0, 5)
 
 
 @pytest.mark.timeout(10)
@@ -35,6 +50,7 @@ def test_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("SLATESTREAM_PARTITIONS", "0", "SLATESTREAM_PARTITIONS"),
         ("SLATESTREAM_STORE_URL", "mongodb://x", "SLATESTREAM_STORE_URL"),
         ("SLATESTREAM_EVENT_WEIGHTS", "{not json", "SLATESTREAM_EVENT_WEIGHTS"),
+        ("SLATESTREAM_CANDIDATES_MODEL", "-1", "SLATESTREAM_CANDIDATES_MODEL"),
     ],
 )
 def test_invalid_settings_name_the_variable(
