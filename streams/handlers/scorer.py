@@ -39,8 +39,9 @@ class ScorerHandler:
     name = "scorer"
     # the Faust driver may hand this handler whole fetches (streams.app.BatchLane)
     direct_batches = True
-    # requests per handle() call: every answer of a batch is published when the batch is
-    # done, so a large batch (a backlog) would delay its first answers by the whole batch
+    # records per handle() call (whole fetched chunks are added until this many are held):
+    # every answer of a batch is published when the batch is done, so a large batch (a
+    # backlog) would delay its first answers by the whole batch
     max_batch = 64
     # the next batch is scored while the previous one's answers wait for the broker's acks
     # (handle() keeps no write of its own; answers are still published in order)
