@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
+from typing import Any
 
 from streams.broker import check_broker, ensure_topics
 from streams.config import load_settings
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     server = start_metrics_server(settings, roles=roles, handlers=handlers)
     if server is not None:
         logging.getLogger(__name__).warning("metrics on %s", server.url)
+    _freeze_after_warmup(app)
     for handler in handlers:
         # a handler may cap its batch (the scorer: a slate is published only with its batch)
         size = int(getattr(handler, "max_batch", 1000))
@@ -46,3 +49,19 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
     worker.execute_from_commandline()
     return 0
+
+
+WARMUP_S = 20.0
+
+
+def _freeze_after_warmup(app: Any) -> None:
+    """Once the worker has run for WARMUP_S (Faust started, modules imported, the first
+    snapshot loaded), collect and move what is alive out of the cyclic GC's view: a full
+    collection otherwise rescans those ~150k long-lived objects, a 100-170 ms pause."""
+
+    @app.task
+    async def freeze() -> None:
+        await asyncio.sleep(WARMUP_S)
+        gc.collect()
+        gc.freeze()
+        logging.getLogger(__name__).info("gc: %d objects frozen", gc.get_freeze_count())

@@ -240,7 +240,8 @@ class ScorerService:
             for i, n in enumerate(names)
         }
         self.rng = np.random.default_rng(cfg.seed)
-        self._shown: OrderedDict[str, deque[list[str]]] = OrderedDict()
+        # tuples of str: the cyclic GC stops tracking them, so large caches cost no GC time
+        self._shown: OrderedDict[str, deque[tuple[str, ...]]] = OrderedDict()
         self._shadow_log: OrderedDict[str, tuple[list[str], list[float], dict[str, list[str]]]] = (
             OrderedDict()
         )
@@ -438,9 +439,10 @@ class ScorerService:
             for name in cfg.shadows:
                 shadows[name] = list(self.policies[name].select(cands, req.k, ctx, self.rng).items)
             self._remember(req.user_id, slate_items)
-            self._shadow_log[req.request_id] = (slate_items, props, shadows)
-            while len(self._shadow_log) > cfg.max_users_tracked:
-                self._shadow_log.popitem(last=False)
+            if shadows:  # kept only for the shadow policies' estimates
+                self._shadow_log[req.request_id] = (slate_items, props, shadows)
+                while len(self._shadow_log) > cfg.max_users_tracked:
+                    self._shadow_log.popitem(last=False)
         served_at = int(self.clock() * 1000)
         rec = Recommendation(
             event_id=f"rec-{req.request_id}",
@@ -542,7 +544,7 @@ class ScorerService:
                 self._shown.popitem(last=False)
         else:
             self._shown.move_to_end(user_id)
-        q.append(slate)
+        q.append(tuple(slate))
 
     # --- learning from feedback ---------------------------------------------------------------
     def on_feedback(self, fb: Feedback) -> None:

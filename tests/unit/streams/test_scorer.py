@@ -234,6 +234,50 @@ def test_arms_split_is_stable_and_follows_weights() -> None:
 
 
 @pytest.mark.timeout(30)
+async def test_shadow_policies_are_estimated_from_feedback_and_logged_only_when_configured() -> (
+    None
+):
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    svc = service(store, arms={"greedy": 1.0}, shadows=("greedy",))
+    served = await svc.recommend_many([request(f"r{j}", f"u{j}") for j in range(10)])
+    assert len(svc._shadow_log) == 10
+    expected = 0.0  # per-position IPS: a click counts 1/propensity where the shadow agrees
+    for s in served:
+        rec = s.recommendation
+        if s.shadows["greedy"][0] == rec.slate[0]:
+            expected += 1.0 / rec.propensities[0]
+        svc.on_feedback(
+            schemas.Feedback(
+                event_id=f"fb-{rec.request_id}",
+                ts=NOW,
+                user_id=rec.user_id,
+                request_id=rec.request_id,
+                slate=rec.slate,
+                propensities=rec.propensities,
+                policy=rec.policy,
+                served_at=rec.served_at,
+                clicks=[
+                    schemas.Click(
+                        position=0,
+                        item_id=rec.slate[0],
+                        type="click",
+                        delay_ms=10,
+                        event_id=f"c-{rec.request_id}",
+                    )
+                ],
+                window_ms=1000,
+            )
+        )
+    stats = svc.shadow_stats["greedy"]
+    assert stats.slates == 10 and not svc._shadow_log
+    assert stats.ctr == pytest.approx(expected / 10) and stats.ctr > 0
+    plain = service(store, arms={"greedy": 1.0})
+    await plain.recommend_many([request("r0", "u0")])
+    assert not plain._shadow_log  # nothing to estimate: nothing kept
+
+
+@pytest.mark.timeout(30)
 async def test_handler_answers_every_request_once_and_dead_letters_bad_ones() -> None:
     settings = load_settings(topic_prefix="t")
     store = MemoryFeatureStore()
