@@ -255,9 +255,9 @@ class ScorerService:
         self._cat_cache_at = time.monotonic()
         self._last_reload = -math.inf
         self._lists: tuple[list[str], dict[str, float], list[str]] | None = None
+        self._lists_at = -math.inf
         self._states: OrderedDict[str, tuple[bytes, np.ndarray]] = OrderedDict()
         self._states_model: OnlineModel | None = None
-        self._lists_at = -math.inf
         self._reload_task: asyncio.Task[OnlineModel | None] | None = None
 
     # --- model -------------------------------------------------------------------------------
@@ -348,9 +348,10 @@ class ScorerService:
         batched = getattr(model, "user_states_rows", None)
         if batched is None or not isinstance(model, SequentialModel):
             return {u: model.user_state(views[u].recent, u) for u in users}
-        cache = self._states
         if not self.config.reuse_user_states:
-            cache.clear()
+            seqs = [model.user_rows(views[u].recent) for u in users]
+            return dict(zip(users, batched(seqs), strict=True))
+        cache = self._states
         if self._states_model is not model:  # a new snapshot: every state changes
             cache.clear()
             self._states_model = model
@@ -497,15 +498,14 @@ class ScorerService:
             ctx["rows"] = rows
             s = _candidate_scores(model, state, rows, scored).astype(float)
             finite = np.isfinite(s)
-            if finite.all():  # mean and std in two reductions (np.std costs ~5x more)
-                mu = float(s.sum()) / s.size
-                sd = math.sqrt(max(float(s @ s) / s.size - mu * mu, 0.0))
-            elif finite.any():
-                mu, sd = float(s[finite].mean()), float(s[finite].std())
-            else:
-                mu, sd = 0.0, 1.0
-            # floor 1: an untrained model's near-constant scores must not become noise
-            sd = max(sd, 1.0) if finite.sum() > 1 else 1.0
+            f = s if finite.all() else s[finite]
+            mu, sd = 0.0, 1.0
+            if f.size > 1:  # mean and std in two reductions (np.std costs ~5x more)
+                mu = float(f.sum()) / f.size
+                # floor 1: an untrained model's near-constant scores must not become noise
+                sd = max(math.sqrt(max(float(f @ f) / f.size - mu * mu, 0.0)), 1.0)
+            elif f.size:
+                mu = float(f[0])
             ctx.update(model=model, user_state=state, mu=mu, sd=sd, model_z=_standardise(s, mu, sd))
         return ctx
 

@@ -49,6 +49,12 @@ async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float
     return out
 
 
+async def dead_letters(services: Any, prefix: str, expected: int) -> list[schemas.DeadLetter]:
+    """The dead letters of the `<prefix>.dlq` topic (waits for at least `expected`)."""
+    raw = await read_topic(services.kafka_bootstrap, f"{prefix}.dlq", expected, 60)
+    return [schemas.DeadLetter.model_validate_json(v) for v in raw]
+
+
 async def wait_for_counts(
     store: Any, want: dict[str, int], proc: subprocess.Popen, log: Path, timeout_s: float
 ) -> dict[str, int]:
@@ -125,13 +131,7 @@ async def test_50k_events_through_the_feature_worker(
         await assert_counts_match(store, gen)
 
         # every malformed event is in the DLQ with its reason, and nothing else is
-        dlq = await read_topic(
-            services.kafka_bootstrap,  # type: ignore[attr-defined]
-            f"{topic_prefix}.dlq",
-            len(gen.malformed),
-            60,
-        )
-        letters = [schemas.DeadLetter.model_validate_json(v) for v in dlq]
+        letters = await dead_letters(services, topic_prefix, len(gen.malformed))
         assert len(letters) == len(gen.malformed)
         got_bad = sorted((d.original, d.reason) for d in letters)
         assert got_bad == sorted((raw, why) for _, raw, why in gen.malformed)
@@ -260,13 +260,8 @@ async def test_rebalance_and_a_killed_worker_lose_and_double_count_nothing(
         assert {k: g.get(k, 0) for k in want} == want
         await assert_counts_match(store, gen)
         # every malformed event reached the DLQ (a redelivered batch may dead-letter twice)
-        dlq = await read_topic(
-            services.kafka_bootstrap,  # type: ignore[attr-defined]
-            f"{topic_prefix}.dlq",
-            len(gen.malformed),
-            60,
-        )
-        letters = {(d.original, d.reason) for d in map(schemas.DeadLetter.model_validate_json, dlq)}
+        dlq = await dead_letters(services, topic_prefix, len(gen.malformed))
+        letters = {(d.original, d.reason) for d in dlq}
         assert letters == {(raw, why) for _, raw, why in gen.malformed}
     finally:
         stop_worker(first)

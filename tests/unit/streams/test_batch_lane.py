@@ -80,6 +80,15 @@ def _chunk(partition: int, offsets: list[int], generation: int = 1, refcount: in
     return LaneChunk(TP("t", partition), recs, generation, refcount)
 
 
+def _filled_lane(*chunks: Any) -> BatchLane:
+    """A lane (topic t, room for 100) holding `chunks`, its agent woken."""
+    lane = BatchLane(["t"], 100)
+    for c in chunks:
+        lane.put(c)
+    lane.publish()
+    return lane
+
+
 async def test_lane_take_publish_backpressure_and_clear() -> None:
     lane = BatchLane(["t"], maxsize=3)
     taker = asyncio.ensure_future(lane.take(2))
@@ -189,10 +198,7 @@ async def test_run_lane_tracks_handles_publishes_then_acks(
     from faust.types import TP
 
     app = _app(tmp_path)
-    lane = BatchLane(["t"], 100)
-    lane.put(_chunk(0, [5, 6]))
-    lane.put(_chunk(1, [9]))
-    lane.publish()
+    lane = _filled_lane(_chunk(0, [5, 6]), _chunk(1, [9]))
     handler = Recorder(app)
     await _run_until_idle(app, handler, lane)
     assert handler.in_flight == [2]  # two chunks in flight
@@ -264,10 +270,7 @@ async def test_run_lane_drops_old_generation_and_suspended_flow_unacked(
 ) -> None:
     app = _app(tmp_path)
     app.consumer_generation_id = 2
-    lane = BatchLane(["t"], 100)
-    lane.put(_chunk(0, [1], generation=1))
-    lane.put(_chunk(1, [2], generation=2))
-    lane.publish()
+    lane = _filled_lane(_chunk(0, [1], generation=1), _chunk(1, [2], generation=2))
     handler = Recorder(app)
     await _run_until_idle(app, handler, lane)
     assert [[r.offset for r in b] for b in handler.batches] == [[2]]
@@ -282,9 +285,7 @@ async def test_run_lane_drops_old_generation_and_suspended_flow_unacked(
 
 async def test_run_lane_failure_acks_nothing_and_untracks(tmp_path: Path, sent: list[Emit]) -> None:
     app = _app(tmp_path)
-    lane = BatchLane(["t"], 100)
-    lane.put(_chunk(0, [1, 2]))
-    lane.publish()
+    lane = _filled_lane(_chunk(0, [1, 2]))
     with pytest.raises(RuntimeError, match="boom"):
         await run_lane(app, Recorder(app, fail=True), lane, 100)
     assert app.consumer._n_acked == 0 and not app.consumer.unacked
@@ -322,10 +323,7 @@ async def test_run_lane_overlaps_two_batches_and_acks_in_order(
 
     app = _app(tmp_path)
     consumer = app.consumer
-    lane = BatchLane(["t"], 100)
-    for offsets in ([1, 2], [3], [4]):
-        lane.put(_chunk(0, offsets))
-    lane.publish()
+    lane = _filled_lane(*(_chunk(0, offsets) for offsets in ([1, 2], [3], [4])))
     handler = Overlapping(app)
     task = asyncio.ensure_future(run_lane(app, handler, lane, 1))
     await _spin()
@@ -350,10 +348,7 @@ async def test_run_lane_overlapped_failure_releases_the_batch_behind_it(
     tmp_path: Path, sent: list[Emit]
 ) -> None:
     app = _app(tmp_path)
-    lane = BatchLane(["t"], 100)
-    lane.put(_chunk(0, [1]))
-    lane.put(_chunk(0, [2]))
-    lane.publish()
+    lane = _filled_lane(_chunk(0, [1]), _chunk(0, [2]))
     handler = Overlapping(app, fail_first=True)
     task = asyncio.ensure_future(run_lane(app, handler, lane, 1))
     await _spin()
