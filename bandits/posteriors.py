@@ -88,12 +88,15 @@ class _ItemTable:
 
 class BetaBernoulliPosterior:
     """Beta attractiveness per item under a position-based click model, P(click) = exam[p] * rho;
-    exam learned online, optional discounting of old evidence."""
+    exam learned online, optional discounting of old evidence and a sampling temperature."""
 
     # A click adds 1 to alpha; a non-click adds the posterior probability that the position was
     # examined to beta, so a miss at a rarely examined position is weak evidence. exam[0] = 1
     # fixes the scale. With discount < 1 an item's evidence decays by that factor per feedback
-    # record (lazily, O(k) per update).
+    # record (lazily, O(k) per update). With temperature tau, draws come from Beta(a / tau,
+    # b / tau): the posterior mean, with about tau times the variance (the posterior reshaping
+    # of Chapelle & Li 2011); tau < 1 explores less, tau -> 0 approaches greedy. Means and
+    # updates never see tau.
 
     uses_context = False
 
@@ -106,8 +109,13 @@ class BetaBernoulliPosterior:
         learn_examination: bool = True,
         examination_strength: float = 200.0,
         max_positions: int = 64,
+        temperature: float = 1.0,
     ) -> None:
-        for name, v in (("prior_alpha", prior_alpha), ("prior_beta", prior_beta)):
+        for name, v in (
+            ("prior_alpha", prior_alpha),
+            ("prior_beta", prior_beta),
+            ("temperature", temperature),
+        ):
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}")
         if not (isinstance(discount, int | float) and 0.0 < discount <= 1.0):
@@ -127,6 +135,10 @@ class BetaBernoulliPosterior:
         self.prior_alpha = float(prior_alpha)
         self.prior_beta = float(prior_beta)
         self.discount = float(discount)
+        self.temperature = float(temperature)
+        # the prior as draws see it: Beta(prior_alpha / tau, prior_beta / tau)
+        self._draw_alpha = self.prior_alpha / self.temperature
+        self._draw_beta = self.prior_beta / self.temperature
         self.learn_examination = bool(learn_examination)
         self.examination_strength = float(examination_strength)
         self.max_positions = max_positions
@@ -175,6 +187,13 @@ class BetaBernoulliPosterior:
             ea, eb = ea * f, eb * f
         return ea + self.prior_alpha, eb + self.prior_beta
 
+    def _draw_params_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The Beta parameters draws use: the posterior's, divided by the temperature."""
+        a, b = self._params_rows(rows)
+        if self.temperature != 1.0:
+            a, b = a / self.temperature, b / self.temperature
+        return a, b
+
     # -- PosteriorSampler -----------------------------------------------------------------
     def mean_scores(
         self, candidates: Sequence[str], context: Mapping[str, Any] | None = None
@@ -193,24 +212,24 @@ class BetaBernoulliPosterior:
         """Dense Beta draws, shape (n_samples, n); never-seen items share the prior."""
         rows, warm, cold = self._items.split(candidates)
         if cold.size == 0:
-            a, b = self._params_rows(rows)
+            a, b = self._draw_params_rows(rows)
             return beta_rows(a, b, n_samples, rng)
         if warm.size == 0:
             return self._prior_draws((n_samples, rows.size), rng)
         out = np.empty((n_samples, rows.size))
         out[:, cold] = self._prior_draws((n_samples, cold.size), rng)
-        a, b = self._params_rows(rows[warm])
+        a, b = self._draw_params_rows(rows[warm])
         out[:, warm] = beta_rows(a, b, n_samples, rng)
         return out
 
     def _prior_draws(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-        """Draws from the Beta prior (scalar parameters: one numpy call, or exponential sums)."""
-        a = self.prior_alpha
+        """Draws from the (tempered) Beta prior: one numpy call, or exponential sums."""
+        a, b = self._draw_alpha, self._draw_beta
         if not (a.is_integer() and a <= DENSE_INT_ALPHA):
-            return rng.beta(a, self.prior_beta, size=shape)
-        s = rng.standard_exponential(shape) / -self.prior_beta  # minus the exponential sum
+            return rng.beta(a, b, size=shape)
+        s = rng.standard_exponential(shape) / -b  # minus the exponential sum
         for j in range(1, int(a)):
-            s -= rng.standard_exponential(shape) / (self.prior_beta + j)
+            s -= rng.standard_exponential(shape) / (b + j)
         return -np.expm1(s)
 
     def sample_topk(
@@ -228,7 +247,7 @@ class BetaBernoulliPosterior:
         n = rows.size
         k = min(k, n)
         m = cold.size
-        if self.prior_beta < 1.0 or (m < 4 * k and warm.size <= _SEEDS * k):
+        if self._draw_beta < 1.0 or (m < 4 * k and warm.size <= _SEEDS * k):
             scores = self.sample_scores(candidates, n_samples, rng)
             return _topk_rows(scores, np.arange(n), k)
         vals: list[np.ndarray] = []
@@ -243,7 +262,7 @@ class BetaBernoulliPosterior:
         elif m:
             vals.append(self._prior_draws((n_samples, m), rng))
             ids.append(np.broadcast_to(cold, (n_samples, m)))
-        a, b = self._params_rows(rows[warm])
+        a, b = self._draw_params_rows(rows[warm])
         direct = a > TAIL_INT_ALPHA
         if m < 4 * k:  # no cheap cold threshold: draw the likeliest winners in full first
             score = (a + 2.0 * np.sqrt(a)) / (a + b)  # ~ mean + 2 sd: any choice stays exact
@@ -262,7 +281,7 @@ class BetaBernoulliPosterior:
     ) -> np.ndarray:
         """Largest k of m i.i.d. prior draws, per row, descending (Renyi representation)."""
         if self._tail is None:
-            self._tail = _beta_logsf_table(self.prior_alpha, self.prior_beta)
+            self._tail = _beta_logsf_table(self._draw_alpha, self._draw_beta)
         logsf, xs = self._tail
         # log U_(m) = log V1 / m, log U_(m-1) = log U_(m) + log V2 / (m - 1), ...
         e = -rng.standard_exponential((n_samples, k)) / (m - np.arange(k))

@@ -104,11 +104,13 @@ def test_exceedances_match_thresholded_dense_draws(a: float, b: float, t: float)
 
 
 def _warm_posterior(
-    n_items: int, n_warm: int, seed: int, discount: float = 1.0
+    n_items: int, n_warm: int, seed: int, discount: float = 1.0, temperature: float = 1.0
 ) -> tuple[BetaBernoulliPosterior, tuple]:
     """Prior Beta(2, 30); n_warm items with 1..3 slates of evidence, a few clicked twice."""
     rng = np.random.default_rng(seed)
-    post = BetaBernoulliPosterior(2.0, 30.0, discount=discount, learn_examination=False)
+    post = BetaBernoulliPosterior(
+        2.0, 30.0, discount=discount, learn_examination=False, temperature=temperature
+    )
     cands = tuple(f"c{j}" for j in range(n_items))
     for j in range(n_warm):
         for _ in range(1 + j % 3):
@@ -118,15 +120,25 @@ def _warm_posterior(
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize(
-    "n_items, n_warm, discount", [(3000, 300, 1.0), (400, 400, 1.0), (3000, 300, 0.999)]
+    "n_items, n_warm, discount, temperature",
+    [
+        (3000, 300, 1.0, 1.0),
+        (400, 400, 1.0, 1.0),
+        (3000, 300, 0.999, 1.0),
+        (3000, 300, 1.0, 0.25),
+        (400, 400, 1.0, 0.3),
+    ],
 )
-def test_pruned_topk_matches_sorted_numpy_draws(n_items: int, n_warm: int, discount: float) -> None:
+def test_pruned_topk_matches_sorted_numpy_draws(
+    n_items: int, n_warm: int, discount: float, temperature: float
+) -> None:
     """Top-k with warm items drawn only above the rows' threshold (cold order statistics, or,
     all items warm, a seed set drawn in full; discounted: non-integer alpha) vs the top-k of
-    dense numpy Beta draws."""
-    post, cands = _warm_posterior(n_items, n_warm, 0, discount)
+    dense numpy Beta draws; with a temperature, of Beta(a / tau, b / tau)."""
+    post, cands = _warm_posterior(n_items, n_warm, 0, discount, temperature)
     a, b = post.params(cands)
     assert (discount < 1.0) == bool(np.any(a != np.floor(a)))
+    a, b = a / temperature, b / temperature
     k, rows = 5, 4000
     rng = np.random.default_rng(2)
     ids, vals = post.sample_topk(cands, rows, k, rng)

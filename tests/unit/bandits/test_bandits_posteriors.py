@@ -62,6 +62,8 @@ def test_discount_forgets_old_evidence() -> None:
         ({"discount": 1.5}, "discount"),
         ({"examination": [0.5, 0.0]}, "examination"),
         ({"max_positions": 0}, "max_positions"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
     ],
 )
 def test_beta_posterior_validates(kwargs: dict[str, object], msg: str) -> None:
@@ -114,6 +116,31 @@ def test_dense_draws_of_cold_and_warm_items_follow_their_beta(alpha: float) -> N
             p = 1 - (1 - q) ** 20
             emp = float(np.mean(draws[:, 0] <= q))
             assert abs(emp - p) < 4 * math.sqrt(p * (1 - p) / draws.shape[0])
+
+
+@pytest.mark.timeout(10)
+def test_temperature_keeps_the_mean_and_scales_the_spread_of_draws() -> None:
+    """Draws at temperature tau follow Beta(a / tau, b / tau): same mean as the posterior,
+    about tau times its variance; the means (what greedy ranks by) do not change."""
+    items = ("c", "w")  # a never-seen item and one with a click and a miss
+    fb = [Feedback(("w",), (0,)), Feedback(("w",), ())]
+    exact, cool = (
+        BetaBernoulliPosterior(2.0, 30.0),
+        BetaBernoulliPosterior(2.0, 30.0, temperature=0.25),
+    )
+    for post in (exact, cool):
+        for f in fb:
+            post.update(f)
+    np.testing.assert_array_equal(exact.mean_scores(items), cool.mean_scores(items))
+    a, b = exact.params(items)
+    d_exact = exact.sample_scores(items, 60_000, np.random.default_rng(0))
+    d_cool = cool.sample_scores(items, 60_000, np.random.default_rng(1))
+    for j in range(2):
+        at, bt = a[j] / 0.25, b[j] / 0.25
+        var_t = at * bt / ((at + bt) ** 2 * (at + bt + 1))
+        assert abs(d_cool[:, j].mean() - a[j] / (a[j] + b[j])) < 4 * math.sqrt(var_t / 60_000)
+        assert d_cool[:, j].var() == pytest.approx(var_t, rel=0.03)
+        assert d_cool[:, j].var() < 0.3 * d_exact[:, j].var()
 
 
 @pytest.mark.timeout(20)
