@@ -91,15 +91,27 @@ def empirical_prior(kind: str, seed: int, steps: int, n_requests: int = 300) -> 
     return m * strength, (1.0 - m) * strength
 
 
+def split_temperature(name: str) -> tuple[str, float]:
+    """'ts@0.25' -> ('ts', 0.25): a Thompson policy drawing at that temperature; else tau 1."""
+    base, _, tau = name.partition("@")
+    if not tau:
+        return name, 1.0
+    if base not in ("ts", "in-slate-ts"):
+        raise ValueError(f"a temperature applies to ts and in-slate-ts, not {base!r}")
+    return base, float(tau)
+
+
 def make_policy(
     name: str, sim: SlateSimulator, prior: tuple[float, float], seed: int
 ) -> SlatePolicy:
-    """Each policy with the same realistic (not optimistic) Beta prior."""
+    """Each policy with the same realistic (not optimistic) Beta prior; 'ts@tau' and
+    'in-slate-ts@tau' draw from the posterior at temperature tau."""
     a0, b0 = prior
     ctr0 = a0 / (a0 + b0)
+    name, tau = split_temperature(name)
 
     def post() -> BetaBernoulliPosterior:
-        return BetaBernoulliPosterior(prior_alpha=a0, prior_beta=b0)
+        return BetaBernoulliPosterior(prior_alpha=a0, prior_beta=b0, temperature=tau)
 
     factories: dict[str, Callable[[], SlatePolicy]] = {
         "in-slate-ts": lambda: InSlateThompsonSampling(post(), seed=seed),
@@ -198,6 +210,23 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
     return out
 
 
+def ordered(names: list[str]) -> list[str]:
+    """Policies in the report order: POLICY_ORDER first, tempered variants after their base."""
+    rank = {n: j for j, n in enumerate(POLICY_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(split_temperature(n)[0], 99), n))
+
+
+def paired_vs(runs: list[dict[str, Any]], kind: str, name: str, ref: str) -> str:
+    """Total clicks of `name` minus `ref` on the same seeds: mean +- s.e. (wins/seeds)."""
+    by_seed = {(r["policy"], r["seed"]): float(r["clicks"].sum()) for r in runs if r["sim"] == kind}
+    seeds = sorted(s for p, s in by_seed if p == name and (ref, s) in by_seed)
+    if name == ref or not seeds:
+        return "–"
+    d = np.array([by_seed[(name, s)] - by_seed[(ref, s)] for s in seeds])
+    se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+    return f"{d.mean():+.0f} ± {se:.0f} ({int((d > 0).sum())}/{d.size})"
+
+
 def plot(runs: list[dict[str, Any]], kind: str, path: Path) -> None:
     """Cumulative regret (mean +- 1 sd over seeds) and moving-average clicks per slate."""
     import matplotlib
@@ -207,10 +236,8 @@ def plot(runs: list[dict[str, Any]], kind: str, path: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     n_seeds = len({r["seed"] for r in runs if r["sim"] == kind})
-    for name in POLICY_ORDER:
+    for name in ordered(sorted({r["policy"] for r in runs if r["sim"] == kind})):
         rs = [r for r in runs if r["sim"] == kind and r["policy"] == name]
-        if not rs:
-            continue
         reg = np.cumsum(np.stack([r["regret"] for r in rs]), axis=1)
         m, s = reg.mean(0), reg.std(0)
         x = np.arange(1, m.size + 1)
@@ -231,19 +258,23 @@ def plot(runs: list[dict[str, Any]], kind: str, path: Path) -> None:
     plt.close(fig)
 
 
-def table(summary: dict[str, dict[str, dict[str, float]]], kind: str) -> str:
-    """Markdown table for one simulator."""
+def table(
+    summary: dict[str, dict[str, dict[str, float]]],
+    kind: str,
+    runs: list[dict[str, Any]] | None = None,
+) -> str:
+    """Markdown table for one simulator; with the runs, clicks vs greedy paired by seed."""
     rows = [
-        "| policy | clicks (mean ± sd) | regret (mean ± sd) | clicks/slate, 2nd half "
-        "| distinct categories/slate | select ms (mean / p99) | update µs |",
-        "|---|---|---|---|---|---|---|",
+        "| policy | clicks (mean ± sd) | clicks − greedy, paired (wins) | regret (mean ± sd) "
+        "| clicks/slate, 2nd half | distinct categories/slate | select ms (mean / p99) "
+        "| update µs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name in POLICY_ORDER:
-        s = summary.get(kind, {}).get(name)
-        if s is None:
-            continue
+    for name in ordered(list(summary.get(kind, {}))):
+        s = summary[kind][name]
+        vs = paired_vs(runs, kind, name, "greedy") if runs else "–"
         rows.append(
-            f"| {name} | {s['clicks_mean']:.0f} ± {s['clicks_sd']:.0f} "
+            f"| {name} | {s['clicks_mean']:.0f} ± {s['clicks_sd']:.0f} | {vs} "
             f"| {s['regret_mean']:.0f} ± {s['regret_sd']:.0f} "
             f"| {s['late_clicks_per_slate']:.3f} | {s['diversity']:.2f} "
             f"| {s['select_ms_mean']:.2f} / {s['select_ms_p99']:.2f} | {s['update_us_mean']:.0f} |"
@@ -347,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the grid (simulator x policy x seed) on a process pool and write the report files."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first..first+seeds-1 (validation: 100)"
+    )
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--sims", default="synthetic,movielens")
@@ -379,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = [
         (kind, name, seed, a.steps, a.prior)
         for kind in sims
-        for seed in range(a.seeds)
+        for seed in range(a.first_seed, a.first_seed + a.seeds)
         for name in pols
         if not (name == "contextual-ts" and kind != "synthetic")
     ]
@@ -419,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     md = [f"<!-- generated by bench/experiments_bandits.py: {meta} -->"]
     for kind in sims:
-        md += [f"### {kind}", "", table(summary, kind), ""]
+        md += [f"### {kind}", "", table(summary, kind, runs), ""]
     (out / f"results_table{a.tag}.md").write_text("\n".join(md))
     print("\n".join(md))
     return 0

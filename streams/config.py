@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     shadow_policies: list[str] = Field(
         default_factory=list, description="Policies that rank every request without serving"
     )
+    ts_temperature: float = Field(
+        default=1.0,
+        gt=0,
+        le=10,
+        description="Item-CTR Thompson draws from Beta(a/T, b/T); T < 1 explores less",
+    )
     model_kind: str = Field(default="bayes-gru", description="Trainer model: gru or bayes-gru")
     model_dim: int = Field(default=64, ge=4, le=1024, description="Item embedding size")
     train_every_events: int = Field(default=256, ge=1, description="Gradient step every N events")

@@ -63,6 +63,7 @@ def build_handlers(settings: Settings, roles: Sequence[str], store: Any = None) 
                 candidates_model=settings.candidates_model,
                 candidates_popular=settings.candidates_popular,
                 candidates_fresh=settings.candidates_fresh,
+                ts_temperature=settings.ts_temperature,
             )
             try:
                 cfg.validate()

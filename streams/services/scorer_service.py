@@ -77,6 +77,8 @@ class ScorerConfig:
     arms: dict[str, float] = field(default_factory=lambda: {"in-slate-ts": 1.0})
     shadows: tuple[str, ...] = ()
     propensity_draws: int = 16
+    # item-CTR draws from Beta(a / T, b / T): the posterior mean, ~T x its variance
+    ts_temperature: float = 1.0
     reload_interval_s: float = 1.0
     category_ttl_s: float = 30.0
     # popular-now and fresh lists are shared by every request: re-read at most this often
@@ -97,6 +99,8 @@ class ScorerConfig:
                 raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)}")
         if self.propensity_draws < 1:
             raise ValueError("propensity_draws must be >= 1")
+        if not 0.0 < self.ts_temperature <= 10.0:
+            raise ValueError("ts_temperature must be in (0, 10]")
         if self.lists_ttl_s < 0 or self.category_ttl_s < 0:
             raise ValueError("lists_ttl_s and category_ttl_s must be >= 0")
 
@@ -232,7 +236,9 @@ class ScorerService:
         limit_threads()
         cfg = self.config
         self.posterior = BlendedPosterior(
-            BetaBernoulliPosterior(), cfg.model_weight, cfg.ctr_weight
+            BetaBernoulliPosterior(temperature=cfg.ts_temperature),
+            cfg.model_weight,
+            cfg.ctr_weight,
         )
         names = list(dict.fromkeys([*cfg.arms, *cfg.shadows]))
         self.policies = {

@@ -32,10 +32,12 @@ def test_scorer_candidate_settings_reach_the_scorer(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("SLATESTREAM_CANDIDATES_MODEL", "40")
     monkeypatch.setenv("SLATESTREAM_CANDIDATES_POPULAR", "0")
     monkeypatch.setenv("SLATESTREAM_CANDIDATES_FRESH", "5")
+    monkeypatch.setenv("SLATESTREAM_TS_TEMPERATURE", "0.125")
     [handler] = build_handlers(load_settings(store_url="memory://"), ["scorer"])
     assert isinstance(handler, ScorerHandler)
     cfg = handler.service.config
     assert (cfg.candidates_model, cfg.candidates_popular, cfg.candidates_fresh) == (40, 0, 5)
+    assert handler.service.posterior.ctr.temperature == 0.125
 
 
 @pytest.mark.timeout(10)
@@ -51,6 +53,7 @@ def test_scorer_candidate_settings_reach_the_scorer(monkeypatch: pytest.MonkeyPa
         ("SLATESTREAM_STORE_URL", "mongodb://x", "SLATESTREAM_STORE_URL"),
         ("SLATESTREAM_EVENT_WEIGHTS", "{not json", "SLATESTREAM_EVENT_WEIGHTS"),
         ("SLATESTREAM_CANDIDATES_MODEL", "-1", "SLATESTREAM_CANDIDATES_MODEL"),
+        ("SLATESTREAM_TS_TEMPERATURE", "0", "SLATESTREAM_TS_TEMPERATURE"),
     ],
 )
 def test_invalid_settings_name_the_variable(
