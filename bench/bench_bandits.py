@@ -33,13 +33,23 @@ K = 10
 
 
 def _posterior(
-    warm_fraction: float, seed: int = 0, discount: float = 1.0, n_items: int = N_CANDIDATES
+    warm_fraction: float,
+    seed: int = 0,
+    discount: float = 1.0,
+    n_items: int = N_CANDIDATES,
+    temperature: float = 1.0,
 ) -> tuple[BetaBernoulliPosterior, list[str]]:
     """A posterior over n_items items of which `warm_fraction` have evidence (about 20
-    impressions each, clicks at a 5% rate); the rest were never shown (new items)."""
+    impressions each, clicks at a 5% rate); the rest were never shown (new items). Prior
+    Beta(2, 40); with a temperature Beta(2, 36), the synthetic experiment's fitted prior."""
     rng = np.random.default_rng(seed)
     cands = [f"item-{j}" for j in range(n_items)]
-    post = BetaBernoulliPosterior(prior_alpha=2.0, prior_beta=40.0, discount=discount)
+    post = BetaBernoulliPosterior(
+        prior_alpha=2.0,
+        prior_beta=40.0 if temperature == 1.0 else 36.0,
+        discount=discount,
+        temperature=temperature,
+    )
     n_warm = int(warm_fraction * n_items)
     for _ in range(2 * n_warm):
         slate = tuple(cands[j] for j in rng.choice(n_warm, K, replace=False))
@@ -74,42 +84,68 @@ def bench_select(quick: bool) -> dict[str, Any]:
     """select() latency in ms for several posterior states and propensity settings."""
     reps = 60 if quick else 400
     results: dict[str, Any] = {}
-    cases: list[tuple[str, float, Callable[[BetaBernoulliPosterior], SlatePolicy], bool]] = [
-        ("in-slate-ts, 0% warm (all new items)", 0.0, lambda p: InSlateThompsonSampling(p), False),
-        ("in-slate-ts, 10% warm", 0.1, lambda p: InSlateThompsonSampling(p), False),
+    # (label, warm fraction (negative: discount=0.999), policy, fresh list, temperature)
+    cases: list[tuple[str, float, Callable[[BetaBernoulliPosterior], SlatePolicy], bool, float]] = [
+        (
+            "in-slate-ts, 0% warm (all new items)",
+            0.0,
+            lambda p: InSlateThompsonSampling(p),
+            False,
+            1,
+        ),
+        ("in-slate-ts, 10% warm", 0.1, lambda p: InSlateThompsonSampling(p), False, 1),
         (
             "in-slate-ts, 10% warm, fresh candidate list each call",
             0.1,
             lambda p: InSlateThompsonSampling(p),
             True,
+            1,
         ),
         (
             "in-slate-ts, 10% warm, propensity_draws=1 (slate only)",
             0.1,
             lambda p: InSlateThompsonSampling(p, propensity_draws=1),
             False,
+            1,
         ),
-        ("in-slate-ts, 100% warm", 1.0, lambda p: InSlateThompsonSampling(p), False),
+        ("in-slate-ts, 100% warm", 1.0, lambda p: InSlateThompsonSampling(p), False, 1),
+        (
+            "in-slate-ts, 10% warm, temperature=0.125",
+            0.1,
+            lambda p: InSlateThompsonSampling(p),
+            False,
+            0.125,
+        ),
+        (
+            "in-slate-ts, 100% warm, temperature=0.125",
+            1.0,
+            lambda p: InSlateThompsonSampling(p),
+            False,
+            0.125,
+        ),
         (
             "in-slate-ts, 10% warm, discount=0.999 (non-integer alpha)",
             -0.1,  # negative: this warm fraction, posterior discounted (numpy's Beta sampler)
             lambda p: InSlateThompsonSampling(p),
             False,
+            1,
         ),
         (
             "in-slate-ts, 100% warm, propensity_draws=1 (slate only)",
             1.0,
             lambda p: InSlateThompsonSampling(p, propensity_draws=1),
             False,
+            1,
         ),
-        ("ts, 10% warm", 0.1, lambda p: ThompsonSamplingPolicy(p), False),
-        ("greedy, 10% warm", 0.1, lambda p: GreedyPolicy(p), False),
+        ("ts, 10% warm", 0.1, lambda p: ThompsonSamplingPolicy(p), False, 1),
+        ("greedy, 10% warm", 0.1, lambda p: GreedyPolicy(p), False, 1),
     ]
-    posts: dict[float, tuple[BetaBernoulliPosterior, list[str]]] = {}
-    for label, warm, factory, fresh in cases:
-        if warm not in posts:
-            posts[warm] = _posterior(abs(warm), discount=0.999 if warm < 0 else 1.0)
-        post, cands = posts[warm]
+    posts: dict[tuple[float, float], tuple[BetaBernoulliPosterior, list[str]]] = {}
+    for label, warm, factory, fresh, tau in cases:
+        if (warm, tau) not in posts:
+            disc = 0.999 if warm < 0 else 1.0
+            posts[warm, tau] = _posterior(abs(warm), discount=disc, temperature=tau)
+        post, cands = posts[warm, tau]
         policy = factory(post)
         results[label] = _time_select(policy, tuple(cands), reps, fresh)
     return results
