@@ -21,11 +21,17 @@ __all__ = [
     "beta_tail_sf",
     "exceedances",
     "int_alpha",
+    "log_tail_bound",
+    "log_tail_terms",
+    "tail_bound_coefs",
 ]
 
 MIN_EXP_SUM_DRAWS = 5000  # fewer: the few numpy calls per alpha level cost more than they save
 DENSE_INT_ALPHA = 4  # a exponentials per draw cost about numpy's one Beta draw at a = 5
-TAIL_INT_ALPHA = 32  # exceedances: ceil(alpha) at most this (the tail series costs O(alpha))
+TAIL_INT_ALPHA = 128  # exceedances: ceil(alpha) at most this (O(alpha) per item that may exceed)
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_BOUND_SLACK = 1e-9  # added to the log tail bound: far above its rounding error
+_LOG_FACT = np.array([math.lgamma(j + 1.0) for j in range(TAIL_INT_ALPHA + 1)])  # log j!
 
 
 def int_alpha(a: np.ndarray, limit: int) -> np.ndarray:
@@ -73,32 +79,68 @@ def beta_rows(a: np.ndarray, b: np.ndarray, n_rows: int, rng: np.random.Generato
     return out
 
 
-def _tail_terms(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """(b)_j t^j / j! for j < a_i (zero beyond), shape (max a, n); a integer >= 1."""
-    terms = np.empty((int(a.max()), a.size))
-    terms[0] = 1.0
-    for j in range(1, terms.shape[0]):  # (a row loop: numpy's cumprod along axis 0 is slower)
-        np.multiply(b + (j - 1.0), t / j, out=terms[j])
-        terms[j] *= terms[j - 1]
-    return np.where(np.arange(terms.shape[0])[:, None] < a, terms, 0.0)
-
-
-def _tail_sums(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """sum_{j < a_i} (b_i)_j t^j / j! per item; a integer >= 1. Items sorted by a (a radix
-    sort) so that those with a > j are a prefix: the work is sum(a), not n * max(a)."""
-    order = np.argsort(-np.minimum(a, 32767).astype(np.int16), kind="stable")
-    a_s, b_s = a[order], b[order]
-    counts = np.searchsorted(-a_s, -np.arange(int(a_s[0])), side="left")  # how many a_s > j
-    r = np.ones(a.size)
-    s = np.ones(a.size)
-    for j in range(1, counts.size):
-        c = int(counts[j])
-        r_c = r[:c]
-        r_c *= (b_s[:c] + (j - 1.0)) * (t / j)
-        s[:c] += r_c
-    out = np.empty_like(s)
-    out[order] = s
+def tail_bound_coefs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The parts of log_tail_bound that do not depend on t, per item: shape (2, n)."""
+    # P(X > t) = (1 - t)^b sum_{j<a} T_j, T_j = (b)_j t^j / j!. For b >= 1 the ratio T_j /
+    # T_{j-1} = (b + j - 1) t / j falls with j, so T_j <= T_{a-1} / rho^(a-1-j) with rho =
+    # T_{a-1} / T_{a-2} = c t: the sum is at most T_{a-1} sum_{m<a} rho^-m. log T_{a-1} - (a -
+    # 1) log t is bounded above (row 0) with Stirling's ln G(x) = (x - 1/2) ln x - x + ln(2 pi)
+    # / 2 + mu(x), 0 < mu(x) < 1 / (12 x); row 1 is log c. Where b < 1 the bound is 1 (+inf).
+    am1 = a - 1.0
+    out = np.empty((2, a.size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.log(b + am1, out=out[1])
+        out[0] = (
+            (b - 0.5) * np.log1p(am1 / b)  # ln G(b + a - 1) - ln G(b), bounded above
+            + am1 * (out[1] - 1.0)
+            + 1.0 / (12.0 * (b + am1))
+            - (a - 0.5) * np.log(a)  # - ln G(a), bounded above
+            + a
+            - _HALF_LOG_2PI
+        )
+        out[0][b < 1.0] = np.inf
+        out[1] = np.log((b + (am1 - 1.0)) / np.maximum(am1, 1.0))
     return out
+
+
+def log_tail_bound(
+    a: np.ndarray, b: np.ndarray, t: float, coefs: np.ndarray | None = None
+) -> np.ndarray:
+    """Upper bound on log P(X > t), X ~ Beta(a_i, b_i), integer a_i >= 1, 0 < t < 1, in O(1)
+    per item (the tail series' last term times a geometric sum); a few % above it where small
+    (a = 1: 8%). coefs: tail_bound_coefs(a, b), if already computed."""
+    if coefs is None:
+        coefs = tail_bound_coefs(a, b)
+    log_t = math.log(t)
+    lr = coefs[1] + log_t  # log rho
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        geo = np.expm1(lr * -a)
+        geo /= np.expm1(-lr)
+        np.log(geo, out=geo)  # log sum_{m<a} rho^-m (nan at rho = 1: the bound is then 1)
+        geo += coefs[0]
+        geo += b * math.log1p(-t)
+        geo += (a - 1.0) * log_t
+        geo += _BOUND_SLACK
+    return np.fmin(geo, 0.0)
+
+
+def log_tail_terms(a: np.ndarray, b: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """log P(X > t) exactly, X ~ Beta(a_i, b_i), integer a_i >= 1, and per item the cumulative
+    weights of the series terms (shape (max a, n), last 1), all in log space (no overflow)."""
+    n_j = int(a.max())
+    j = np.arange(1.0, n_j)[:, None]
+    lt = np.empty((n_j, a.size))
+    lt[0] = b * math.log1p(-t)
+    if n_j > 1:
+        np.cumsum(np.log((b + (j - 1.0)) * (t / j)), axis=0, out=lt[1:])
+        lt[1:] += lt[0]
+        lt[1:][j >= a] = -np.inf
+    top = lt.max(axis=0)
+    w = np.exp(lt - top)
+    cum = np.cumsum(w, axis=0)
+    total = cum[-1].copy()
+    cum /= total
+    return top + np.log(total), cum
 
 
 def beta_tail_sf(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
@@ -107,49 +149,119 @@ def beta_tail_sf(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     b = np.asarray(b, dtype=float)
     if a.size == 0:
         return np.empty(0)
-    return np.minimum(np.exp(b * math.log1p(-t) + np.log(_tail_sums(a, b, t))), 1.0)
+    return np.minimum(np.exp(log_tail_terms(a, b, t)[0]), 1.0)
+
+
+def _binet(x: np.ndarray) -> np.ndarray:
+    """mu(x) = ln G(x) - (x - 1/2) ln x + x - ln(2 pi) / 2, x >= 1, to rounding: the asymptotic
+    series from 15 on (error < 3e-16), below it mu(x) = mu(x + 1) + (x + 1/2) ln(1 + 1/x) - 1."""
+    shift = np.maximum(np.ceil(15.0 - x), 0.0)
+    r = 1.0 / (x + shift)
+    r2 = r * r
+    mu = r * (1 / 12 - r2 * (1 / 360 - r2 * (1 / 1260 - r2 * (1 / 1680 - r2 / 1188))))
+    small = np.flatnonzero(shift)
+    if small.size:
+        xs, n_up = x[small], shift[small]
+        for s in range(int(n_up.max())):
+            y = xs + s
+            mu[small] += np.where(s < n_up, (y + 0.5) * np.log1p(1.0 / y) - 1.0, 0.0)
+    return mu
+
+
+def _log_terms(b: np.ndarray, j: np.ndarray, log_t: float) -> np.ndarray:
+    """log T_j = log((b)_j t^j / j!) (integer j >= 0, b >= 1), to rounding."""
+    return (
+        (b - 0.5) * np.log1p(j / b)
+        + j * (np.log(b + j) - 1.0 + log_t)
+        + _binet(b + j)
+        - _binet(b)
+        - _LOG_FACT[j.astype(np.int64)]
+    )
 
 
 def exceedances(
-    a: np.ndarray, b: np.ndarray, t: float, n_rows: int, rng: np.random.Generator
+    a: np.ndarray,
+    b: np.ndarray,
+    t: float,
+    n_rows: int,
+    rng: np.random.Generator,
+    coefs: np.ndarray | None = None,
+    log_bound: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Of X_ri ~ Beta(a_i, b_i) independent (r < n_rows, ceil(a_i) small), exactly the draws
-    above t: (row, column, value) arrays, sorted by row. Costs O(n) plus O(draws above t)."""
-    # Non-integer a: Y ~ Beta(ceil(a), b) and X = B Y / (B Y + 1 - Y) with B ~ Beta(a, ceil(a)
-    # - a) is Beta(a, b) (split Gamma(ceil a) = Gamma(a) + Gamma(ceil(a) - a)); X <= Y, so the
-    # Y above t, thinned to X above t, are exactly the X above t.
+    """Of X_ri ~ Beta(a_i, b_i) independent (r < n_rows, ceil(a_i) <= TAIL_INT_ALPHA), exactly
+    the draws above t: (row, column, value) arrays, sorted by row. O(n) plus O(1) per draw
+    near t. coefs, log_bound: tail_bound_coefs(ceil(a), b), log_tail_bound(ceil(a), b, t)."""
+    # X | X > t = t + (1 - t) Beta(a - j, b + j) with probability (1 - t)^b T_j, j < a (integer
+    # a). The bound (1 - t)^b sum_{m<a} U_{a-1-m}, U_j = Tbar rho^-(a-1-j) >= T_j, proposes a
+    # row at its rate, j = a - 1 - m with m a truncated geometric, kept with T_j / U_j: exactly
+    # probability (1 - t)^b T_j. Items whose bound is 1 are drawn in full. Non-integer a: Y ~
+    # Beta(ceil(a), b) and X = B Y / (B Y + 1 - Y) with B ~ Beta(a, ceil(a) - a) is Beta(a, b)
+    # (split Gamma(ceil a) = Gamma(a) + Gamma(ceil(a) - a)); X <= Y, so the Y above t, thinned
+    # to X above t, are exactly the X above t.
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0))
     if a.size == 0:
         return empty
     n_a = np.ceil(a)
-    log_q = b * math.log1p(-t) + np.log(_tail_sums(n_a, b, t))
-    log_q1 = np.log1p(-np.minimum(np.exp(log_q), 1.0))  # log(1 - q)
-    # Which columns have any draw above t (all n_rows below: prob (1 - q)^n_rows), then for
+    if coefs is None:
+        coefs = tail_bound_coefs(n_a, b)
+    log_qb = log_tail_bound(n_a, b, t, coefs) if log_bound is None else log_bound
+    sure = np.flatnonzero(log_qb >= 0.0)  # bound 1: drawn in full
+    full_r = full_i = np.empty(0, dtype=np.int64)
+    full_v = np.empty(0)
+    if sure.size:
+        x = rng.beta(a[sure], b[sure], size=(n_rows, sure.size))
+        full_r, hi = np.nonzero(x > t)
+        full_i, full_v = sure[hi], x[full_r, hi]
+    # Which columns have any proposal (none in n_rows: prob (1 - bound)^n_rows), then for
     # those the first such row (a truncated geometric, by inversion) and each later row.
-    act = np.flatnonzero(rng.random(a.size) >= np.exp(n_rows * log_q1))
-    if act.size == 0:
-        return empty
-    lq1 = log_q1[act]
-    p_any = -np.expm1(n_rows * lq1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.log1p(-rng.random(act.size) * p_any) / lq1
-    first = np.clip(np.floor(g), 0, n_rows - 1).astype(np.int64)
-    hits = rng.random((n_rows, act.size)) < -np.expm1(lq1)
-    hits &= np.arange(n_rows)[:, None] > first
-    hits[first, np.arange(act.size)] = True
-    rows, hi = np.nonzero(hits)  # row-major: sorted by row
-    item = act[hi]
-    # Y | Y > t = t + (1 - t) * Beta(n_a - j, b + j), j with weight (b)_j t^j / j!
-    cum = np.cumsum(_tail_terms(n_a[item], b[item], t), axis=0)
-    j = np.count_nonzero(cum <= rng.random(item.size) * cum[-1], axis=0).astype(float)
-    j = np.minimum(j, n_a[item] - 1.0)  # guard against rounding at the top
+    qb = np.exp(log_qb)
+    rate = n_rows * qb  # >= the chance of any proposal: a superset, thinned to that chance
+    act = np.flatnonzero((rng.random(a.size) < rate) & (qb < 1.0))
+    p_any = -np.expm1(n_rows * np.log1p(-qb[act]))
+    act = act[rng.random(act.size) * np.minimum(rate[act], 1.0) < p_any]
+    rows, item = _proposals(np.log1p(-qb[act]), n_rows, rng)
+    item = act[item]
+    # j = n_a - 1 - m, m truncated geometric with ratio 1 / rho; keep with T_j / U_j
+    log_t = math.log(t)
+    lr = coefs[1, item] + log_t
+    na_i = n_a[item]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        m = np.floor(np.log1p(rng.random(item.size) * np.expm1(-lr * na_i)) / -lr)
+    m = np.clip(np.nan_to_num(m, nan=0.0), 0.0, na_i - 1.0)
+    j = na_i - 1.0 - m
+    b_i = b[item]
+    log_u = coefs[0, item] + (na_i - 1.0) * log_t + _BOUND_SLACK - m * lr
+    keep = rng.random(item.size) < np.exp(_log_terms(b_i, j, log_t) - log_u)
+    rows, item, j = rows[keep], item[keep], j[keep]
     y = t + (1.0 - t) * rng.beta(n_a[item] - j, b[item] + j)
     frac = np.flatnonzero(n_a[item] > a[item])
-    if frac.size == 0:
-        return rows, item, y
-    by = rng.beta(a[item[frac]], n_a[item[frac]] - a[item[frac]]) * y[frac]
-    y[frac] = by / (by + (1.0 - y[frac]))
-    keep = y > t
-    return rows[keep], item[keep], y[keep]
+    if frac.size:
+        by = rng.beta(a[item[frac]], n_a[item[frac]] - a[item[frac]]) * y[frac]
+        y[frac] = by / (by + (1.0 - y[frac]))
+        keep = y > t
+        rows, item, y = rows[keep], item[keep], y[keep]
+    if full_r.size:
+        rows = np.concatenate([rows, full_r])
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        item = np.concatenate([item, full_i])[order]
+        y = np.concatenate([y, full_v])[order]
+    return rows, item, y
+
+
+def _proposals(
+    log_q1: np.ndarray, n_rows: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bernoulli(1 - exp(log_q1[i])) trials per row and column given at least one per column:
+    (row, column) of the successes, sorted by row. The first row is a truncated geometric."""
+    p_any = -np.expm1(n_rows * log_q1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.log1p(-rng.random(log_q1.size) * p_any) / log_q1
+    first = np.clip(np.floor(g), 0, n_rows - 1).astype(np.int64)
+    hits = rng.random((n_rows, log_q1.size)) < -np.expm1(log_q1)
+    hits &= np.arange(n_rows)[:, None] > first
+    hits[first, np.arange(log_q1.size)] = True
+    rows, cols = np.nonzero(hits)  # row-major: sorted by row
+    return rows, cols

@@ -3,6 +3,7 @@ click model, and Bayesian linear regression over item embeddings and user featur
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
@@ -11,11 +12,19 @@ from typing import Any
 import numpy as np
 
 from bandits.base import Feedback
-from bandits.beta_draws import DENSE_INT_ALPHA, TAIL_INT_ALPHA, beta_rows, exceedances
+from bandits.beta_draws import (
+    DENSE_INT_ALPHA,
+    TAIL_INT_ALPHA,
+    beta_rows,
+    exceedances,
+    log_tail_bound,
+    tail_bound_coefs,
+)
 
 __all__ = ["BetaBernoulliPosterior", "LinearGaussianPosterior", "default_examination"]
 
-_SEEDS = 32  # without enough never-seen items, this many x k warm items are drawn in full
+_DENSE_WARM = 32  # few never-seen items and at most this many x k warm: dense draws
+_SHORT_ROW_RISK = 1e-3  # target chance per call that a row has < k draws above the threshold
 
 
 def default_examination(n_positions: int) -> np.ndarray:
@@ -157,6 +166,12 @@ class BetaBernoulliPosterior:
         self._last = np.zeros(cap, dtype=np.int64)
         self._step = 0
         self._tail: tuple[np.ndarray, np.ndarray] | None = None
+        self._topk_t: dict[tuple[int, int], float] = {}  # last threshold per (rows, k)
+        # for the last candidate set (its rows array) and t: ceil(alpha), beta, tail-bound
+        # coefficients and log bounds per item, kept while an item's draw parameters stay
+        self._bounds: (
+            tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None
+        ) = None
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -242,39 +257,124 @@ class BetaBernoulliPosterior:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k of each posterior draw, exact in distribution: never-seen items share the prior,
         so only their top-k order statistics are drawn; items with evidence only where they beat
-        the lowest row's k-th best of those (beta_draws.exceedances), or in full if too few."""
+        the lowest row's k-th best of those (beta_draws.exceedances), or, with few never-seen
+        items, a threshold set from the parameters (_topk_by_threshold)."""
         rows, warm, cold = self._items.split(candidates)
         n = rows.size
         k = min(k, n)
         m = cold.size
-        if self._draw_beta < 1.0 or (m < 4 * k and warm.size <= _SEEDS * k):
+        if self._draw_beta < 1.0 or (m < 4 * k and warm.size <= _DENSE_WARM * k):
             scores = self.sample_scores(candidates, n_samples, rng)
             return _topk_rows(scores, np.arange(n), k)
-        vals: list[np.ndarray] = []
-        ids: list[np.ndarray] = []
-        if m >= 4 * k:
-            cold_vals = self._prior_order_stats(m, k, n_samples, rng)
-            cold_idx = cold[_distinct_ints(m, k, n_samples, rng)]
-            if warm.size == 0:
-                return cold_idx, cold_vals
-            vals.append(cold_vals)
-            ids.append(cold_idx)
-        elif m:
-            vals.append(self._prior_draws((n_samples, m), rng))
-            ids.append(np.broadcast_to(cold, (n_samples, m)))
+        if m < 4 * k:
+            return self._topk_by_threshold(rows, warm, cold, n_samples, k, rng)
+        cold_vals = self._prior_order_stats(m, k, n_samples, rng)
+        cold_idx = cold[_distinct_ints(m, k, n_samples, rng)]
+        if warm.size == 0:
+            return cold_idx, cold_vals
         a, b = self._draw_params_rows(rows[warm])
         direct = a > TAIL_INT_ALPHA
-        if m < 4 * k:  # no cheap cold threshold: draw the likeliest winners in full first
-            score = (a + 2.0 * np.sqrt(a)) / (a + b)  # ~ mean + 2 sd: any choice stays exact
-            direct[np.argpartition(score, -_SEEDS * k)[-_SEEDS * k :]] = True
+        base, base_ids = cold_vals, cold_idx
         if direct.any():
             d = np.flatnonzero(direct)
-            vals.append(beta_rows(a[d], b[d], n_samples, rng))
-            ids.append(np.broadcast_to(warm[d], (n_samples, d.size)))
+            base = np.concatenate([base, beta_rows(a[d], b[d], n_samples, rng)], axis=1)
+            dids = np.broadcast_to(warm[d], (n_samples, d.size))
+            base_ids = np.concatenate([base_ids, dids], axis=1)
             p = np.flatnonzero(~direct)
             warm, a, b = warm[p], a[p], b[p]
-        base, base_ids = np.concatenate(vals, axis=1), np.concatenate(ids, axis=1)
         return _merge_exceedances(base, base_ids, warm, a, b, k, rng)
+
+    def _topk_by_threshold(
+        self,
+        rows: np.ndarray,
+        warm: np.ndarray,
+        cold: np.ndarray,
+        n_samples: int,
+        k: int,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k per draw with few never-seen items: every item is drawn only above a threshold
+        t set from the parameters alone (so exact), about 2-4 k draws above it per row."""
+        a, b = self._draw_params_rows(rows[warm])
+        ids = warm
+        if cold.size:
+            a = np.concatenate([a, np.full(cold.size, self._draw_alpha)])
+            b = np.concatenate([b, np.full(cold.size, self._draw_beta)])
+            ids = np.concatenate([warm, cold])
+        n_a = np.ceil(a)
+        t, coefs, log_qb = self._threshold(rows, n_a, b, n_samples, k)
+        direct = n_a > TAIL_INT_ALPHA
+        base = np.empty((n_samples, 0))
+        base_ids: np.ndarray = np.empty((n_samples, 0), dtype=np.int64)
+        if direct.any():
+            d = np.flatnonzero(direct)
+            base = beta_rows(a[d], b[d], n_samples, rng)
+            base_ids = np.broadcast_to(ids[d], (n_samples, d.size))
+            p = np.flatnonzero(~direct)
+            ids, a, b, coefs, log_qb = ids[p], a[p], b[p], coefs[:, p], log_qb[p]
+            if ids.size == 0:
+                return _topk_rows(base, base_ids, k)
+        return _topk_above(base, base_ids, ids, a, b, t, k, rng, coefs, log_qb)
+
+    def _threshold(
+        self, key: np.ndarray, n_a: np.ndarray, b: np.ndarray, n_rows: int, k: int
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """A t with about as many draws above it per row as k needs safely (_count_band, by
+        the summed tail bounds of Beta(n_a, b)), by regula falsi on log(count) from the last
+        call's t; and the tail bound's coefficients and log bounds at t (not to be modified)."""
+        lo_ok, hi_ok = _count_band(n_rows, k)
+        target = math.log(math.sqrt(lo_ok * hi_ok))
+        t = t0 = self._topk_t.get((n_rows, k), -1.0)
+        if not 0.0 < t < 1.0:  # the mean of the item ranked `lo_ok`-th by mean
+            mean = n_a / (n_a + b)
+            r = mean.size - min(int(lo_ok), mean.size)
+            t = float(np.partition(mean, r)[r])
+        coefs, log_qb = self._cached_bounds(key, n_a, b, t)
+        lo, g_lo, hi, g_hi, side = 0.0, math.inf, 1.0, -math.inf, 0
+        for _ in range(50):
+            count = float(np.exp(log_qb).sum())
+            if lo_ok <= count <= hi_ok:
+                break
+            g = math.log(max(count, 1e-300)) - target
+            if g > 0:  # too many above t: raise it
+                lo, g_lo = t, g
+                if side > 0:
+                    g_hi *= 0.5  # Illinois: don't let the far end stall the interpolation
+                side = 1
+            else:
+                hi, g_hi = t, g
+                if side < 0:
+                    g_lo *= 0.5
+                side = -1
+            if math.isfinite(g_lo) and math.isfinite(g_hi):
+                t = lo + (hi - lo) * g_lo / (g_lo - g_hi)
+            else:  # no bracket yet: step by a factor in the odds
+                f = 1.3 if g > 0 else 1.0 / 1.3
+                t = t * f / (1.0 + t * (f - 1.0))
+            log_qb = log_tail_bound(n_a, b, t, coefs)
+        if t != t0:
+            self._topk_t[n_rows, k] = t
+            self._bounds = (key, t, n_a, b, coefs, log_qb)
+        return t, coefs, log_qb
+
+    def _cached_bounds(
+        self, key: np.ndarray, n_a: np.ndarray, b: np.ndarray, t: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Tail-bound coefficients and log bounds at t of Beta(n_a, b); for the candidate set
+        of the last call (same rows array) and t, recomputed only where n_a or b changed."""
+        c = self._bounds
+        if c is None or c[0] is not key or c[1] != t or c[2].size != n_a.size:
+            coefs = tail_bound_coefs(n_a, b)
+            log_qb = log_tail_bound(n_a, b, t, coefs)
+            self._bounds = (key, t, n_a, b, coefs, log_qb)
+            return coefs, log_qb
+        _, _, c_na, c_b, coefs, log_qb = c
+        stale = np.flatnonzero((c_na != n_a) | (c_b != b))
+        if stale.size:
+            c_na[stale], c_b[stale] = n_a[stale], b[stale]
+            coefs[:, stale] = tail_bound_coefs(n_a[stale], b[stale])
+            log_qb[stale] = log_tail_bound(n_a[stale], b[stale], t, coefs[:, stale])
+        return coefs, log_qb
 
     def _prior_order_stats(
         self, m: int, k: int, n_samples: int, rng: np.random.Generator
@@ -488,6 +588,68 @@ def _merge_exceedances(
         base = np.concatenate([base, ex], axis=1)
         base_ids = np.concatenate([base_ids, ex_ids], axis=1)
     return _topk_rows(base, base_ids, k)
+
+
+@functools.lru_cache(maxsize=64)
+def _count_band(n_rows: int, k: int) -> tuple[float, float]:
+    """Accepted expected draws above the threshold per row: from the least mean at which all
+    n_rows rows have k above it but for a chance _SHORT_ROW_RISK (Poisson counts; the bounds
+    over-count) to 1.6 times that."""
+    mu = float(k)
+    while True:
+        p = math.exp(-mu) * sum(mu**j / math.factorial(j) for j in range(k))
+        if n_rows * p <= _SHORT_ROW_RISK:
+            return mu, 1.6 * mu
+        mu += 0.5
+
+
+def _topk_above(
+    base: np.ndarray,
+    base_ids: np.ndarray,
+    ids: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    t: float,
+    k: int,
+    rng: np.random.Generator,
+    coefs: np.ndarray | None = None,
+    log_bound: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k per row of base (drawn in full, maybe 0 wide) and Beta(a, b) draws of items `ids`
+    drawn only above t (t independent of all draws); a row with fewer than k values above t
+    then draws its other items below t (rejection), so every row is exact."""
+    n_rows = base.shape[0]
+    r, c, v = exceedances(a, b, t, n_rows, rng, coefs, log_bound)
+    width = max(int(np.bincount(r, minlength=n_rows).max()) if r.size else 0, k)
+    col = np.arange(r.size) - np.searchsorted(r, np.arange(n_rows))[r]
+    ex = np.full((n_rows, width), -1.0)
+    ex_ids = np.zeros(ex.shape, dtype=np.int64)
+    ex[r, col] = v
+    ex_ids[r, col] = ids[c]
+    vals = np.concatenate([base, ex], axis=1)
+    out_ids, out_vals = _topk_rows(vals, np.concatenate([base_ids, ex_ids], axis=1), k)
+    for row in np.flatnonzero(out_vals[:, -1] <= t):  # fewer than k above t: rare
+        x = np.empty(a.size)
+        mine = r == row
+        x[c[mine]] = v[mine]
+        rest = np.ones(a.size, dtype=bool)
+        rest[c[mine]] = False
+        x[rest] = _beta_below(a[rest], b[rest], t, rng)
+        row_ids, row_vals = _topk_rows(
+            np.concatenate([base[row], x])[None, :], np.concatenate([base_ids[row], ids]), k
+        )
+        out_ids[row], out_vals[row] = row_ids[0], row_vals[0]
+    return out_ids, out_vals
+
+
+def _beta_below(a: np.ndarray, b: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
+    """One draw of Beta(a_i, b_i) given it is at most t, per item (rejection)."""
+    x = rng.beta(a, b)
+    bad = np.flatnonzero(x > t)
+    while bad.size:
+        x[bad] = rng.beta(a[bad], b[bad])
+        bad = bad[x[bad] > t]
+    return x
 
 
 def _distinct_ints(m: int, k: int, rows: int, rng: np.random.Generator) -> np.ndarray:
