@@ -31,6 +31,7 @@ DENSE_INT_ALPHA = 4  # a exponentials per draw cost about numpy's one Beta draw 
 TAIL_INT_ALPHA = 128  # exceedances: ceil(alpha) at most this (O(alpha) per item that may exceed)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _BOUND_SLACK = 1e-9  # added to the log tail bound: far above its rounding error
+_MAX_CELLS = 1 << 22  # exceedances: at most this many (row, item) random numbers at once
 _LOG_FACT = np.array([math.lgamma(j + 1.0) for j in range(TAIL_INT_ALPHA + 1)])  # log j!
 
 
@@ -188,9 +189,10 @@ def exceedances(
     coefs: np.ndarray | None = None,
     log_bound: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Of X_ri ~ Beta(a_i, b_i) independent (r < n_rows, ceil(a_i) <= TAIL_INT_ALPHA), exactly
-    the draws above t: (row, column, value) arrays, sorted by row. O(n) plus O(1) per draw
-    near t. coefs, log_bound: tail_bound_coefs(ceil(a), b), log_tail_bound(ceil(a), b, t)."""
+    """Of X_ri ~ Beta(a_i, b_i) independent (r < n_rows), exactly the draws above t: (row,
+    column, value) arrays, sorted by row. O(n) plus O(1) per draw near t (items with ceil(a) >
+    TAIL_INT_ALPHA or a tail bound of 1: O(n_rows), drawn in full). coefs, log_bound:
+    tail_bound_coefs(ceil(a), b), log_tail_bound(ceil(a), b, t), if already computed."""
     # X | X > t = t + (1 - t) Beta(a - j, b + j) with probability (1 - t)^b T_j, j < a (integer
     # a). The bound (1 - t)^b sum_{m<a} U_{a-1-m}, U_j = Tbar rho^-(a-1-j) >= T_j, proposes a
     # row at its rate, j = a - 1 - m with m a truncated geometric, kept with T_j / U_j: exactly
@@ -207,7 +209,19 @@ def exceedances(
     if coefs is None:
         coefs = tail_bound_coefs(n_a, b)
     log_qb = log_tail_bound(n_a, b, t, coefs) if log_bound is None else log_bound
-    sure = np.flatnonzero(log_qb >= 0.0)  # bound 1: drawn in full
+    chunk = max(1, _MAX_CELLS // a.size)
+    if n_rows > chunk:  # (many rows, e.g. marginals: bounded memory, rows are independent)
+        parts = [
+            exceedances(a, b, t, min(chunk, n_rows - r0), rng, coefs, log_qb)
+            for r0 in range(0, n_rows, chunk)
+        ]
+        offsets = np.repeat(np.arange(0, n_rows, chunk), [p[0].size for p in parts])
+        return (
+            np.concatenate([p[0] for p in parts]) + offsets,
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
+        )
+    sure = np.flatnonzero((log_qb >= 0.0) | (n_a > TAIL_INT_ALPHA))  # drawn in full
     full_r = full_i = np.empty(0, dtype=np.int64)
     full_v = np.empty(0)
     if sure.size:
@@ -217,8 +231,9 @@ def exceedances(
     # Which columns have any proposal (none in n_rows: prob (1 - bound)^n_rows), then for
     # those the first such row (a truncated geometric, by inversion) and each later row.
     qb = np.exp(log_qb)
+    qb[sure] = 0.0
     rate = n_rows * qb  # >= the chance of any proposal: a superset, thinned to that chance
-    act = np.flatnonzero((rng.random(a.size) < rate) & (qb < 1.0))
+    act = np.flatnonzero(rng.random(a.size) < rate)
     p_any = -np.expm1(n_rows * np.log1p(-qb[act]))
     act = act[rng.random(act.size) * np.minimum(rate[act], 1.0) < p_any]
     rows, item = _proposals(np.log1p(-qb[act]), n_rows, rng)

@@ -327,7 +327,7 @@ class BetaBernoulliPosterior:
         t = t0 = self._topk_t.get((n_rows, k), -1.0)
         if not 0.0 < t < 1.0:  # the mean of the item ranked `lo_ok`-th by mean
             mean = n_a / (n_a + b)
-            r = mean.size - min(int(lo_ok), mean.size)
+            r = mean.size - min(max(int(lo_ok), 1), mean.size)
             t = float(np.partition(mean, r)[r])
         coefs, log_qb = self._cached_bounds(key, n_a, b, t)
         lo, g_lo, hi, g_hi, side = 0.0, math.inf, 1.0, -math.inf, 0
