@@ -167,6 +167,7 @@ class BetaBernoulliPosterior:
         self._step = 0
         self._tail: tuple[np.ndarray, np.ndarray] | None = None
         self._topk_t: dict[tuple[int, int], float] = {}  # last threshold per (rows, k)
+        self._topk_ratio: dict[tuple[int, int], float] = {}  # draws above t / summed bounds
         # for the last candidate set (its rows array) and t: ceil(alpha), beta, tail-bound
         # coefficients and log bounds per item, kept while an item's draw parameters stay
         self._bounds: (
@@ -302,7 +303,7 @@ class BetaBernoulliPosterior:
             b = np.concatenate([b, np.full(cold.size, self._draw_beta)])
             ids = np.concatenate([warm, cold])
         n_a = np.ceil(a)
-        t, coefs, log_qb = self._threshold(rows, n_a, b, n_samples, k)
+        t, coefs, log_qb, total = self._threshold(rows, n_a, b, n_samples, k)
         direct = n_a > TAIL_INT_ALPHA
         base = np.empty((n_samples, 0))
         base_ids: np.ndarray = np.empty((n_samples, 0), dtype=np.int64)
@@ -314,17 +315,26 @@ class BetaBernoulliPosterior:
             ids, a, b, coefs, log_qb = ids[p], a[p], b[p], coefs[:, p], log_qb[p]
             if ids.size == 0:
                 return _topk_rows(base, base_ids, k)
-        return _topk_above(base, base_ids, ids, a, b, t, k, rng, coefs, log_qb)
+        out_ids, out_vals, n_above = _topk_above(
+            base, base_ids, ids, a, b, t, k, rng, coefs, log_qb
+        )
+        # the bounds over-count (most for non-integer alpha): learn by how much, for next time
+        ratio = n_above / n_samples / max(total, 1e-300)
+        old = self._topk_ratio.get((n_samples, k), 1.0)
+        self._topk_ratio[n_samples, k] = min(max(0.8 * old + 0.2 * ratio, 0.2), 1.0)
+        return out_ids, out_vals
 
     def _threshold(
         self, key: np.ndarray, n_a: np.ndarray, b: np.ndarray, n_rows: int, k: int
-    ) -> tuple[float, np.ndarray, np.ndarray]:
+    ) -> tuple[float, np.ndarray, np.ndarray, float]:
         """A t with about as many draws above it per row as k needs safely (_count_band, by
-        the summed tail bounds of Beta(n_a, b)), by regula falsi on log(count) from the last
-        call's t; and the tail bound's coefficients and log bounds at t (not to be modified)."""
+        the summed tail bounds of Beta(n_a, b) times the learnt ratio of draws to bounds), by
+        regula falsi on log(count) from the last call's t; and the tail bound's coefficients,
+        log bounds at t (not to be modified) and their sum."""
         lo_ok, hi_ok = _count_band(n_rows, k)
         target = math.log(math.sqrt(lo_ok * hi_ok))
         t = t0 = self._topk_t.get((n_rows, k), -1.0)
+        ratio = self._topk_ratio.get((n_rows, k), 1.0)
         if not 0.0 < t < 1.0:  # the mean of the item ranked `lo_ok`-th by mean
             mean = n_a / (n_a + b)
             r = mean.size - min(max(int(lo_ok), 1), mean.size)
@@ -332,7 +342,8 @@ class BetaBernoulliPosterior:
         coefs, log_qb = self._cached_bounds(key, n_a, b, t)
         lo, g_lo, hi, g_hi, side = 0.0, math.inf, 1.0, -math.inf, 0
         for _ in range(50):
-            count = float(np.exp(log_qb).sum())
+            total = float(np.exp(log_qb).sum())
+            count = ratio * total
             if lo_ok <= count <= hi_ok:
                 break
             g = math.log(max(count, 1e-300)) - target
@@ -355,7 +366,7 @@ class BetaBernoulliPosterior:
         if t != t0:
             self._topk_t[n_rows, k] = t
             self._bounds = (key, t, n_a, b, coefs, log_qb)
-        return t, coefs, log_qb
+        return t, coefs, log_qb, total
 
     def _cached_bounds(
         self, key: np.ndarray, n_a: np.ndarray, b: np.ndarray, t: float
@@ -614,10 +625,11 @@ def _topk_above(
     rng: np.random.Generator,
     coefs: np.ndarray | None = None,
     log_bound: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Top-k per row of base (drawn in full, maybe 0 wide) and Beta(a, b) draws of items `ids`
     drawn only above t (t independent of all draws); a row with fewer than k values above t
-    then draws its other items below t (rejection), so every row is exact."""
+    then draws its other items below t (rejection), so every row is exact. Also: how many of
+    the `ids` draws were above t."""
     n_rows = base.shape[0]
     r, c, v = exceedances(a, b, t, n_rows, rng, coefs, log_bound)
     width = max(int(np.bincount(r, minlength=n_rows).max()) if r.size else 0, k)
@@ -639,7 +651,7 @@ def _topk_above(
             np.concatenate([base[row], x])[None, :], np.concatenate([base_ids[row], ids]), k
         )
         out_ids[row], out_vals[row] = row_ids[0], row_vals[0]
-    return out_ids, out_vals
+    return out_ids, out_vals, int(r.size)
 
 
 def _beta_below(a: np.ndarray, b: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
