@@ -17,6 +17,7 @@ from bandits.base import (
     TopKSampler,
     UpdatablePosterior,
 )
+from bandits.linear_posterior import LinearGaussianPosterior
 from bandits.peers import RiverTopKThompson
 from bandits.policies import (
     ContextualThompsonSampling,
@@ -26,7 +27,7 @@ from bandits.policies import (
     RandomPolicy,
     ThompsonSamplingPolicy,
 )
-from bandits.posteriors import BetaBernoulliPosterior, LinearGaussianPosterior
+from bandits.posteriors import BetaBernoulliPosterior
 
 __all__ = [
     "POLICIES",

@@ -16,7 +16,9 @@ from bandits.base import (
     TopKSampler,
     UpdatablePosterior,
 )
-from bandits.posteriors import BetaBernoulliPosterior, LinearGaussianPosterior, _topk_rows
+from bandits.linear_posterior import LinearGaussianPosterior
+from bandits.posteriors import BetaBernoulliPosterior
+from bandits.topk_draws import topk_rows
 
 __all__ = [
     "ContextualThompsonSampling",
@@ -278,7 +280,7 @@ class ThompsonSamplingPolicy(_PosteriorPolicy):
             raise ValueError(
                 "posterior sample_scores must return finite scores of shape (n_samples, n)"
             )
-        return _topk_rows(s, np.arange(len(candidates)), k)
+        return topk_rows(s, np.arange(len(candidates)), k)
 
     def _draw(
         self,

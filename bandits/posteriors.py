@@ -1,11 +1,10 @@
-"""Posterior samplers the built-in policies use: Beta-Bernoulli per item with a position-based
-click model, and Bayesian linear regression over item embeddings and user features."""
+"""The Beta-Bernoulli posterior per item under a position-based click model, with exact and
+cheap top-k posterior draws for large candidate sets (the built-in policies' default)."""
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -16,15 +15,14 @@ from bandits.beta_draws import (
     DENSE_INT_ALPHA,
     TAIL_INT_ALPHA,
     beta_rows,
-    exceedances,
     log_tail_bound,
     tail_bound_coefs,
 )
+from bandits.topk_draws import count_band, distinct_ints, merge_exceedances, topk_above, topk_rows
 
-__all__ = ["BetaBernoulliPosterior", "LinearGaussianPosterior", "default_examination"]
+__all__ = ["BetaBernoulliPosterior", "default_examination"]
 
 _DENSE_WARM = 32  # few never-seen items and at most this many x k warm: dense draws
-_SHORT_ROW_RISK = 1e-3  # target chance per call that a row has < k draws above the threshold
 
 
 def default_examination(n_positions: int) -> np.ndarray:
@@ -266,11 +264,11 @@ class BetaBernoulliPosterior:
         m = cold.size
         if self._draw_beta < 1.0 or (m < 4 * k and warm.size <= _DENSE_WARM * k):
             scores = self.sample_scores(candidates, n_samples, rng)
-            return _topk_rows(scores, np.arange(n), k)
+            return topk_rows(scores, np.arange(n), k)
         if m < 4 * k:
             return self._topk_by_threshold(rows, warm, cold, n_samples, k, rng)
         cold_vals = self._prior_order_stats(m, k, n_samples, rng)
-        cold_idx = cold[_distinct_ints(m, k, n_samples, rng)]
+        cold_idx = cold[distinct_ints(m, k, n_samples, rng)]
         if warm.size == 0:
             return cold_idx, cold_vals
         a, b = self._draw_params_rows(rows[warm])
@@ -283,7 +281,7 @@ class BetaBernoulliPosterior:
             base_ids = np.concatenate([base_ids, dids], axis=1)
             p = np.flatnonzero(~direct)
             warm, a, b = warm[p], a[p], b[p]
-        return _merge_exceedances(base, base_ids, warm, a, b, k, rng)
+        return merge_exceedances(base, base_ids, warm, a, b, k, rng)
 
     def _topk_by_threshold(
         self,
@@ -314,10 +312,8 @@ class BetaBernoulliPosterior:
             p = np.flatnonzero(~direct)
             ids, a, b, coefs, log_qb = ids[p], a[p], b[p], coefs[:, p], log_qb[p]
             if ids.size == 0:
-                return _topk_rows(base, base_ids, k)
-        out_ids, out_vals, n_above = _topk_above(
-            base, base_ids, ids, a, b, t, k, rng, coefs, log_qb
-        )
+                return topk_rows(base, base_ids, k)
+        out_ids, out_vals, n_above = topk_above(base, base_ids, ids, a, b, t, k, rng, coefs, log_qb)
         # the bounds over-count (most for non-integer alpha): learn by how much, for next time
         ratio = n_above / n_samples / max(total, 1e-300)
         old = self._topk_ratio.get((n_samples, k), 1.0)
@@ -327,11 +323,11 @@ class BetaBernoulliPosterior:
     def _threshold(
         self, key: np.ndarray, n_a: np.ndarray, b: np.ndarray, n_rows: int, k: int
     ) -> tuple[float, np.ndarray, np.ndarray, float]:
-        """A t with about as many draws above it per row as k needs safely (_count_band, by
+        """A t with about as many draws above it per row as k needs safely (count_band, by
         the summed tail bounds of Beta(n_a, b) times the learnt ratio of draws to bounds), by
         regula falsi on log(count) from the last call's t; and the tail bound's coefficients,
         log bounds at t (not to be modified) and their sum."""
-        lo_ok, hi_ok = _count_band(n_rows, k)
+        lo_ok, hi_ok = count_band(n_rows, k)
         target = math.log(math.sqrt(lo_ok * hi_ok))
         t = t0 = self._topk_t.get((n_rows, k), -1.0)
         ratio = self._topk_ratio.get((n_rows, k), 1.0)
@@ -442,236 +438,3 @@ class BetaBernoulliPosterior:
             raw = (self._pos_clicks + s * self._exam_prior) / (self._pos_expected + s)
             raw /= raw[0]
             self.examination = np.minimum(np.maximum(raw, 1e-3), 1.0)
-
-
-class LinearGaussianPosterior:
-    """Bayesian linear regression of clicks on [1, e_item] outer [1, u_user] (context['features']),
-    closed-form Woodbury update per slate; with `examination`, clicks ~ exam[p] * x.w."""
-
-    def __init__(
-        self,
-        embeddings: Mapping[str, Any] | Callable[[str], Any],
-        item_dim: int,
-        user_dim: int = 0,
-        prior_precision: float = 1.0,
-        noise_variance: float = 0.25,
-        examination: Sequence[float] | None = None,
-        prior_mean_bias: float = 0.0,
-    ) -> None:
-        if not (callable(embeddings) or isinstance(embeddings, Mapping)):
-            raise ValueError("embeddings must be a mapping item id -> vector or a callable")
-        if not (isinstance(item_dim, int) and item_dim >= 1):
-            raise ValueError(f"item_dim must be a positive int, got {item_dim!r}")
-        if not (isinstance(user_dim, int) and user_dim >= 0):
-            raise ValueError(f"user_dim must be a non-negative int, got {user_dim!r}")
-        for name, v in (("prior_precision", prior_precision), ("noise_variance", noise_variance)):
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-        if examination is not None:
-            ex = np.asarray(examination, dtype=float)
-            if ex.ndim != 1 or ex.size == 0 or np.any(ex <= 0) or np.any(ex > 1):
-                raise ValueError("examination must be a non-empty 1-d sequence in (0, 1]")
-            self._exam: np.ndarray | None = ex
-        else:
-            self._exam = None
-        self.embeddings = embeddings
-        self.item_dim = item_dim
-        self.user_dim = user_dim
-        self.prior_precision = float(prior_precision)
-        self.noise_variance = float(noise_variance)
-        self.dim = (1 + item_dim) * (1 + user_dim)
-        self.uses_context = user_dim > 0
-        self.mu = np.zeros(self.dim)
-        self.mu[0] = float(prior_mean_bias)
-        self.cov = np.eye(self.dim) / self.prior_precision
-        self._chol: np.ndarray | None = None
-        self._emb_cache: dict[str, np.ndarray] = {}
-
-    def _embed(self, item: str) -> np.ndarray:
-        v = self._emb_cache.get(item)
-        if v is not None:
-            return v
-        e = self.embeddings(item) if callable(self.embeddings) else self.embeddings.get(item)
-        if e is None:
-            out = np.zeros(self.item_dim)  # never-seen item: the prior decides (bias only)
-        else:
-            out = np.asarray(e, dtype=float).reshape(-1)
-            if out.size != self.item_dim:
-                raise ValueError(f"embedding of {item!r} has size {out.size}, not {self.item_dim}")
-            self._emb_cache[item] = out
-        return out
-
-    def _user(self, context: Mapping[str, Any] | None) -> np.ndarray:
-        if self.user_dim == 0:
-            return np.ones(1)
-        feats = None if context is None else context.get("features")
-        if feats is None:
-            u = np.zeros(self.user_dim)
-        else:
-            u = np.asarray(feats, dtype=float).reshape(-1)
-            if u.size != self.user_dim:
-                raise ValueError(f"context features have size {u.size}, not {self.user_dim}")
-        return np.concatenate([[1.0], u])
-
-    def features(
-        self, items: Sequence[str], context: Mapping[str, Any] | None = None
-    ) -> np.ndarray:
-        """Design matrix, shape (len(items), dim)."""
-        e = np.empty((len(items), 1 + self.item_dim))
-        e[:, 0] = 1.0
-        if len(items):
-            e[:, 1:] = np.stack([self._embed(i) for i in items])
-        u = self._user(context)
-        return (e[:, :, None] * u[None, None, :]).reshape(len(items), self.dim)
-
-    def mean_scores(
-        self, candidates: Sequence[str], context: Mapping[str, Any] | None = None
-    ) -> np.ndarray:
-        """Posterior-mean predicted click rate."""
-        return np.asarray(self.features(candidates, context) @ self.mu)
-
-    def sample_scores(
-        self,
-        candidates: Sequence[str],
-        n_samples: int,
-        rng: np.random.Generator,
-        context: Mapping[str, Any] | None = None,
-    ) -> np.ndarray:
-        """Scores under n_samples draws of w, shape (n_samples, n)."""
-        if self._chol is None:
-            self._chol = np.linalg.cholesky(self.cov + 1e-12 * np.eye(self.dim))
-        w = self.mu[:, None] + self._chol @ rng.standard_normal((self.dim, n_samples))
-        return np.asarray((self.features(candidates, context) @ w).T)
-
-    def update(self, feedback: Feedback) -> None:
-        """Woodbury update of (mu, Sigma) with the slate's items as k observations."""
-        x = self.features(feedback.slate, feedback.context)
-        y = feedback.click_vector
-        k = len(feedback.slate)
-        if self._exam is not None:
-            x = x * self._exam[np.minimum(np.arange(k), self._exam.size - 1)][:, None]
-        noise = np.full(k, self.noise_variance)
-        sx = self.cov @ x.T  # (d, k)
-        s = x @ sx + np.diag(noise)
-        gain = np.linalg.solve(s, sx.T).T  # (d, k)
-        self.mu = self.mu + gain @ (y - x @ self.mu)
-        self.cov = self.cov - gain @ sx.T
-        self.cov = 0.5 * (self.cov + self.cov.T)
-        self._chol = None
-
-
-def _topk_rows(vals: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the k largest values (descending) and their ids; ids (cols,) or (rows, cols)."""
-    n = vals.shape[1]
-    r = np.arange(vals.shape[0])[:, None]
-    if n > 4 * k:
-        part = np.argpartition(vals, n - k, axis=1)[:, n - k :]
-        part = part[r, np.argsort(-vals[r, part], axis=1, kind="stable")]
-    else:  # narrow: one small sort per row beats partition + sort
-        part = np.argsort(-vals, axis=1, kind="stable")[:, :k]
-    out_ids = ids[part] if ids.ndim == 1 else ids[r, part]
-    return out_ids, vals[r, part]
-
-
-def _merge_exceedances(
-    base: np.ndarray,
-    base_ids: np.ndarray,
-    ids: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    k: int,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k per row of base (rows, >= k) together with Beta(a, b) draws for items `ids`, of
-    which only those above t = min over rows of base's k-th value are drawn (the rest can't
-    place): exact, as the threshold comes from draws independent of these items'."""
-    n_rows, width = base.shape
-    t = float(np.partition(base, width - k, axis=1)[:, width - k].min())
-    if a.size == 0 or t >= 1.0:
-        return _topk_rows(base, base_ids, k)
-    r, c, v = exceedances(a, b, t, n_rows, rng)
-    if r.size:  # the draws above t (sorted by row) as extra columns, padded with -1
-        col = np.arange(r.size) - np.searchsorted(r, np.arange(n_rows))[r]
-        ex = np.full((n_rows, int(col.max()) + 1), -1.0)
-        ex_ids = np.zeros(ex.shape, dtype=np.int64)
-        ex[r, col] = v
-        ex_ids[r, col] = ids[c]
-        base = np.concatenate([base, ex], axis=1)
-        base_ids = np.concatenate([base_ids, ex_ids], axis=1)
-    return _topk_rows(base, base_ids, k)
-
-
-@functools.lru_cache(maxsize=64)
-def _count_band(n_rows: int, k: int) -> tuple[float, float]:
-    """Accepted expected draws above the threshold per row: from the least mean at which all
-    n_rows rows have k above it but for a chance _SHORT_ROW_RISK (Poisson counts; the bounds
-    over-count) to 1.6 times that."""
-    mu = float(k)
-    while True:
-        p = math.exp(-mu) * sum(mu**j / math.factorial(j) for j in range(k))
-        if n_rows * p <= _SHORT_ROW_RISK:
-            return mu, 1.6 * mu
-        mu += 0.5
-
-
-def _topk_above(
-    base: np.ndarray,
-    base_ids: np.ndarray,
-    ids: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    t: float,
-    k: int,
-    rng: np.random.Generator,
-    coefs: np.ndarray | None = None,
-    log_bound: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Top-k per row of base (drawn in full, maybe 0 wide) and Beta(a, b) draws of items `ids`
-    drawn only above t (t independent of all draws); a row with fewer than k values above t
-    then draws its other items below t (rejection), so every row is exact. Also: how many of
-    the `ids` draws were above t."""
-    n_rows = base.shape[0]
-    r, c, v = exceedances(a, b, t, n_rows, rng, coefs, log_bound)
-    width = max(int(np.bincount(r, minlength=n_rows).max()) if r.size else 0, k)
-    col = np.arange(r.size) - np.searchsorted(r, np.arange(n_rows))[r]
-    ex = np.full((n_rows, width), -1.0)
-    ex_ids = np.zeros(ex.shape, dtype=np.int64)
-    ex[r, col] = v
-    ex_ids[r, col] = ids[c]
-    vals = np.concatenate([base, ex], axis=1)
-    out_ids, out_vals = _topk_rows(vals, np.concatenate([base_ids, ex_ids], axis=1), k)
-    for row in np.flatnonzero(out_vals[:, -1] <= t):  # fewer than k above t: rare
-        x = np.empty(a.size)
-        mine = r == row
-        x[c[mine]] = v[mine]
-        rest = np.ones(a.size, dtype=bool)
-        rest[c[mine]] = False
-        x[rest] = _beta_below(a[rest], b[rest], t, rng)
-        row_ids, row_vals = _topk_rows(
-            np.concatenate([base[row], x])[None, :], np.concatenate([base_ids[row], ids]), k
-        )
-        out_ids[row], out_vals[row] = row_ids[0], row_vals[0]
-    return out_ids, out_vals, int(r.size)
-
-
-def _beta_below(a: np.ndarray, b: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
-    """One draw of Beta(a_i, b_i) given it is at most t, per item (rejection)."""
-    x = rng.beta(a, b)
-    bad = np.flatnonzero(x > t)
-    while bad.size:
-        x[bad] = rng.beta(a[bad], b[bad])
-        bad = bad[x[bad] > t]
-    return x
-
-
-def _distinct_ints(m: int, k: int, rows: int, rng: np.random.Generator) -> np.ndarray:
-    """rows x k integers from range(m), distinct within each row, uniformly (ordered)."""
-    if 8 * k * k > m:
-        return np.argsort(rng.random((rows, m)), axis=1)[:, :k]
-    out = rng.integers(0, m, size=(rows, k))
-    while True:
-        s = np.sort(out, axis=1)
-        bad = np.flatnonzero((s[:, 1:] == s[:, :-1]).any(axis=1))
-        if bad.size == 0:
-            return out
-        out[bad] = rng.integers(0, m, size=(bad.size, k))

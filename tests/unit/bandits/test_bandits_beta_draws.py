@@ -302,7 +302,7 @@ def _assert_topk_like_dense(
 def test_short_rows_are_completed_below_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
     """With a threshold far too high (about one draw above it per row), most rows draw their
     other items below it: still the dense top-k law."""
-    monkeypatch.setattr(posteriors, "_count_band", lambda n_rows, k: (0.5, 1.5))
+    monkeypatch.setattr(posteriors, "count_band", lambda n_rows, k: (0.5, 1.5))
     post, cands = _warm_posterior(400, 400, 0, 1.0, 0.3)
     a, b = post.params(cands)
     rng = np.random.default_rng(6)
