@@ -23,6 +23,7 @@ from bandits import (
     Feedback,
     GreedyPolicy,
     InSlateThompsonSampling,
+    LinearGaussianPosterior,
     RandomPolicy,
     RiverTopKThompson,
     SlatePolicy,
@@ -39,6 +40,8 @@ POLICY_ORDER = [
     "random",
     "river-ts",
     "contextual-ts",
+    "contextual-in-slate-ts",
+    "contextual-greedy",
 ]
 _ML: dict[str, np.ndarray] = {}
 _SYNTH: dict[str, float] = {}  # overrides of SyntheticSimulator defaults (e.g. churn_rate)
@@ -121,18 +124,22 @@ def make_policy(
         "random": lambda: RandomPolicy(seed=seed),
         "river-ts": lambda: RiverTopKThompson(a0, b0, seed=seed),
     }
-    if name == "contextual-ts":
+    if name in ("contextual-ts", "contextual-in-slate-ts", "contextual-greedy"):
         assert isinstance(sim, SyntheticSimulator)
         d = sim.dim
+        linear = {
+            "item_dim": d,
+            "user_dim": d,
+            "prior_precision": 1.0 / ctr0**2,  # prior sd of each weight = the site-wide CTR
+            "noise_variance": ctr0 * (1 - ctr0),
+            "examination": 1.0 / np.log2(np.arange(K) + 2.0),
+            "prior_mean_bias": ctr0,
+        }
+        if name == "contextual-greedy":  # the same Bayesian linear model, ranked by its mean
+            return GreedyPolicy(LinearGaussianPosterior(sim.item_embedding, **linear), seed=seed)
+        in_slate = name == "contextual-in-slate-ts"
         return ContextualThompsonSampling(
-            sim.item_embedding,
-            item_dim=d,
-            user_dim=d,
-            prior_precision=1.0 / ctr0**2,  # prior sd of each weight = the site-wide CTR
-            noise_variance=ctr0 * (1 - ctr0),
-            examination=1.0 / np.log2(np.arange(K) + 2.0),
-            prior_mean_bias=ctr0,
-            seed=seed,
+            sim.item_embedding, in_slate=in_slate, seed=seed, **linear
         )
     return factories[name]()
 
@@ -415,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in sims
         for seed in range(a.first_seed, a.first_seed + a.seeds)
         for name in pols
-        if not (name == "contextual-ts" and kind != "synthetic")
+        if not (name.startswith("contextual") and kind != "synthetic")
     ]
     t0 = time.time()
     with get_context("fork").Pool(a.jobs) as pool:
