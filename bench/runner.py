@@ -319,6 +319,8 @@ def _adapt_bandits(r: dict[str, Any]) -> list[Figure]:
         "in-slate-ts, 10% warm",
         "ts, 10% warm",
         "in-slate-ts, 100% warm",
+        "in-slate-ts, 10% warm, temperature=0.125",
+        "in-slate-ts, 100% warm, temperature=0.125",
     )
     for clock in ("wall", "cpu"):
         greedy = _get(sel, "greedy, 10% warm", clock, "p99")
