@@ -1,0 +1,41 @@
+"""The bandit experiment's helpers: tempered policy names, report order, paired differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bandits import BetaBernoulliPosterior
+from bandits.simulators import SyntheticSimulator
+from bench.experiments_bandits import make_policy, ordered, paired_vs, split_temperature
+
+
+@pytest.mark.timeout(5)
+def test_temperature_suffix_builds_a_tempered_posterior() -> None:
+    assert split_temperature("in-slate-ts@0.125") == ("in-slate-ts", 0.125)
+    assert split_temperature("greedy") == ("greedy", 1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        split_temperature("greedy@0.5")
+    sim = SyntheticSimulator(n_users=5, n_items=20, seed=0)
+    policy = make_policy("ts@0.25", sim, (2.0, 30.0), seed=1)
+    post = policy.posterior  # type: ignore[attr-defined]
+    assert isinstance(post, BetaBernoulliPosterior)
+    assert (post.temperature, post.prior_alpha, post.prior_beta) == (0.25, 2.0, 30.0)
+
+
+@pytest.mark.timeout(5)
+def test_report_order_and_paired_differences() -> None:
+    assert ordered(["greedy", "ts@0.125", "in-slate-ts", "ts"]) == [
+        "in-slate-ts",
+        "ts",
+        "ts@0.125",
+        "greedy",
+    ]
+    runs = [
+        {"sim": "s", "policy": p, "seed": seed, "clicks": np.full(10, c)}
+        for p, per_seed in (("greedy", (1.0, 2.0, 3.0)), ("ts", (2.0, 2.0, 5.0)))
+        for seed, c in enumerate(per_seed)
+    ]
+    # differences 10, 0, 20 clicks: mean 10, sd 10, s.e. 10 / sqrt(3); ahead in 2 of 3 seeds
+    assert paired_vs(runs, "s", "ts", "greedy") == "+10 ± 6 (2/3)"
+    assert paired_vs(runs, "s", "greedy", "greedy") == "–"
