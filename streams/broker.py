@@ -36,8 +36,9 @@ def ensure_topics(settings: Settings) -> list[str]:
     from kafka.errors import TopicAlreadyExistsError
 
     check_broker(settings)
+    bootstrap = settings.kafka_bootstrap or ""  # set: check_broker raised otherwise
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         existing = set(admin.list_topics())
         new = [
@@ -50,13 +51,16 @@ def ensure_topics(settings: Settings) -> list[str]:
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)
-            _wait_for_leaders(admin, {t.name: t.num_partitions for t in new})
+            new_parts = {t.name: t.num_partitions for t in new}
+            _wait_for_leaders(admin, bootstrap, new_parts)
         return [t.name for t in new]
     finally:
         admin.close()
 
 
-def _wait_for_leaders(admin: Any, partitions: dict[str, int], timeout_s: float = 15.0) -> None:
+def _wait_for_leaders(
+    admin: Any, bootstrap: str, partitions: dict[str, int], timeout_s: float = 15.0
+) -> None:
     """Wait (bounded) until every partition of the new topics has a leader, so the first
     clients do not log NotLeaderForPartition while the controller is still electing."""
     deadline = time.monotonic() + timeout_s
@@ -72,6 +76,24 @@ def _wait_for_leaders(admin: Any, partitions: dict[str, int], timeout_s: float =
             for d in described
         }
         if all(led.get(name, 0) >= n for name, n in partitions.items()):
+            _wait_until_served(bootstrap, partitions, deadline)
             return
         time.sleep(0.1)
     log.warning("topics without a leader after %.0f s: %s", timeout_s, sorted(partitions))
+
+
+def _wait_until_served(bootstrap: str, partitions: dict[str, int], deadline: float) -> None:
+    """The metadata names a leader before that broker serves the partition: ask each leader
+    for its end offsets (kafka-python retries NotLeaderForPartition) until they answer."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    left_ms = int(max(deadline - time.monotonic(), 1.0) * 1000)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(t, p) for t, n in partitions.items() for p in range(n)]
+        consumer.end_offsets(tps, timeout_ms=left_ms)
+    except KafkaError as exc:  # not fatal: clients retry, they only log it
+        log.warning("new topics not served yet: %s", exc)
+    finally:
+        consumer.close()
