@@ -1,6 +1,6 @@
 """Exact Beta draws without numpy's per-element-parameter Beta sampler where alpha is a small
-integer (a Beta-Bernoulli posterior with an integer prior and no discounting): dense draws, the
-closed-form tail P(X > t), and sampling only the draws that exceed t (any small alpha)."""
+integer (a Beta-Bernoulli posterior with an integer prior and no discounting): dense draws, an
+O(1) upper bound on the tail P(X > t), and sampling only the draws that exceed t."""
 
 # For integer a, 1 - X ~ Beta(b, a) is a product of independent Beta(b + l, 1) = U^(1/(b + l)),
 # l < a, so X = -expm1(-sum_l E_l / (b + l)) with E_l ~ Exp(1); and P(X > t) =
@@ -18,11 +18,9 @@ __all__ = [
     "MIN_EXP_SUM_DRAWS",
     "TAIL_INT_ALPHA",
     "beta_rows",
-    "beta_tail_sf",
     "exceedances",
     "int_alpha",
     "log_tail_bound",
-    "log_tail_terms",
     "tail_bound_coefs",
 ]
 
@@ -123,34 +121,6 @@ def log_tail_bound(
         geo += (a - 1.0) * log_t
         geo += _BOUND_SLACK
     return np.fmin(geo, 0.0)
-
-
-def log_tail_terms(a: np.ndarray, b: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-    """log P(X > t) exactly, X ~ Beta(a_i, b_i), integer a_i >= 1, and per item the cumulative
-    weights of the series terms (shape (max a, n), last 1), all in log space (no overflow)."""
-    n_j = int(a.max())
-    j = np.arange(1.0, n_j)[:, None]
-    lt = np.empty((n_j, a.size))
-    lt[0] = b * math.log1p(-t)
-    if n_j > 1:
-        np.cumsum(np.log((b + (j - 1.0)) * (t / j)), axis=0, out=lt[1:])
-        lt[1:] += lt[0]
-        lt[1:][j >= a] = -np.inf
-    top = lt.max(axis=0)
-    w = np.exp(lt - top)
-    cum = np.cumsum(w, axis=0)
-    total = cum[-1].copy()
-    cum /= total
-    return top + np.log(total), cum
-
-
-def beta_tail_sf(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """P(X > t) for X ~ Beta(a_i, b_i), integer a_i, 0 <= t < 1, in closed form."""
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    if a.size == 0:
-        return np.empty(0)
-    return np.minimum(np.exp(log_tail_terms(a, b, t)[0]), 1.0)
 
 
 def _binet(x: np.ndarray) -> np.ndarray:
