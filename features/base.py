@@ -222,6 +222,15 @@ class FeatureStore(ABC):
         """Features of one user."""
         return (await self.get_many([user_id]))[user_id]
 
+    async def recent_and_affinity(
+        self, user_ids: Sequence[str]
+    ) -> dict[str, tuple[list[str], dict[str, float]]]:
+        """Recent item ids (oldest first) and decayed category affinities of each user: the
+        scorer's read, per request batch. Derived from `get_many` here; a store may override
+        it with a lighter read (no counts, no event types or timestamps parsed)."""
+        feats = await self.get_many(user_ids)
+        return {u: (f.recent_items, dict(f.affinity)) for u, f in feats.items()}
+
     # --- item reads -----------------------------------------------------------------------
     @abstractmethod
     async def items_many(self, item_ids: Sequence[str]) -> dict[str, ItemFeatures]:

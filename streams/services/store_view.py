@@ -16,8 +16,8 @@ class StoreView:
 
     async def user_views(self, user_ids: Sequence[str]) -> dict[str, UserView]:
         """Recent items (oldest first) and decayed category affinities per user."""
-        feats = await self.store.get_many(list(user_ids))
-        return {u: UserView(u, f.recent_items, dict(f.affinity)) for u, f in feats.items()}
+        read = await self.store.recent_and_affinity(list(user_ids))
+        return {u: UserView(u, recent, aff) for u, (recent, aff) in read.items()}
 
     async def popular(self, n: int) -> list[tuple[str, float]]:
         """The n most popular items now, best first."""

@@ -217,6 +217,23 @@ async def test_large_batch_and_many_users(store: FeatureStore) -> None:
     assert g == {"click": 4500, ALL: 4500, "users": 300}
 
 
+async def test_recent_and_affinity_is_the_light_view_of_get_many(store: FeatureStore) -> None:
+    # 600 users: more than one read chunk of the Redis script
+    evs = [item("i1", ("movies", "comedy")), item("i2", ("books",))]
+    evs += [click(f"u{k % 600}", f"i{1 + k // 600}", T0 + k) for k in range(1200)]
+    await store.apply_many(evs)
+    store.clock = lambda: (T0 + 1200) / 1000.0  # type: ignore[attr-defined]
+    ids = [f"u{k}" for k in range(600)] + ["u3", "nobody"]
+    light = await store.recent_and_affinity(ids)
+    full = await store.get_many(ids)
+    assert list(light) == list(full) and len(light) == 601
+    for u, (recent, aff) in light.items():
+        assert recent == full[u].recent_items
+        assert aff == pytest.approx(full[u].affinity)
+    assert light["u4"][0] == ["i1", "i2"] and light["nobody"] == ([], {})
+    assert set(light["u4"][1]) == {"books", "movies/comedy"}
+
+
 async def test_clear_empties_the_store(store: FeatureStore) -> None:
     await store.apply_many([click("u1", "i1", T0), item("i1", ("a",))])
     assert not await store.is_empty()
