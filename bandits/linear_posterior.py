@@ -1,5 +1,5 @@
 """Bayesian linear regression of clicks on item embeddings x user features: the posterior of
-contextual Thompson sampling, with closed-form rank-k updates."""
+contextual Thompson sampling, with closed-form rank-k updates and a sampling temperature."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ __all__ = ["LinearGaussianPosterior"]
 
 class LinearGaussianPosterior:
     """Bayesian linear regression of clicks on [1, e_item] outer [1, u_user] (context['features']),
-    closed-form Woodbury update per slate; with `examination`, clicks ~ exam[p] * x.w."""
+    closed-form Woodbury update per slate; with `examination`, clicks ~ exam[p] * x.w.
+    With `temperature` tau, draws of w come from N(mu, tau * Sigma) (posterior reshaping,
+    Chapelle & Li 2011): tau < 1 explores less, tau -> 0 approaches greedy; means and updates
+    never see tau."""
 
     def __init__(
         self,
@@ -27,6 +30,7 @@ class LinearGaussianPosterior:
         noise_variance: float = 0.25,
         examination: Sequence[float] | None = None,
         prior_mean_bias: float = 0.0,
+        temperature: float = 1.0,
     ) -> None:
         if not (callable(embeddings) or isinstance(embeddings, Mapping)):
             raise ValueError("embeddings must be a mapping item id -> vector or a callable")
@@ -34,7 +38,11 @@ class LinearGaussianPosterior:
             raise ValueError(f"item_dim must be a positive int, got {item_dim!r}")
         if not (isinstance(user_dim, int) and user_dim >= 0):
             raise ValueError(f"user_dim must be a non-negative int, got {user_dim!r}")
-        for name, v in (("prior_precision", prior_precision), ("noise_variance", noise_variance)):
+        for name, v in (
+            ("prior_precision", prior_precision),
+            ("noise_variance", noise_variance),
+            ("temperature", temperature),
+        ):
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}")
         if examination is not None:
@@ -49,12 +57,13 @@ class LinearGaussianPosterior:
         self.user_dim = user_dim
         self.prior_precision = float(prior_precision)
         self.noise_variance = float(noise_variance)
+        self.temperature = float(temperature)
         self.dim = (1 + item_dim) * (1 + user_dim)
         self.uses_context = user_dim > 0
         self.mu = np.zeros(self.dim)
         self.mu[0] = float(prior_mean_bias)
         self.cov = np.eye(self.dim) / self.prior_precision
-        self._chol: np.ndarray | None = None
+        self._chol: np.ndarray | None = None  # Cholesky factor of tau * Sigma, until an update
         self._emb_cache: dict[str, np.ndarray] = {}
 
     def _embed(self, item: str) -> np.ndarray:
@@ -107,9 +116,12 @@ class LinearGaussianPosterior:
         rng: np.random.Generator,
         context: Mapping[str, Any] | None = None,
     ) -> np.ndarray:
-        """Scores under n_samples draws of w, shape (n_samples, n)."""
+        """Scores under n_samples draws of w ~ N(mu, tau * Sigma), shape (n_samples, n)."""
         if self._chol is None:
-            self._chol = np.linalg.cholesky(self.cov + 1e-12 * np.eye(self.dim))
+            chol = np.linalg.cholesky(self.cov + 1e-12 * np.eye(self.dim))
+            if self.temperature != 1.0:
+                chol *= math.sqrt(self.temperature)
+            self._chol = chol
         w = self.mu[:, None] + self._chol @ rng.standard_normal((self.dim, n_samples))
         return np.asarray((self.features(candidates, context) @ w).T)
 

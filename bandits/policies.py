@@ -372,7 +372,8 @@ class InSlateThompsonSampling(ThompsonSamplingPolicy):
 
 class ContextualThompsonSampling(ThompsonSamplingPolicy):
     """Thompson sampling over Bayesian linear regression on item embeddings x user features
-    (context['features']); unknown items score from the prior. in_slate=True fills in-slate."""
+    (context['features']); unknown items score from the prior. in_slate=True fills in-slate;
+    temperature tau draws weights from N(mu, tau * Sigma) (tau < 1 explores less)."""
 
     name = "contextual-ts"
 
@@ -386,6 +387,7 @@ class ContextualThompsonSampling(ThompsonSamplingPolicy):
         examination: Sequence[float] | None = None,
         prior_mean_bias: float = 0.0,
         in_slate: bool = False,
+        temperature: float = 1.0,
         propensity_draws: int = 32,
         marginal_draws: int = 2000,
         seed: int | None = None,
@@ -398,6 +400,7 @@ class ContextualThompsonSampling(ThompsonSamplingPolicy):
             noise_variance,
             examination,
             prior_mean_bias,
+            temperature,
         )
         super().__init__(post, propensity_draws, marginal_draws, True, seed)
         self.in_slate = bool(in_slate)

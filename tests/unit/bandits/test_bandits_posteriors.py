@@ -216,6 +216,47 @@ def test_linear_posterior_learns_and_keeps_prior_for_unknown_items() -> None:
         LinearGaussianPosterior({"a": np.ones(3)}, item_dim=2).mean_scores(["a"])
 
 
+@pytest.mark.timeout(10)
+def test_linear_posterior_temperature_scales_the_draw_variance() -> None:
+    """At temperature tau, scores x.w of draws have mean mu.x and variance tau * x' Sigma x;
+    means and updates are those of the untempered posterior."""
+    emb = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0]), "c": np.array([0.6, -0.3])}
+    exact = LinearGaussianPosterior(emb, item_dim=2, user_dim=1, prior_precision=4.0)
+    cool = LinearGaussianPosterior(
+        emb, item_dim=2, user_dim=1, prior_precision=4.0, temperature=0.25
+    )
+    for post in (exact, cool):
+        for _ in range(10):
+            post.update(Feedback(("a", "b"), (0,), context={"features": [1.0]}))
+            post.update(Feedback(("b", "c"), (0,), context={"features": [-0.5]}))
+    np.testing.assert_array_equal(cool.mu, exact.mu)
+    np.testing.assert_array_equal(cool.cov, exact.cov)
+    items, ctx = ["a", "b", "c", "new"], {"features": [0.3]}
+    np.testing.assert_array_equal(cool.mean_scores(items, ctx), exact.mean_scores(items, ctx))
+    x = cool.features(items, ctx)
+    mean, var = x @ cool.mu, 0.25 * np.einsum("ij,jk,ik->i", x, cool.cov, x)
+    n = 40_000
+    s = cool.sample_scores(items, n, np.random.default_rng(0), ctx)
+    assert s.shape == (n, len(items))
+    np.testing.assert_array_less(np.abs(s.mean(axis=0) - mean), 4 * np.sqrt(var / n))
+    # sample variance: relative s.e. sqrt(2 / n) = 0.7%; tau^2 or sqrt(tau) would be 4x / 2x off
+    np.testing.assert_allclose(s.var(axis=0), var, rtol=0.03)
+    # tau = 1 draws exactly as before (the default), from the same random numbers
+    default = LinearGaussianPosterior(emb, item_dim=2, user_dim=1, prior_precision=4.0)
+    one = LinearGaussianPosterior(emb, item_dim=2, user_dim=1, prior_precision=4.0, temperature=1)
+    np.testing.assert_array_equal(
+        one.sample_scores(items, 5, np.random.default_rng(1), ctx),
+        default.sample_scores(items, 5, np.random.default_rng(1), ctx),
+    )
+
+
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize("tau", [0.0, -0.5, float("nan"), float("inf"), "0.5", None])
+def test_linear_posterior_rejects_invalid_temperatures(tau: object) -> None:
+    with pytest.raises(ValueError, match="temperature"):
+        LinearGaussianPosterior({}, item_dim=2, temperature=tau)  # type: ignore[arg-type]
+
+
 @pytest.mark.timeout(5)
 def test_linear_posterior_with_user_features_personalises() -> None:
     emb = {"a": np.array([1.0]), "b": np.array([-1.0])}
