@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandits import BetaBernoulliPosterior
+from bandits import BetaBernoulliPosterior, ContextualThompsonSampling, LinearGaussianPosterior
 from bandits.simulators import SyntheticSimulator
 from bench.experiments_bandits import make_policy, ordered, paired_vs, split_temperature
 
@@ -21,6 +21,40 @@ def test_temperature_suffix_builds_a_tempered_posterior() -> None:
     post = policy.posterior  # type: ignore[attr-defined]
     assert isinstance(post, BetaBernoulliPosterior)
     assert (post.temperature, post.prior_alpha, post.prior_beta) == (0.25, 2.0, 30.0)
+
+
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize(
+    "name, in_slate, tau",
+    [
+        ("contextual-ts", False, 1.0),
+        ("contextual-ts@0.125", False, 0.125),
+        ("contextual-in-slate-ts", True, 1.0),
+        ("contextual-in-slate-ts@0.0625", True, 0.0625),
+    ],
+)
+def test_temperature_suffix_of_the_contextual_policies(
+    name: str, in_slate: bool, tau: float
+) -> None:
+    assert split_temperature(name) == (name.partition("@")[0], tau)
+    sim = SyntheticSimulator(n_users=5, n_items=20, seed=0)
+    policy = make_policy(name, sim, (2.0, 30.0), seed=1)
+    assert isinstance(policy, ContextualThompsonSampling)
+    assert policy.in_slate is in_slate
+    post = policy.posterior
+    assert isinstance(post, LinearGaussianPosterior)
+    assert post.temperature == tau
+
+
+@pytest.mark.timeout(5)
+def test_contextual_greedy_takes_no_temperature() -> None:
+    with pytest.raises(ValueError, match="temperature"):
+        split_temperature("contextual-greedy@0.5")
+    assert ordered(["contextual-greedy", "contextual-ts@0.125", "contextual-ts"]) == [
+        "contextual-ts",
+        "contextual-ts@0.125",
+        "contextual-greedy",
+    ]
 
 
 @pytest.mark.timeout(5)
