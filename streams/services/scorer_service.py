@@ -482,21 +482,19 @@ class ScorerService:
         standardised candidate scores (taken from the all-item scores when already computed)."""
         cfg = self.config
         boost = np.zeros(len(cands))
-        total_aff = sum(v for v in view.affinity.values() if v > 0)
+        n = len(cands)
+        aff = view.affinity
+        total_aff = sum(v for v in aff.values() if v > 0)
         if total_aff > 0 and cfg.affinity_weight:
-            aff = view.affinity
             cat_of = [cats.get(i, "") for i in cands]
-            by_cat = {
-                cat: max((aff.get(p, 0.0) for p in self._prefixes(cat)), default=0.0)
-                for cat in set(cat_of)
-            }
-            best = np.array([by_cat[c] for c in cat_of])
+            by_cat = {cat: self._best_affinity(aff, cat) for cat in set(cat_of)}
+            best = np.fromiter(map(by_cat.__getitem__, cat_of), float, n)
             boost += (cfg.affinity_weight / total_aff) * best
         if pop_score and cfg.popularity_weight:
             top = max(pop_score.values())
             if top > 0:
                 get = pop_score.get
-                pops = np.array([get(i, 0.0) for i in cands])
+                pops = np.fromiter((get(i, 0.0) for i in cands), float, n)
                 boost += cfg.popularity_weight * np.log1p(pops) / math.log1p(top)
         ctx: dict[str, Any] = {"boost": boost}
         if model is not None:
@@ -515,9 +513,10 @@ class ScorerService:
             ctx.update(model=model, user_state=state, mu=mu, sd=sd, model_z=_standardise(s, mu, sd))
         return ctx
 
-    async def _categories(self, items: Sequence[str]) -> dict[str, str]:
+    async def _categories(self, items: Sequence[str]) -> Mapping[str, str]:
         """Category paths, from a cache refreshed every `category_ttl_s` (one store round trip
-        per batch for the items not cached; catalogue metadata changes rarely)."""
+        per batch for the items not cached; catalogue metadata changes rarely). Returns the
+        cache itself: a mapping that holds at least `items`, valid until the next call."""
         now = time.monotonic()
         if now - self._cat_cache_at > self.config.category_ttl_s:
             self._cat_cache.clear()
@@ -528,7 +527,21 @@ class ScorerService:
             found = await self.features.categories(missing)
             for i in missing:
                 cache[i] = found.get(i, "")
-        return {i: cache[i] for i in items}
+        return cache
+
+    def _best_affinity(self, aff: Mapping[str, float], cat: str) -> float:
+        """The user's affinity to a category: the best over its path prefixes ('a', 'a/b'),
+        a missing prefix counting 0 (0 for an item without category)."""
+        prefixes = self._prefixes(cat)
+        if not prefixes:
+            return 0.0
+        get = aff.get
+        best = get(prefixes[0], 0.0)
+        for p in prefixes[1:]:
+            v = get(p, 0.0)
+            if v > best:
+                best = v
+        return best
 
     def _prefixes(self, cat: str) -> list[str]:
         out = self._prefix_cache.get(cat)
