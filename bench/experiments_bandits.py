@@ -247,17 +247,19 @@ def plot(runs: list[dict[str, Any]], kind: str, path: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     n_seeds = len({r["seed"] for r in runs if r["sim"] == kind})
-    for name in ordered(sorted({r["policy"] for r in runs if r["sim"] == kind})):
+    names = ordered(sorted({r["policy"] for r in runs if r["sim"] == kind}))
+    for j, name in enumerate(names):
+        style = ("-", "--", ":")[j // 10 % 3]  # the colour cycle has 10 colours
         rs = [r for r in runs if r["sim"] == kind and r["policy"] == name]
         reg = np.cumsum(np.stack([r["regret"] for r in rs]), axis=1)
         m, s = reg.mean(0), reg.std(0)
         x = np.arange(1, m.size + 1)
-        (line,) = ax1.plot(x, m, label=name)
+        (line,) = ax1.plot(x, m, label=name, linestyle=style)
         ax1.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.15)
         cl = np.stack([r["clicks"] for r in rs]).mean(0)
         w = max(1, m.size // 20)
         ma = np.convolve(cl, np.ones(w) / w, mode="valid")
-        ax2.plot(np.arange(ma.size) + w, ma, label=name, color=line.get_color())
+        ax2.plot(np.arange(ma.size) + w, ma, label=name, color=line.get_color(), linestyle=style)
     ax1.set(xlabel="slates served", ylabel="cumulative regret (expected clicks)")
     ax1.set_title(f"{kind}: regret vs per-user oracle slate, {n_seeds} seeds")
     ax2.set(xlabel="slates served", ylabel="clicks per slate (moving average)")
