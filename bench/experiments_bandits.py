@@ -412,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--why", action="store_true", help="only the exploration-share check")
     a = ap.parse_args(argv)
+    # one BLAS thread per process: threaded BLAS on both shared cores slows the pool down
+    from streams.threads import limit_threads
+
+    limit_threads()
     if a.why:
         _ML.update(load_ml_arrays())
         print(exploration_share(min(a.seeds, 2)))
