@@ -25,9 +25,10 @@ supported deployment); Redis Cluster would need per-slot batches.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
@@ -58,6 +59,22 @@ def _unavailable_errors() -> tuple[type[BaseException], ...]:
 
 
 UNAVAILABLE = _unavailable_errors()
+
+
+@contextlib.contextmanager
+def _as_unavailable() -> Iterator[None]:
+    """Connection errors, timeouts and a loading server surface as `StoreUnavailable`: the
+    one signal callers handle (a writer retries, the scorer serves without the read)."""
+    try:
+        yield
+    except UNAVAILABLE as exc:
+        raise StoreUnavailable(f"redis: {exc}") from exc
+
+
+# client defaults unless the URL sets them: a black-holed server must surface as an error
+# within seconds, not after the OS gives up on the connection
+CONNECT_TIMEOUT_S = 2.0
+SOCKET_TIMEOUT_S = 10.0
 CHUNK = 2000  # events per script run (bounds how long one run blocks Redis)
 READ_CHUNK = 500  # users per read script run
 
@@ -335,7 +352,9 @@ class RedisFeatureStore(FeatureStore):
         redis_url, ns = parse_url(url)
         self.namespace = namespace or ns
         self.config = config or StoreConfig()
-        self.client = aioredis.Redis.from_url(redis_url)
+        self.client = aioredis.Redis.from_url(
+            redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S
+        )
         self._apply = self.client.register_script(APPLY_LUA)
         self._read_users = self.client.register_script(READ_USERS_LUA)
         self.clock = time.time
@@ -358,7 +377,7 @@ class RedisFeatureStore(FeatureStore):
             repr(cfg.affinity_half_life_s),
         ]
         chunks = [events[i : i + CHUNK] for i in range(0, len(events), CHUNK)]
-        try:
+        with _as_unavailable():
             if len(chunks) == 1:
                 outs = [await self._run(head, chunks[0], None)]
             else:
@@ -366,8 +385,6 @@ class RedisFeatureStore(FeatureStore):
                     for chunk in chunks:
                         await self._run(head, chunk, pipe)
                     outs = await pipe.execute()
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
         for out in outs:
             for j, kind in enumerate(_KINDS):
                 a, d = int(out[2 * j]), int(out[2 * j + 1])
@@ -425,12 +442,10 @@ class RedisFeatureStore(FeatureStore):
         """The read script's flat reply over `users` (chunked: bounds how long a run blocks)."""
         rows: list[Any] = []
         flag = "1" if with_counts else "0"
-        try:
+        with _as_unavailable():
             for j in range(0, len(users), READ_CHUNK):
                 chunk = users[j : j + READ_CHUNK]
                 rows += await self._read_users(keys=[], args=[self.namespace, flag, *chunk])
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
         return rows
 
     async def items_many(self, item_ids: Sequence[str]) -> dict[str, ItemFeatures]:
@@ -438,12 +453,13 @@ class RedisFeatureStore(FeatureStore):
         items = list(dict.fromkeys(item_ids))
         if not items:
             return {}
-        async with self.client.pipeline(transaction=False) as pipe:
-            for i in items:
-                pipe.hgetall(self._k("i", i, "m"))
-                pipe.hgetall(self._k("i", i, "c"))
-                pipe.zscore(self._k("pop"), i)
-            rows = await pipe.execute()
+        with _as_unavailable():
+            async with self.client.pipeline(transaction=False) as pipe:
+                for i in items:
+                    pipe.hgetall(self._k("i", i, "m"))
+                    pipe.hgetall(self._k("i", i, "c"))
+                    pipe.zscore(self._k("pop"), i)
+                rows = await pipe.execute()
         now_ms = self.clock() * 1000.0
         hl = self.config.popularity_half_life_s
         out: dict[str, ItemFeatures] = {}
@@ -472,10 +488,11 @@ class RedisFeatureStore(FeatureStore):
         items = list(dict.fromkeys(item_ids))
         if not items:
             return {}
-        async with self.client.pipeline(transaction=False) as pipe:
-            for i in items:
-                pipe.hget(self._k("i", i, "m"), "cat")
-            rows = await pipe.execute()
+        with _as_unavailable():
+            async with self.client.pipeline(transaction=False) as pipe:
+                for i in items:
+                    pipe.hget(self._k("i", i, "m"), "cat")
+                rows = await pipe.execute()
         return {i: _s(c) for i, c in zip(items, rows, strict=True) if c is not None}
 
     async def popular(self, n: int, now_ms: float | None = None) -> list[tuple[str, float]]:
@@ -484,35 +501,43 @@ class RedisFeatureStore(FeatureStore):
             return []
         now = self.clock() * 1000.0 if now_ms is None else now_ms
         hl = self.config.popularity_half_life_s
-        rows: Any = await self.client.zrevrange(self._k("pop"), 0, n - 1, withscores=True)
+        with _as_unavailable():
+            rows: Any = await self.client.zrevrange(self._k("pop"), 0, n - 1, withscores=True)
         return [(_s(i), value_now(float(s), now, hl)) for i, s in rows]
 
     async def fresh(self, n: int) -> list[str]:
         """Newest catalogue items first."""
         if n <= 0:
             return []
-        return [_s(i) for i in await self.client.zrevrange(self._k("fresh"), 0, n - 1)]
+        with _as_unavailable():
+            rows: Any = await self.client.zrevrange(self._k("fresh"), 0, n - 1)
+        return [_s(i) for i in rows]
 
     async def items(self, category: str | None = None) -> list[str]:
         """Catalogue items, optionally under a category prefix."""
-        if category is None:
-            rows: Any = await self.client.zrange(self._k("fresh"), 0, -1)
-        else:
-            rows = await self.client.smembers(self._k("cat", category.strip("/")))
+        with _as_unavailable():
+            if category is None:
+                rows: Any = await self.client.zrange(self._k("fresh"), 0, -1)
+            else:
+                rows = await self.client.smembers(self._k("cat", category.strip("/")))
         return sorted(_s(i) for i in rows)
 
     async def category_list(self) -> list[str]:
         """Category prefixes in use."""
-        return sorted(_s(c) for c in await self.client.smembers(self._k("cats")))
+        with _as_unavailable():
+            rows: Any = await self.client.smembers(self._k("cats"))
+        return sorted(_s(c) for c in rows)
 
     async def global_counts(self) -> dict[str, int]:
         """Global counters."""
-        rows = await self.client.hgetall(self._k("g"))
+        with _as_unavailable():
+            rows = await self.client.hgetall(self._k("g"))
         return {_s(k): int(v) for k, v in rows.items() if int(v)}
 
     async def is_empty(self) -> bool:
         """No global counter yet."""
-        return not await self.client.exists(self._k("g"), self._k("fresh"))
+        with _as_unavailable():
+            return not await self.client.exists(self._k("g"), self._k("fresh"))
 
     async def clear(self) -> None:
         """UNLINK every key of this namespace."""
