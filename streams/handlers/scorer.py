@@ -83,7 +83,10 @@ class ScorerHandler:
                 emits.append(self._error(rid, uid or "", f"{err.reason}: {err.detail}"[:300]))
         if self.service.maybe_reload():
             SCORER.observe_reload(self.service.model_version, self.service.snapshot_written_at)
-        for served in await self.service.recommend_many(requests):
+        answered = await self.service.recommend_many(requests)
+        for read, n in self.service.pop_store_failures().items():
+            SCORER.store_unavailable.labels(read=read).inc(n)
+        for served in answered:
             rec_ev = served.recommendation
             SCORER.observe_served(
                 rec_ev.policy,

@@ -12,6 +12,9 @@ Besides the common role metrics (see `streams.metrics.common`) it measures:
   and their clicks — CTR by policy is `clicks / feedback` (or / recommendations);
 - `shadow_ctr{policy}`: IPS estimate of clicks per slate for shadow policies;
 - `request_errors_total{reason}`: requests answered with an error;
+- `store_unavailable_total{read}`: feature reads that failed (store unavailable) and were
+  served without (`user_views`: as new users; `lists`: the last popular/fresh lists;
+  `categories`: uncategorised);
 - `store_op_seconds{op}`: latency of the feature reads of a batch;
 - `model_version`, `snapshot_timestamp_seconds`, `snapshot_age_seconds`: the loaded model;
 - `reloads_total` and `snapshot_load_seconds`: hot reloads, and freshness "snapshot written
@@ -77,6 +80,9 @@ class ScorerMetrics(RoleMetrics):
         )
         self.store_op_seconds = self.histogram(
             "store_op_seconds", "Latency of feature reads", ["op"], LATENCY_BUCKETS
+        )
+        self.store_unavailable = self.counter(
+            "store_unavailable", "Feature reads that failed and were served without", ["read"]
         )
         self.model_version = self.gauge("model_version", "Version of the loaded model snapshot")
         self.snapshot_timestamp = self.gauge(

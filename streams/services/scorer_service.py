@@ -14,7 +14,7 @@ import hashlib
 import logging
 import math
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ import numpy as np
 from bandits.base import Feedback as PolicyFeedback
 from bandits.base import SlatePolicy
 from bandits.posteriors import BetaBernoulliPosterior
+from features.base import StoreUnavailable
 from models.base import OnlineModel, SequentialModel
 from models.registry import SnapshotWatcher
 from streams.schemas import Feedback, Recommendation, Request
@@ -42,7 +43,9 @@ class UserView:
 
 
 class ScorerFeatures(Protocol):
-    """The reads the scorer makes of the feature store (batched per request batch)."""
+    """The reads the scorer makes of the feature store (batched per request batch). A read
+    that cannot reach the store raises `features.StoreUnavailable`: the scorer then serves
+    without it (see `ScorerService`)."""
 
     async def user_views(self, user_ids: Sequence[str]) -> dict[str, UserView]:
         """Recent items and affinities for each user (empty view for unknown users)."""
@@ -219,7 +222,11 @@ class Served:
 
 
 class ScorerService:
-    """Answers requests with slates; learns item CTRs from feedback; hot-reloads the model."""
+    """Answers requests with slates; learns item CTRs from feedback; hot-reloads the model.
+
+    A feature-store outage does not stop it: without the users' features a batch is served
+    as for new users, without fresh lists the last ones read are kept, and items whose
+    category could not be read count as uncategorised (`pop_store_failures` counts them)."""
 
     def __init__(
         self,
@@ -265,6 +272,9 @@ class ScorerService:
         self._states: OrderedDict[str, tuple[bytes, np.ndarray]] = OrderedDict()
         self._states_model: OnlineModel | None = None
         self._reload_task: asyncio.Task[OnlineModel | None] | None = None
+        # reads that failed (store unavailable) since the last `pop_store_failures`, by read
+        self._store_failures: Counter[str] = Counter()
+        self._store_warned_at = -math.inf
 
     # --- model -------------------------------------------------------------------------------
     def maybe_reload(self) -> bool:
@@ -319,7 +329,12 @@ class ScorerService:
             await self.refresh_model()
         else:
             self.maybe_reload()
-        views = await self.features.user_views(list({r.user_id for r in requests}))
+        users = list({r.user_id for r in requests})
+        try:
+            views = await self.features.user_views(users)
+        except StoreUnavailable as exc:  # answer now, as for new users, rather than not at all
+            self._store_failed("user_views", exc)
+            views = {}
         popular, pop_score, fresh = await self._shared_lists()
         states = self._user_states(views)
         out = []
@@ -337,9 +352,15 @@ class ScorerService:
         if cached is not None and now - self._lists_at < self.config.lists_ttl_s:
             return cached
         cfg = self.config
-        ranked = await self.features.popular(max(cfg.candidates_popular, 200))
+        try:
+            ranked = await self.features.popular(max(cfg.candidates_popular, 200))
+            fresh = await self.features.fresh(cfg.candidates_fresh)
+        except StoreUnavailable as exc:  # keep serving the lists read last (or none)
+            self._store_failed("lists", exc)
+            self._lists_at = now  # retried after lists_ttl_s, not on every batch
+            self._lists = cached or ([], {}, [])
+            return self._lists
         popular = [i for i, _ in ranked[: cfg.candidates_popular]]
-        fresh = await self.features.fresh(cfg.candidates_fresh)
         await self._categories([*popular, *fresh])
         self._lists, self._lists_at = (popular, dict(ranked), fresh), now
         return self._lists
@@ -524,10 +545,28 @@ class ScorerService:
         cache = self._cat_cache
         missing = [i for i in items if i not in cache]
         if missing:
-            found = await self.features.categories(missing)
+            try:
+                found = await self.features.categories(missing)
+            except StoreUnavailable as exc:  # uncached items count as uncategorised for now
+                self._store_failed("categories", exc)
+                return cache
             for i in missing:
                 cache[i] = found.get(i, "")
         return cache
+
+    def _store_failed(self, read: str, exc: StoreUnavailable) -> None:
+        """Count a failed read; warn at most every 10 s while the store stays unavailable."""
+        self._store_failures[read] += 1
+        now = time.monotonic()
+        if now - self._store_warned_at >= 10.0:
+            self._store_warned_at = now
+            log.warning("feature store unavailable (%s: %s): serving without it", read, exc)
+
+    def pop_store_failures(self) -> dict[str, int]:
+        """Failed reads by kind since the last call (the handler turns them into a metric)."""
+        out = dict(self._store_failures)
+        self._store_failures.clear()
+        return out
 
     def _best_affinity(self, aff: Mapping[str, float], cat: str) -> float:
         """The user's affinity to a category: the best over its path prefixes ('a', 'a/b'),

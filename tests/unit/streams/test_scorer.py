@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features.base import InteractionUpdate, ItemUpdate
+from features.base import InteractionUpdate, ItemUpdate, StoreUnavailable
 from features.memory import MemoryFeatureStore
 from models.gru import BayesGRUModel, GRUConfig
 from models.registry import ModelRegistry, SnapshotWatcher
@@ -304,3 +304,90 @@ async def test_handler_answers_every_request_once_and_dead_letters_bad_ones() ->
     assert {r.arm for r in recs if not r.error} == {"in-slate-ts", "greedy"}
     impressions = log.topics["t.impressions"]
     assert len(impressions) == 20  # every served slate is also an impression
+
+
+class FlakyView(StoreView):
+    """The scorer's store view with a switch that makes every read fail as on a Redis outage."""
+
+    down = False
+
+    async def _check(self) -> None:
+        if self.down:
+            raise StoreUnavailable("redis: connection refused")
+
+    async def user_views(self, user_ids):  # type: ignore[no-untyped-def]
+        await self._check()
+        return await super().user_views(user_ids)
+
+    async def popular(self, n):  # type: ignore[no-untyped-def]
+        await self._check()
+        return await super().popular(n)
+
+    async def fresh(self, n):  # type: ignore[no-untyped-def]
+        await self._check()
+        return await super().fresh(n)
+
+    async def categories(self, item_ids):  # type: ignore[no-untyped-def]
+        await self._check()
+        return await super().categories(item_ids)
+
+
+async def test_store_outage_answers_every_request_and_counts_failed_reads(tmp_path: Path) -> None:
+    """With the feature store down, requests are still answered exactly once (as for new users,
+    from the model and the last lists read); the failed reads are counted per kind; once the
+    store is back the users' features are used again (their history is excluded)."""
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    registry, _ = publish_catalogue_model(tmp_path)
+    view = FlakyView(store)
+    svc = ScorerService(
+        view,
+        SnapshotWatcher(registry),
+        ScorerConfig(reload_interval_s=0.0, reload_in_background=False, lists_ttl_s=0.0),
+    )
+    seen = [item_id("a", i) for i in range(5)]
+    await store.apply_many(
+        [InteractionUpdate(f"h{i}", "u1", it, "click", NOW + i, 1.0) for i, it in enumerate(seen)]
+    )
+    first = await svc.recommend_many([request("r0", "u1", k=10)])
+    assert first[0].recommendation.slate and not set(seen) & set(first[0].recommendation.slate)
+    assert svc.pop_store_failures() == {}
+    view.down = True
+    svc._cat_cache.clear()  # categories must be read again, and fail
+    out = await svc.recommend_many([request(f"d{j}", f"u{j}", k=10) for j in range(6)])
+    assert [s.recommendation.request_id for s in out] == [f"d{j}" for j in range(6)]
+    assert all(len(s.recommendation.slate) == 10 and not s.recommendation.error for s in out)
+    failures = svc.pop_store_failures()
+    assert failures.keys() == {"user_views", "lists", "categories"}
+    assert svc.pop_store_failures() == {}  # popped
+    view.down = False
+    back = await svc.recommend_many([request("b0", "u1", k=10), request("b1", "u1", k=10)])
+    assert all(not set(seen) & set(s.recommendation.slate) for s in back)
+    assert svc.pop_store_failures() == {}
+
+
+async def test_handler_exports_store_failures_as_a_metric() -> None:
+    from streams.metrics import SCORER
+
+    settings = load_settings(topic_prefix="t")
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    view = FlakyView(store)
+    handler = ScorerHandler(
+        settings,
+        ScorerService(view, None, ScorerConfig(reload_interval_s=0.0, reload_in_background=False)),
+    )
+    log = MemoryLog()
+    log.publish("t.requests", request("ok", "u1").to_json(), b"u1")
+    await drain(log, handler)  # lists read while the store is up
+    before = SCORER.store_unavailable.labels(read="user_views")._value.get()
+    view.down = True
+    for j in range(3):
+        log.publish("t.requests", request(f"r{j}", f"u{j}").to_json(), f"u{j}".encode())
+    await drain(log, handler)
+    recs = [
+        schemas.Recommendation.model_validate_json(r.value) for r in log.topics["t.recommendations"]
+    ]
+    assert Counter(r.request_id for r in recs) == Counter(["ok", "r0", "r1", "r2"])
+    assert all(r.slate for r in recs)  # popularity from the lists read before the outage
+    assert SCORER.store_unavailable.labels(read="user_views")._value.get() > before
