@@ -10,6 +10,7 @@ from typing import Any
 
 from streams.broker import check_broker, ensure_topics
 from streams.config import load_settings
+from streams.log_limits import limit_repeats
 from streams.roles import build_handlers, parse_roles
 
 
@@ -29,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from streams.metrics.server import start_metrics_server
 
     roles = parse_roles(args.role)
+    # a broker outage makes aiokafka log ~100 ERROR lines/s: one per message per 10 s instead
+    limit_repeats()
     settings = load_settings()
     check_broker(settings)
     ensure_topics(settings)
