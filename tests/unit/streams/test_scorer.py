@@ -7,6 +7,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -306,30 +307,22 @@ async def test_handler_answers_every_request_once_and_dead_letters_bad_ones() ->
     assert len(impressions) == 20  # every served slate is also an impression
 
 
-class FlakyView(StoreView):
+class FlakyView:
     """The scorer's store view with a switch that makes every read fail as on a Redis outage."""
 
-    down = False
+    def __init__(self, store: MemoryFeatureStore) -> None:
+        self.view = StoreView(store)
+        self.down = False
 
-    async def _check(self) -> None:
-        if self.down:
-            raise StoreUnavailable("redis: connection refused")
+    def __getattr__(self, name: str) -> Any:
+        read = getattr(self.view, name)
 
-    async def user_views(self, user_ids):  # type: ignore[no-untyped-def]
-        await self._check()
-        return await super().user_views(user_ids)
+        async def call(*args: Any) -> Any:
+            if self.down:
+                raise StoreUnavailable("redis: connection refused")
+            return await read(*args)
 
-    async def popular(self, n):  # type: ignore[no-untyped-def]
-        await self._check()
-        return await super().popular(n)
-
-    async def fresh(self, n):  # type: ignore[no-untyped-def]
-        await self._check()
-        return await super().fresh(n)
-
-    async def categories(self, item_ids):  # type: ignore[no-untyped-def]
-        await self._check()
-        return await super().categories(item_ids)
+        return call
 
 
 async def test_store_outage_answers_every_request_and_counts_failed_reads(tmp_path: Path) -> None:
