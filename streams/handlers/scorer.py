@@ -81,9 +81,12 @@ class ScorerHandler:
             rid, uid = _request_id_of(rec.value)
             if rid is not None:
                 emits.append(self._error(rid, uid or "", f"{err.reason}: {err.detail}"[:300]))
-        if self.service.maybe_reload():
-            SCORER.observe_reload(self.service.model_version, self.service.snapshot_written_at)
+        # the service polls the registry itself (in a worker thread, by default): a snapshot
+        # load must not stall the event loop, so the handler only reports a switch
+        version = self.service.model_version
         answered = await self.service.recommend_many(requests)
+        if self.service.model_version != version:
+            SCORER.observe_reload(self.service.model_version, self.service.snapshot_written_at)
         for read, n in self.service.pop_store_failures().items():
             SCORER.store_unavailable.labels(read=read).inc(n)
         for served in answered:

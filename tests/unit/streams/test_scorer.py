@@ -19,7 +19,7 @@ from models.registry import ModelRegistry, SnapshotWatcher
 from streams import schemas
 from streams.config import load_settings
 from streams.handlers.scorer import ScorerHandler
-from streams.runtime import MemoryLog, drain
+from streams.runtime import MemoryLog, Record, drain
 from streams.services.scorer_service import ScorerConfig, ScorerService, arm_for
 from streams.services.store_view import StoreView
 
@@ -384,3 +384,39 @@ async def test_handler_exports_store_failures_as_a_metric() -> None:
     assert Counter(r.request_id for r in recs) == Counter(["ok", "r0", "r1", "r2"])
     assert all(r.slate for r in recs)  # popularity from the lists read before the outage
     assert SCORER.store_unavailable.labels(read="user_views")._value.get() > before
+
+
+async def test_handler_loads_snapshots_off_the_event_loop_and_reports_the_switch(
+    tmp_path: Path,
+) -> None:
+    """The worker's handler must not read snapshots on the event loop (a load stalls every
+    request behind it): loads run in a worker thread; the switch is still reported."""
+    import threading
+
+    from streams.metrics import SCORER
+
+    registry, _ = publish_catalogue_model(tmp_path)
+    loaded_in: list[str] = []
+    load = registry.load
+
+    def spy(version: int) -> Any:
+        loaded_in.append(threading.current_thread().name)
+        return load(version)
+
+    registry.load = spy  # type: ignore[method-assign]
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    svc = ScorerService(
+        StoreView(store), SnapshotWatcher(registry), ScorerConfig(reload_interval_s=0.0)
+    )
+    handler = ScorerHandler(load_settings(topic_prefix="t"), svc)
+    reloads = SCORER.reloads._value.get()
+    for j in range(20):
+        rec = request(f"r{j}", "u1")
+        await handler.handle([Record("t.requests", rec.to_json(), b"u1")])
+        if svc.model_version != "none":
+            break
+        await asyncio.sleep(0.05)
+    assert svc.model_version == "v1"
+    assert loaded_in and threading.main_thread().name not in loaded_in
+    assert SCORER.reloads._value.get() == reloads + 1
