@@ -9,6 +9,8 @@ Besides the common role metrics (see `streams.metrics.common`) it measures:
 - `snapshot_timestamp_seconds` / `snapshot_age_seconds`: when the newest snapshot was
   written, and how long ago that is (computed at scrape time);
 - `snapshots_total` and `snapshot_seconds`: snapshots written and how long each took;
+- `snapshot_failures_total`: snapshots that could not be written (training goes on; retried
+  after the snapshot interval);
 - `freshness_seconds`: feedback event time to the model having learned it (model updated).
 
 `instrument(handler)` records feedback freshness from the records and, after each batch,
@@ -68,6 +70,10 @@ class TrainerMetrics(RoleMetrics):
         )
         self.snapshot_age.set_function(self._snapshot_age)
         self.snapshots = self.counter("snapshots", "Snapshots written")
+        self.snapshot_failures = self.counter(
+            "snapshot_failures", "Snapshots that could not be written"
+        )
+        self._seen_snapshot_failures = 0
         self.snapshot_seconds = self.histogram(
             "snapshot_seconds", "Time to write one snapshot", buckets=LATENCY_BUCKETS
         )
@@ -135,6 +141,10 @@ class TrainerMetrics(RoleMetrics):
             self.loss.set(loss)
             self.loss_observed.observe(loss)
             self.train_steps.inc()
+        failures = int(getattr(stats, "snapshot_failures", 0))
+        if failures > self._seen_snapshot_failures:
+            self.snapshot_failures.inc(failures - self._seen_snapshot_failures)
+            self._seen_snapshot_failures = failures
         snaps = int(getattr(stats, "snapshots", 0))
         version = getattr(stats, "last_version", None)
         if snaps > self._seen_snapshots and version is not None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from models.base import OnlineModel, SlateFeedback
 from models.gru import BayesGRUModel, GRUConfig, GRUModel
 from models.online_trainer import OnlineTrainer, TrainerConfig
-from models.registry import ModelRegistry
+from models.registry import ModelRegistry, SnapshotError
 from streams.config import Settings
 from streams.schemas import Feedback, Interaction, Item
 
@@ -29,6 +30,7 @@ class TrainerStats:
     feedback: int = 0
     rejected: int = 0
     snapshots: int = 0
+    snapshot_failures: int = 0
     last_version: int | None = None
     last_loss: float | None = None
     last_feedback_lag_ms: float = 0.0
@@ -76,13 +78,18 @@ class TrainerService:
     """Feeds events to an `OnlineTrainer` and snapshots the model to the registry."""
 
     def __init__(
-        self, trainer: OnlineTrainer, registry: ModelRegistry, clock: object = time.time
+        self,
+        trainer: OnlineTrainer,
+        registry: ModelRegistry,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.trainer = trainer
         self.registry = registry
         self.stats = TrainerStats()
         self._categories: dict[str, str] = {}
         self._feedback_ts: list[int] = []
+        self.clock = clock
+        self._snapshot_retry_at = 0.0  # after a failed write: not before this time
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainerService:
@@ -138,7 +145,20 @@ class TrainerService:
             self.stats.last_loss = loss
         if force_snapshot:
             self.trainer.flush()
-        version = self.trainer.maybe_snapshot(self.registry, force=force_snapshot)
+        now = self.clock()
+        if now < self._snapshot_retry_at and not force_snapshot:
+            return None
+        try:
+            version = self.trainer.maybe_snapshot(self.registry, force=force_snapshot)
+        except (OSError, SnapshotError) as exc:  # full disk, registry unmounted: keep learning
+            self.stats.snapshot_failures += 1
+            self._snapshot_retry_at = now + self.trainer.config.snapshot_every_s
+            log.warning(
+                "snapshot not written (%s); training goes on, next try in %.0f s",
+                exc,
+                self.trainer.config.snapshot_every_s,
+            )
+            return None
         if version is not None:
             self.stats.snapshots += 1
             self.stats.last_version = version

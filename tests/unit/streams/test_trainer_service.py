@@ -1,0 +1,63 @@
+"""Trainer service: a snapshot that cannot be written (full disk, registry gone) is counted
+and retried after the snapshot interval; training goes on and never crashes the worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.gru import GRUConfig, GRUModel
+from models.online_trainer import OnlineTrainer, TrainerConfig
+from models.registry import ModelRegistry
+from streams import schemas
+from streams.services.trainer_service import TrainerService
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class FlakyRegistry(ModelRegistry):
+    """A registry whose disk is full until `full` is cleared."""
+
+    full = True
+    attempts = 0
+
+    def publish(self, model: Any, extra: dict[str, Any] | None = None) -> int:
+        self.attempts += 1
+        if self.full:
+            raise OSError(28, "No space left on device")
+        return super().publish(model, extra)
+
+
+def _interaction(j: int) -> schemas.Interaction:
+    return schemas.Interaction(
+        event_id=f"x{j}",
+        ts=1_764_000_000_000 + j,
+        user_id=f"u{j % 4}",
+        item_id=f"i{j % 10}",
+        type="click",
+    )
+
+
+def test_failed_snapshot_is_counted_retried_later_and_training_goes_on(tmp_path: Path) -> None:
+    now = [1000.0]
+    registry = FlakyRegistry(tmp_path / "reg")
+    trainer = OnlineTrainer(
+        GRUModel(GRUConfig(dim=8, hidden=8)),
+        TrainerConfig(step_every_events=8, snapshot_every_s=30.0, snapshot_every_updates=1),
+    )
+    svc = TrainerService(trainer, registry, clock=lambda: now[0])
+    for j in range(16):
+        svc.on_interaction(_interaction(j))
+    assert svc.tick() is None  # the write failed: no exception
+    assert svc.stats.snapshot_failures == 1 and registry.attempts == 1
+    for j in range(16, 32):  # learning goes on; no new attempt before the interval
+        svc.on_interaction(_interaction(j))
+        assert svc.tick() is None
+    assert registry.attempts == 1 and trainer.updates >= 3
+    registry.full = False
+    now[0] += 31.0
+    version = svc.tick()
+    assert version == 1 and svc.stats.snapshots == 1 and svc.stats.last_version == 1
+    assert svc.stats.snapshot_failures == 1
