@@ -13,6 +13,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from features.base import StoreUnavailable
 from streams import __version__, commands
 from streams.errors import SlatestreamError
 
@@ -50,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args) or 0)
     except SlatestreamError as exc:
         print(f"slatestream: error: {exc}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:  # a command that needs Redis, which does not answer
+        print(
+            f"slatestream: error: feature store unavailable ({exc}); check "
+            "SLATESTREAM_STORE_URL / SLATESTREAM_REDIS_URL and that Redis is running",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("slatestream: interrupted", file=sys.stderr)
