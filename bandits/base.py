@@ -195,6 +195,13 @@ class UpdatablePosterior(Protocol):
         ...
 
 
+def check_positive(**values: Any) -> None:
+    """Validate hyperparameters that must be positive finite numbers (name=value)."""
+    for name, v in values.items():
+        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+
+
 def check_seed(seed: int | None) -> None:
     """Validate a seed hyperparameter."""
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from bandits.base import Feedback
+from bandits.base import Feedback, check_positive
 
 __all__ = ["LinearGaussianPosterior"]
 
@@ -38,13 +38,9 @@ class LinearGaussianPosterior:
             raise ValueError(f"item_dim must be a positive int, got {item_dim!r}")
         if not (isinstance(user_dim, int) and user_dim >= 0):
             raise ValueError(f"user_dim must be a non-negative int, got {user_dim!r}")
-        for name, v in (
-            ("prior_precision", prior_precision),
-            ("noise_variance", noise_variance),
-            ("temperature", temperature),
-        ):
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        check_positive(
+            prior_precision=prior_precision, noise_variance=noise_variance, temperature=temperature
+        )
         if examination is not None:
             ex = np.asarray(examination, dtype=float)
             if ex.ndim != 1 or ex.size == 0 or np.any(ex <= 0) or np.any(ex > 1):

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from bandits.base import Feedback
+from bandits.base import Feedback, check_positive
 from bandits.beta_draws import (
     DENSE_INT_ALPHA,
     TAIL_INT_ALPHA,
@@ -118,13 +118,7 @@ class BetaBernoulliPosterior:
         max_positions: int = 64,
         temperature: float = 1.0,
     ) -> None:
-        for name, v in (
-            ("prior_alpha", prior_alpha),
-            ("prior_beta", prior_beta),
-            ("temperature", temperature),
-        ):
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        check_positive(prior_alpha=prior_alpha, prior_beta=prior_beta, temperature=temperature)
         if not (isinstance(discount, int | float) and 0.0 < discount <= 1.0):
             raise ValueError(f"discount must be in (0, 1], got {discount!r}")
         if not (isinstance(max_positions, int) and max_positions >= 1):

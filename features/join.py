@@ -67,13 +67,10 @@ class RedisJoinState(JoinState):
 
     async def load(self, partition: int) -> dict[str, bytes]:
         """HGETALL of the partition's hash."""
-        from features.base import StoreUnavailable
-        from features.redis_store import UNAVAILABLE
+        from features.redis_store import as_unavailable
 
-        try:
+        with as_unavailable():
             rows = await self.client.hgetall(self._key(partition))
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
         return {(k.decode() if isinstance(k, bytes) else k): v for k, v in rows.items()}
 
     async def save(
@@ -82,19 +79,16 @@ class RedisJoinState(JoinState):
         """HSET + HDEL in one MULTI/EXEC round trip."""
         if not upserts and not deletes:
             return
-        from features.base import StoreUnavailable
-        from features.redis_store import UNAVAILABLE
+        from features.redis_store import as_unavailable
 
         key = self._key(partition)
-        try:
+        with as_unavailable():
             async with self.client.pipeline(transaction=True) as pipe:
                 if upserts:
                     pipe.hset(key, mapping=dict(upserts))
                 if deletes:
                     pipe.hdel(key, *deletes)
                 await pipe.execute()
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
 
     async def clear(self) -> None:
         """UNLINK every partition hash."""

@@ -62,7 +62,7 @@ UNAVAILABLE = _unavailable_errors()
 
 
 @contextlib.contextmanager
-def _as_unavailable() -> Iterator[None]:
+def as_unavailable() -> Iterator[None]:
     """Connection errors, timeouts and a loading server surface as `StoreUnavailable`: the
     one signal callers handle (a writer retries, the scorer serves without the read)."""
     try:
@@ -377,7 +377,7 @@ class RedisFeatureStore(FeatureStore):
             repr(cfg.affinity_half_life_s),
         ]
         chunks = [events[i : i + CHUNK] for i in range(0, len(events), CHUNK)]
-        with _as_unavailable():
+        with as_unavailable():
             if len(chunks) == 1:
                 outs = [await self._run(head, chunks[0], None)]
             else:
@@ -442,7 +442,7 @@ class RedisFeatureStore(FeatureStore):
         """The read script's flat reply over `users` (chunked: bounds how long a run blocks)."""
         rows: list[Any] = []
         flag = "1" if with_counts else "0"
-        with _as_unavailable():
+        with as_unavailable():
             for j in range(0, len(users), READ_CHUNK):
                 chunk = users[j : j + READ_CHUNK]
                 rows += await self._read_users(keys=[], args=[self.namespace, flag, *chunk])
@@ -453,7 +453,7 @@ class RedisFeatureStore(FeatureStore):
         items = list(dict.fromkeys(item_ids))
         if not items:
             return {}
-        with _as_unavailable():
+        with as_unavailable():
             async with self.client.pipeline(transaction=False) as pipe:
                 for i in items:
                     pipe.hgetall(self._k("i", i, "m"))
@@ -488,7 +488,7 @@ class RedisFeatureStore(FeatureStore):
         items = list(dict.fromkeys(item_ids))
         if not items:
             return {}
-        with _as_unavailable():
+        with as_unavailable():
             async with self.client.pipeline(transaction=False) as pipe:
                 for i in items:
                     pipe.hget(self._k("i", i, "m"), "cat")
@@ -501,7 +501,7 @@ class RedisFeatureStore(FeatureStore):
             return []
         now = self.clock() * 1000.0 if now_ms is None else now_ms
         hl = self.config.popularity_half_life_s
-        with _as_unavailable():
+        with as_unavailable():
             rows: Any = await self.client.zrevrange(self._k("pop"), 0, n - 1, withscores=True)
         return [(_s(i), value_now(float(s), now, hl)) for i, s in rows]
 
@@ -509,13 +509,13 @@ class RedisFeatureStore(FeatureStore):
         """Newest catalogue items first."""
         if n <= 0:
             return []
-        with _as_unavailable():
+        with as_unavailable():
             rows: Any = await self.client.zrevrange(self._k("fresh"), 0, n - 1)
         return [_s(i) for i in rows]
 
     async def items(self, category: str | None = None) -> list[str]:
         """Catalogue items, optionally under a category prefix."""
-        with _as_unavailable():
+        with as_unavailable():
             if category is None:
                 rows: Any = await self.client.zrange(self._k("fresh"), 0, -1)
             else:
@@ -524,19 +524,19 @@ class RedisFeatureStore(FeatureStore):
 
     async def category_list(self) -> list[str]:
         """Category prefixes in use."""
-        with _as_unavailable():
+        with as_unavailable():
             rows: Any = await self.client.smembers(self._k("cats"))
         return sorted(_s(c) for c in rows)
 
     async def global_counts(self) -> dict[str, int]:
         """Global counters."""
-        with _as_unavailable():
+        with as_unavailable():
             rows = await self.client.hgetall(self._k("g"))
         return {_s(k): int(v) for k, v in rows.items() if int(v)}
 
     async def is_empty(self) -> bool:
         """No global counter yet."""
-        with _as_unavailable():
+        with as_unavailable():
             return not await self.client.exists(self._k("g"), self._k("fresh"))
 
     async def clear(self) -> None:

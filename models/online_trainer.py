@@ -8,6 +8,7 @@ T seconds or N updates (`maybe_snapshot`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
@@ -110,6 +111,7 @@ class OnlineTrainer:
         self._last_step = clock()
         self._last_snap_time = clock()
         self._last_snap_updates = 0
+        self._snap_retry_at = -math.inf  # after a failed write: no new try before this time
 
     # --- events ---------------------------------------------------------------------------
     def on_item(self, item_id: str, category_path: str | None = None) -> int:
@@ -264,15 +266,22 @@ class OnlineTrainer:
     def maybe_snapshot(
         self, registry: SnapshotSink, now: float | None = None, force: bool = False
     ) -> int | None:
-        """Publish a snapshot if T seconds or N updates passed since the last; returns version."""
+        """Publish a snapshot if T seconds or N updates passed since the last; returns version.
+        A failed write (the error is raised) is not tried again for T seconds unless forced."""
         now = self.clock() if now is None else now
         due = (now - self._last_snap_time) >= self.config.snapshot_every_s or (
             self.updates - self._last_snap_updates >= self.config.snapshot_every_updates
         )
         if not (force or (due and self.updates > self._last_snap_updates)):
             return None
+        if not force and now < self._snap_retry_at:
+            return None
         self.model.events_seen = self.events_seen
-        version = registry.publish(self.model, extra={"updates": self.updates})
+        try:
+            version = registry.publish(self.model, extra={"updates": self.updates})
+        except Exception:
+            self._snap_retry_at = now + self.config.snapshot_every_s
+            raise
         self._last_snap_time = now
         self._last_snap_updates = self.updates
         return version

@@ -1,6 +1,7 @@
 """Rate limits for repeated log lines: while a broker is down, aiokafka logs the same few
-ERROR lines every 100 ms (about 100 lines/s); one line per message per interval says the same,
-with a count of what was left out."""
+ERROR lines every 100 ms (about 100 lines/s), and a scorer without its feature store warns on
+every batch; one line per message per interval says the same, with a count of what was left
+out."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-# the loggers that repeat while the broker is unreachable (aiokafka 0.1x)
-KAFKA_CLIENT_LOGGERS = (
+# the loggers that repeat while the broker (aiokafka 0.1x) or the feature store is unreachable
+OUTAGE_LOGGERS = (
     "aiokafka",
     "aiokafka.conn",
     "aiokafka.cluster",
     "aiokafka.consumer.fetcher",
     "aiokafka.consumer.group_coordinator",
     "aiokafka.producer.sender",
+    "streams.services.scorer_service",
 )
 
 
@@ -46,9 +48,7 @@ class RepeatLimit(logging.Filter):
         return True
 
 
-def limit_repeats(
-    names: Iterable[str] = KAFKA_CLIENT_LOGGERS, every_s: float = 10.0
-) -> RepeatLimit:
+def limit_repeats(names: Iterable[str] = OUTAGE_LOGGERS, every_s: float = 10.0) -> RepeatLimit:
     """Attach one `RepeatLimit` to each named logger (filters see only their own records)."""
     limit = RepeatLimit(every_s)
     for name in names:

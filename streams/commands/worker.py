@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from streams.metrics.server import start_metrics_server
 
     roles = parse_roles(args.role)
-    # a broker outage makes aiokafka log ~100 ERROR lines/s: one per message per 10 s instead
+    # a broker or Redis outage repeats the same lines (aiokafka: ~100 ERROR lines/s): one per
+    # message per 10 s instead
     limit_repeats()
     settings = load_settings()
     check_broker(settings)

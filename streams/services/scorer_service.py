@@ -274,7 +274,6 @@ class ScorerService:
         self._reload_task: asyncio.Task[OnlineModel | None] | None = None
         # reads that failed (store unavailable) since the last `pop_store_failures`, by read
         self._store_failures: Counter[str] = Counter()
-        self._store_warned_at = -math.inf
 
     # --- model -------------------------------------------------------------------------------
     def maybe_reload(self) -> bool:
@@ -502,8 +501,8 @@ class ScorerService:
         """Per-request posterior context: the fixed boost (affinity, popularity) and the model's
         standardised candidate scores (taken from the all-item scores when already computed)."""
         cfg = self.config
-        boost = np.zeros(len(cands))
         n = len(cands)
+        boost = np.zeros(n)
         aff = view.affinity
         total_aff = sum(v for v in aff.values() if v > 0)
         if total_aff > 0 and cfg.affinity_weight:
@@ -555,12 +554,10 @@ class ScorerService:
         return cache
 
     def _store_failed(self, read: str, exc: StoreUnavailable) -> None:
-        """Count a failed read; warn at most every 10 s while the store stays unavailable."""
+        """Count and log a failed read (a worker passes one such line per 10 s:
+        `streams.log_limits`)."""
         self._store_failures[read] += 1
-        now = time.monotonic()
-        if now - self._store_warned_at >= 10.0:
-            self._store_warned_at = now
-            log.warning("feature store unavailable (%s: %s): serving without it", read, exc)
+        log.warning("feature store unavailable (%s: %s): serving without it", read, exc)
 
     def pop_store_failures(self) -> dict[str, int]:
         """Failed reads by kind since the last call (the handler turns them into a metric)."""

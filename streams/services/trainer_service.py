@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from models.base import OnlineModel, SlateFeedback
@@ -78,18 +77,13 @@ class TrainerService:
     """Feeds events to an `OnlineTrainer` and snapshots the model to the registry."""
 
     def __init__(
-        self,
-        trainer: OnlineTrainer,
-        registry: ModelRegistry,
-        clock: Callable[[], float] = time.time,
+        self, trainer: OnlineTrainer, registry: ModelRegistry, clock: object = time.time
     ) -> None:
         self.trainer = trainer
         self.registry = registry
         self.stats = TrainerStats()
         self._categories: dict[str, str] = {}
         self._feedback_ts: list[int] = []
-        self.clock = clock
-        self._snapshot_retry_at = 0.0  # after a failed write: not before this time
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainerService:
@@ -145,14 +139,10 @@ class TrainerService:
             self.stats.last_loss = loss
         if force_snapshot:
             self.trainer.flush()
-        now = self.clock()
-        if now < self._snapshot_retry_at and not force_snapshot:
-            return None
-        try:
+        try:  # the trainer tries a failed write again after snapshot_every_s
             version = self.trainer.maybe_snapshot(self.registry, force=force_snapshot)
         except (OSError, SnapshotError) as exc:  # full disk, registry unmounted: keep learning
             self.stats.snapshot_failures += 1
-            self._snapshot_retry_at = now + self.trainer.config.snapshot_every_s
             log.warning(
                 "snapshot not written (%s); training goes on, next try in %.0f s",
                 exc,

@@ -46,8 +46,9 @@ def test_failed_snapshot_is_counted_retried_later_and_training_goes_on(tmp_path:
     trainer = OnlineTrainer(
         GRUModel(GRUConfig(dim=8, hidden=8)),
         TrainerConfig(step_every_events=8, snapshot_every_s=30.0, snapshot_every_updates=1),
+        clock=lambda: now[0],
     )
-    svc = TrainerService(trainer, registry, clock=lambda: now[0])
+    svc = TrainerService(trainer, registry)
     for j in range(16):
         svc.on_interaction(_interaction(j))
     assert svc.tick() is None  # the write failed: no exception
