@@ -46,6 +46,10 @@ def create_app(settings: Settings, group: str, **overrides: Any) -> faust.App:
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
         "consumer_auto_offset_reset": "earliest",
+        # Faust's 60 s default would leave a crashed worker's partitions (a scorer's
+        # requests) unanswered for a minute before the group hands them to another worker
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
         "producer_acks": -1,
         "broker_commit_every": 5000,
         "broker_commit_interval": 1.0,

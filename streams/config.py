@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="slatestream", description="Prefix of every topic name")
     partitions: int = Field(default=4, ge=1, le=1024, description="Partitions per data topic")
     replication_factor: int = Field(default=1, ge=1, le=16, description="Topic replication")
+    session_timeout_s: float = Field(
+        default=10.0,
+        ge=6.0,  # Kafka brokers refuse less by default (group.min.session.timeout.ms)
+        le=1800.0,
+        description="Seconds until a silent worker (crash, kill -9) loses its partitions",
+    )
     max_event_bytes: int = Field(
         default=65536, ge=256, le=16 * 1024 * 1024, description="Larger payloads go to the DLQ"
     )

@@ -40,6 +40,22 @@ def test_scorer_candidate_settings_reach_the_scorer(monkeypatch: pytest.MonkeyPa
     assert handler.service.posterior.ctr.temperature == 0.125
 
 
+@pytest.mark.timeout(30)
+def test_session_timeout_reaches_the_faust_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """A crashed worker's partitions move after SLATESTREAM_SESSION_TIMEOUT_S (default 10 s),
+    not after Faust's own 60 s; heartbeats at most every 3 s and at least 3 per timeout."""
+    from streams.app import create_app
+
+    monkeypatch.setenv("SLATESTREAM_STATE_DIR", str(tmp_path))
+    app = create_app(load_settings(kafka_bootstrap="127.0.0.1:9"), group="t")
+    assert (app.conf.broker_session_timeout, app.conf.broker_heartbeat_interval) == (10.0, 3.0)
+    monkeypatch.setenv("SLATESTREAM_SESSION_TIMEOUT_S", "6")
+    app = create_app(load_settings(kafka_bootstrap="127.0.0.1:9"), group="u")
+    assert (app.conf.broker_session_timeout, app.conf.broker_heartbeat_interval) == (6.0, 2.0)
+
+
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize(
     ("env", "value", "needle"),
@@ -54,6 +70,7 @@ def test_scorer_candidate_settings_reach_the_scorer(monkeypatch: pytest.MonkeyPa
         ("SLATESTREAM_EVENT_WEIGHTS", "{not json", "SLATESTREAM_EVENT_WEIGHTS"),
         ("SLATESTREAM_CANDIDATES_MODEL", "-1", "SLATESTREAM_CANDIDATES_MODEL"),
         ("SLATESTREAM_TS_TEMPERATURE", "0", "SLATESTREAM_TS_TEMPERATURE"),
+        ("SLATESTREAM_SESSION_TIMEOUT_S", "3", "SLATESTREAM_SESSION_TIMEOUT_S"),
     ],
 )
 def test_invalid_settings_name_the_variable(
