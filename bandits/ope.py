@@ -202,6 +202,8 @@ def evaluate(
     """Estimate the target policy's expected clicks per slate, with CIs and ESS, from logs of
     another policy; candidates per record are its `candidates`, else every logged item."""
     # PI needs uniformly random logging (propensity 1/n everywhere) and is left out otherwise.
+    if not estimators:
+        raise ValueError(f"no estimator given; choose from {', '.join(ESTIMATORS)}")
     unknown = [e for e in estimators if e not in ESTIMATORS]
     if unknown:
         raise ValueError(f"unknown estimator {unknown[0]!r}; choose from {', '.join(ESTIMATORS)}")

@@ -12,15 +12,24 @@ import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from features.base import StoreUnavailable
 from streams import __version__, commands
 from streams.errors import SlatestreamError
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other slatestream error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `slatestream: error: …` (pointing at --help) on stderr and exit with code 2."""
+        self.exit(2, f"slatestream: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every discovered subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="slatestream",
         description="Streaming online-learning slate recommender on Kafka.",
     )
@@ -45,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     func = getattr(args, "func", None)
     if func is None:
-        parser.print_help()
+        print("slatestream: error: no COMMAND given (see `slatestream --help`)", file=sys.stderr)
         return 2
     try:
         return int(func(args) or 0)

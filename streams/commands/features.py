@@ -63,7 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     show.add_argument("--item", action="append", default=[], help="item id (repeatable)")
     show.add_argument("--popular", type=int, default=0, help="top-N popular items now")
     show.set_defaults(func=run_show)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=_no_action)
+
+
+def _no_action(args: argparse.Namespace) -> int:
+    """`slatestream features` without an ACTION: a usage error, like any other."""
+    raise SlatestreamError(
+        "features needs an ACTION: rebuild or show (see `slatestream features --help`)"
+    )
 
 
 async def rebuild(
@@ -148,6 +155,8 @@ def run_show(args: argparse.Namespace) -> int:
 
     from redis.exceptions import RedisError
 
+    if args.popular < 0:
+        raise SlatestreamError(f"--popular must be >= 0, not {args.popular}")
     settings = load_settings()
     url = args.store or settings.effective_store_url
     try:
@@ -181,6 +190,8 @@ def run_rebuild(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
     from redis.exceptions import RedisError
 
+    if args.batch < 1:
+        raise SlatestreamError(f"--batch must be >= 1, not {args.batch}")
     settings = load_settings()
     url = args.store or settings.effective_store_url
     if url.startswith("memory:"):

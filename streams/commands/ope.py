@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _fail(msg: str) -> int:
-    print(f"slatestream ope: error: {msg}", file=sys.stderr)
+    print(f"slatestream: error: {msg}", file=sys.stderr)
     return 2
 
 
@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except OSError as exc:
         return _fail(f"cannot read {args.logs}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        return _fail(f"cannot read {args.logs}: not UTF-8 text (expected JSON lines)")
     except (BanditError, ValueError, TypeError) as exc:
         return _fail(str(exc))
     if args.json:

@@ -1,0 +1,175 @@
+"""Bad input to any `slatestream` subcommand: one `slatestream: error: …` line on stderr and
+exit code 2 — no traceback, no hang, no silent success. No Kafka or Redis server is needed:
+closed ports, a listener that is not Kafka and a fake HTTP server stand in for them."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams import cli
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No SLATESTREAM_* setting of the shell leaks in; state (demo registries) goes to tmp."""
+    for key in list(os.environ):
+        if key.startswith("SLATESTREAM_") and key != "SLATESTREAM_DATA_DIR":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("SLATESTREAM_STATE_DIR", str(tmp_path / "state"))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:  # argparse usage errors exit from parse_args
+        return int(exc.code or 0)
+
+
+def assert_one_line_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str], *expected: str
+) -> str:
+    """Run the CLI; assert exit code 2 and exactly one `slatestream: error:` line naming
+    every `expected` fragment; return that line."""
+    capsys.readouterr()
+    code = _main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("slatestream: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for frag in expected:
+        assert frag in err, err
+    return err
+
+
+@pytest.fixture
+def not_kafka() -> Iterator[str]:
+    """host:port of a listener that accepts connections and never speaks Kafka."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            held.append(conn)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield f"127.0.0.1:{srv.getsockname()[1]}"
+    stop.set()
+    t.join(timeout=2)
+    for conn in held:
+        conn.close()
+    srv.close()
+
+
+def _http_server(body: bytes) -> tuple[http.server.HTTPServer, str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+# --- the parser -------------------------------------------------------------------------------
+@pytest.mark.timeout(30)
+def test_no_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_one_line_error([], capsys, "no COMMAND given")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["ope", "--logs", "x.jsonl", "--policy", "nope"], "invalid choice: 'nope'"),
+        (["ope", "--policy", "greedy"], "--logs"),
+        (["nope"], "invalid choice: 'nope'"),
+        (["evaluate", "--epochs", "ten"], "invalid int value: 'ten'"),
+        (["stack", "sideways"], "invalid choice: 'sideways'"),
+        (["report", "--prometheus", "http://x", "--range", "-5m"], "--range"),
+    ],
+)
+def test_usage_errors_are_one_line(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert_one_line_error(argv, capsys, fragment, "--help")
+
+
+# --- features -----------------------------------------------------------------------------------
+@pytest.mark.timeout(30)
+def test_features_without_action(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_one_line_error(["features"], capsys, "ACTION")
+
+
+@pytest.mark.timeout(30)
+def test_features_show_negative_popular(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_one_line_error(["features", "show", "--popular", "-5"], capsys, "--popular")
+
+
+@pytest.mark.timeout(30)
+def test_features_rebuild_bad_batch_before_connecting(capsys: pytest.CaptureFixture[str]) -> None:
+    store = f"redis://127.0.0.1:{_closed_port()}/0"
+    argv = ["features", "rebuild", "--store", store, "--batch", "0"]
+    assert_one_line_error(argv, capsys, "--batch must be >= 1")
+
+
+# --- ope ------------------------------------------------------------------------------------------
+@pytest.fixture
+def feedback_log(tmp_path: Path) -> Path:
+    path = tmp_path / "fb.jsonl"
+    recs = [
+        {"user_id": f"u{i}", "slate": ["a", "b"], "clicks": [i % 2], "propensities": [0.5, 0.5]}
+        for i in range(20)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return path
+
+
+@pytest.mark.timeout(30)
+def test_ope_errors_use_the_common_prefix(
+    feedback_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["ope", "--logs", str(feedback_log), "--policy", "greedy", "--k", "0"]
+    assert_one_line_error(argv, capsys, "--k must be >= 1")
+
+
+@pytest.mark.timeout(30)
+def test_ope_empty_estimator_list(feedback_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["ope", "--logs", str(feedback_log), "--policy", "greedy", "--estimators", ","]
+    assert_one_line_error(argv, capsys, "no estimator given")
+
+
+@pytest.mark.timeout(30)
+def test_ope_binary_file_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bin.jsonl"
+    path.write_bytes(b"\xff\xfe\x00garbage\n")
+    argv = ["ope", "--logs", str(path), "--policy", "greedy"]
+    assert_one_line_error(argv, capsys, str(path), "not UTF-8")
