@@ -77,7 +77,13 @@ def find_recbole_wheel(cache_dir: Path | None = None, download: bool = True) -> 
         return found[0]
     if not download:
         raise DatasetError(f"recbole-{RECBOLE_VERSION} wheel not in {cache}")
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(
+            f"data set cache {cache} is not a usable directory ({exc.strerror or exc}); "
+            "check SLATESTREAM_DATA_DIR"
+        ) from None
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q"]
     cmd += [f"recbole=={RECBOLE_VERSION}", "-d", str(cache)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -130,13 +136,14 @@ def load_movielens_100k(cache_dir: Path | None = None, download: bool = True) ->
         with zipfile.ZipFile(wheel) as zf:
             inter = zf.read(f"{ML100K_PREFIX}.inter").decode("latin-1")
             item = zf.read(f"{ML100K_PREFIX}.item").decode("latin-1")
-    except (KeyError, zipfile.BadZipFile) as exc:
+    except (KeyError, OSError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{wheel} has no readable ml-100k files ({exc})") from exc
     return parse_ml100k(inter, item)
 
 
 # --- FINN.no slate data set --------------------------------------------------------------------
 NO_CLICK_ITEM = 1  # FINN.no convention: item 0 = padding, item 1 = "no click"
+_FINN_ARRAYS = ("slate", "click", "click_idx", "slate_lengths", "interaction_type")
 
 
 @dataclass
@@ -151,6 +158,19 @@ class SlateData:
     category: np.ndarray | None = None  # (n_items,) group id per item
 
     def __post_init__(self) -> None:
+        arrays = {f: getattr(self, f) for f in _FINN_ARRAYS}
+        if self.category is not None:
+            arrays["category"] = self.category
+        for name, arr in arrays.items():
+            # integer arrays are finite by type: only float ones are scanned
+            if arr.dtype.kind not in "biuf" or (
+                arr.dtype.kind == "f" and not np.isfinite(arr).all()
+            ):
+                raise DatasetError(f"{name} must hold finite numbers (got {arr.dtype} data)")
+        if self.click.ndim != 2:
+            raise DatasetError(f"click must be 2-D (users, steps), not shape {self.click.shape}")
+        if self.category is not None and self.category.ndim != 1:
+            raise DatasetError(f"category must be 1-D (items), not shape {self.category.shape}")
         u, t = self.click.shape
         if self.slate.ndim != 3 or self.slate.shape[:2] != (u, t):
             raise DatasetError(f"slate shape {self.slate.shape} does not match click {(u, t)}")
@@ -159,6 +179,8 @@ class SlateData:
                 raise DatasetError(f"{name} shape {getattr(self, name).shape} != {(u, t)}")
         if (self.slate_lengths > self.slate.shape[2]).any():
             raise DatasetError("slate_lengths exceed the slate width")
+        if (self.slate_lengths < 0).any():
+            raise DatasetError("slate_lengths must be >= 0")
 
     def category_path(self, item: int) -> str | None:
         """Category path for an item id ("finn/<category>"), if categories are known."""
@@ -186,7 +208,12 @@ class SlateData:
 
 def load_finn_slates(data_path: str | Path, itemattr_path: str | Path | None = None) -> SlateData:
     """Load FINN.no `data.npz` (+ optional `itemattr.npz` with `category`)."""
-    need = ("slate", "click", "click_idx", "slate_lengths", "interaction_type")
+    need = _FINN_ARRAYS
+    for path in (data_path, itemattr_path):
+        if path is not None and Path(path).is_file() and not zipfile.is_zipfile(path):
+            raise DatasetError(
+                f"{path} is not an .npz archive (empty, truncated or another format)"
+            )
     try:
         with np.load(Path(data_path), allow_pickle=False) as npz:
             missing = [k for k in need if k not in npz.files]
@@ -199,7 +226,7 @@ def load_finn_slates(data_path: str | Path, itemattr_path: str | Path | None = N
                 if "category" not in attr.files:
                     raise DatasetError(f"{itemattr_path} lacks array 'category'")
                 category = np.asarray(attr["category"])
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"cannot read FINN.no data: {exc}") from exc
     return SlateData(category=category, **arrays)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -47,6 +49,20 @@ def _err(msg: str) -> int:
     return 2
 
 
+def _plot_problem(path: Path) -> str | None:
+    """Why the plot cannot be written at `path` (checked before a long run), or None."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if path.is_dir():
+        return "is a directory"
+    if not path.parent.is_dir():
+        return f"directory {path.parent} does not exist"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix and path.suffix[1:].lower() not in formats:
+        return f"unknown image format {path.suffix!r} (e.g. .png, .svg, .pdf)"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; bad input -> one line on stderr and exit code 2."""
     from models.datasets import DatasetError, load_movielens_100k
@@ -66,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
         return _err("--bucket and --max-events must be >= 1")
     if args.plot and args.protocol != "prequential":
         return _err("--plot is for --protocol prequential")
+    if args.plot and (problem := _plot_problem(Path(args.plot))):
+        return _err(f"--plot {args.plot}: {problem}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        return _err(f"--lr must be a finite number > 0, not {args.lr}")
+    if args.threads is not None and args.threads < 1:
+        return _err(f"--threads must be >= 1, not {args.threads}")
     if args.threads:
         import torch
 
@@ -81,8 +103,6 @@ def run(args: argparse.Namespace) -> int:
 
     gru_kw: dict[str, Any] = {"dim": args.dim, "hidden": args.hidden}
     if args.lr is not None:
-        if args.lr <= 0:
-            return _err("--lr must be > 0")
         gru_kw["lr"] = args.lr
     for flag, key in (("step_every", "step_every_events"), ("batch_users", "batch_users")):
         value = getattr(args, flag)

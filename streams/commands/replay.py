@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -30,19 +31,26 @@ def run(args: argparse.Namespace) -> int:
     from streams.broker import check_broker, ensure_topics
     from streams.replay import finn_events, movielens_events
 
-    if args.rate < 0:
-        raise ConfigError("--rate must be >= 0")
+    if math.isnan(args.rate) or args.rate < 0:
+        raise ConfigError(f"--rate must be >= 0 (0 = as fast as possible), not {args.rate}")
+    if args.limit < 0:
+        raise ConfigError(f"--limit must be >= 0 (0 = all), not {args.limit}")
+    if args.dataset == "ml-100k" and (args.path is not None or args.itemattr is not None):
+        raise ConfigError(
+            "--dataset ml-100k takes no data.npz path or --itemattr (finn-slates only)"
+        )
+    if args.dataset == "finn-slates" and args.path is None:
+        raise ConfigError("finn-slates needs the path of data.npz")
     settings = load_settings()
-    check_broker(settings)
+    # the data set is read before the broker is asked: a bad file is reported first
     try:
         if args.dataset == "ml-100k":
             events = movielens_events(load_movielens_100k())
         else:
-            if args.path is None:
-                raise ConfigError("finn-slates needs the path of data.npz")
             events = finn_events(load_finn_slates(args.path, args.itemattr))
     except DatasetError as exc:
         raise ConfigError(f"--dataset {args.dataset}: {exc}") from None
+    check_broker(settings)
     ensure_topics(settings)
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks=1)
     sent: dict[str, int] = {}

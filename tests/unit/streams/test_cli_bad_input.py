@@ -12,8 +12,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from models.datasets import npz_bytes
 from streams import cli
 
 
@@ -173,3 +175,111 @@ def test_ope_binary_file_names_the_file(tmp_path: Path, capsys: pytest.CaptureFi
     path.write_bytes(b"\xff\xfe\x00garbage\n")
     argv = ["ope", "--logs", str(path), "--policy", "greedy"]
     assert_one_line_error(argv, capsys, str(path), "not UTF-8")
+
+
+# --- evaluate ----------------------------------------------------------------------------------
+_FAST_PREQ = ["evaluate", "--protocol", "prequential", "--model", "pop", "--max-events", "50"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--lr", "nan"], "--lr must be a finite number > 0"),
+        (["--lr", "inf"], "--lr must be a finite number > 0"),
+        (["--threads", "-1"], "--threads must be >= 1"),
+        (["--plot", "{tmp}/missing/x.png"], "does not exist"),
+        (["--plot", "{tmp}"], "is a directory"),
+        (["--plot", "{tmp}/x.txt"], "unknown image format '.txt'"),
+    ],
+)
+def test_evaluate_bad_flags_fail_before_the_run(
+    extra: list[str], fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = _FAST_PREQ + [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    assert_one_line_error(argv, capsys, fragment)
+
+
+@pytest.mark.timeout(60)
+def test_evaluate_data_dir_that_is_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_dir = tmp_path / "datasets"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("SLATESTREAM_DATA_DIR", str(not_a_dir))
+    assert_one_line_error(["evaluate", "--model", "pop"], capsys, "SLATESTREAM_DATA_DIR")
+
+
+@pytest.mark.timeout(60)
+def test_evaluate_wheel_that_is_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "recbole-1.2.1-py3-none-any.whl").mkdir()
+    monkeypatch.setenv("SLATESTREAM_DATA_DIR", str(tmp_path))
+    assert_one_line_error(["evaluate", "--model", "pop"], capsys, "no readable ml-100k files")
+
+
+# --- replay ---------------------------------------------------------------------------------------
+def _finn(tmp: Path, **changes: np.ndarray) -> Path:
+    u, t, k = 2, 3, 4
+    arrays = {
+        "slate": np.full((u, t, k), 3),
+        "click": np.full((u, t), 3),
+        "click_idx": np.zeros((u, t), int),
+        "slate_lengths": np.full((u, t), k),
+        "interaction_type": np.ones((u, t), int),
+        **changes,
+    }
+    path = tmp / "data.npz"
+    path.write_bytes(npz_bytes(**arrays))
+    return path
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--dataset", "ml-100k", "--rate", "nan"], "--rate must be >= 0"),
+        (["--dataset", "ml-100k", "--limit", "-1"], "--limit must be >= 0"),
+        (["--dataset", "ml-100k", "data.npz"], "ml-100k takes no data.npz path"),
+        (["--dataset", "finn-slates"], "needs the path of data.npz"),
+    ],
+)
+def test_replay_bad_flags(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert_one_line_error(["replay", *argv], capsys, fragment)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda d: d / "empty.npz", "is not an .npz archive"),
+        (lambda d: d / "x.csv", "is not an .npz archive"),
+        (lambda d: d / "truncated.npz", "is not an .npz archive"),
+        (lambda d: _finn(d, click=np.ones(2, int)), "click must be 2-D"),
+        (lambda d: _finn(d, click=np.full((2, 3), np.nan)), "click must hold finite numbers"),
+        (lambda d: _finn(d, slate=np.full((2, 3, 4), "a")), "slate must hold finite numbers"),
+        (lambda d: _finn(d, slate_lengths=np.full((2, 3), -1)), "slate_lengths must be >= 0"),
+    ],
+)
+def test_replay_bad_finn_file_is_reported_before_the_broker(
+    make: object, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    good = npz_bytes(a=np.arange(100))
+    (tmp_path / "truncated.npz").write_bytes(good[: len(good) // 2])
+    path = make(tmp_path)  # type: ignore[operator]
+    argv = ["replay", "--dataset", "finn-slates", str(path)]
+    assert_one_line_error(argv, capsys, "--dataset finn-slates", fragment)
+
+
+@pytest.mark.timeout(60)
+def test_replay_bad_itemattr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _finn(tmp_path)
+    attr = tmp_path / "itemattr.npz"
+    attr.write_bytes(npz_bytes(category=np.zeros((2, 2), int)))
+    argv = ["replay", "--dataset", "finn-slates", str(data), "--itemattr", str(attr)]
+    assert_one_line_error(argv, capsys, "category must be 1-D")
