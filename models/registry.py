@@ -114,7 +114,7 @@ class ModelRegistry:
             raise SnapshotError(version, "missing meta.json") from exc
         except (OSError, ValueError) as exc:
             raise SnapshotError(version, f"unreadable meta.json ({exc})") from exc
-        if not isinstance(meta, dict) or "sha256" not in meta:
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), dict):
             raise SnapshotError(version, "meta.json lacks sha256")
         return meta
 

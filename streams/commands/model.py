@@ -43,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         if args.version is not None:
             return _err("model list takes no VERSION")
-        for info in registry.list():
+        infos = registry.list()
+        for info in infos:
             print(json.dumps(info.to_json()))
+        if not infos:
+            print(f"slatestream: note: no model snapshots in {path}", file=sys.stderr)
         return 0
     if args.version is None:
         return _err("model rollback needs a VERSION (see `slatestream model list`)")

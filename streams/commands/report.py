@@ -123,6 +123,7 @@ PANELS: tuple[Panel, ...] = (
 
 # --- Prometheus --------------------------------------------------------------------------------
 def _get(url: str, timeout: float = 10.0) -> dict[str, object]:
+    base = url.split("/api/")[0]
     try:
         body = json.loads(urllib.request.urlopen(url, timeout=timeout).read())
     except urllib.error.HTTPError as exc:  # Prometheus answers bad queries with 400 + JSON
@@ -130,13 +131,17 @@ def _get(url: str, timeout: float = 10.0) -> dict[str, object]:
             body = json.loads(exc.read())
         except ValueError:
             raise SlatestreamError(f"--prometheus: HTTP {exc.code} from {url}") from None
+    except json.JSONDecodeError:  # something answers HTTP, e.g. a web page
+        raise SlatestreamError(f"--prometheus: {base} answers, but not as Prometheus") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        base = url.split("/api/")[0]
         raise SlatestreamError(f"--prometheus: no answer from {base} ({exc})") from None
+    if not isinstance(body, dict):
+        raise SlatestreamError(f"--prometheus: {base} answers, but not as Prometheus")
     if body.get("status") != "success":
         raise SlatestreamError(f"--prometheus: query failed: {body.get('error', body)}")
-    data = body["data"]
-    assert isinstance(data, dict)
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise SlatestreamError(f"--prometheus: {base} answers, but not as Prometheus")
     return data
 
 
@@ -165,7 +170,10 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(a + b for a, b in parts) != text.strip():
         raise SlatestreamError(f"--range: bad duration {text!r} (e.g. 15m, 90s, 2h)")
     mult = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    return sum(float(n) * mult[u] for n, u in parts)
+    seconds = sum(float(n) * mult[u] for n, u in parts)
+    if seconds <= 0:
+        raise SlatestreamError(f"--range: the duration must be > 0, not {text!r}")
+    return seconds
 
 
 def fetch_series(
@@ -431,6 +439,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     """Query Prometheus over the range, render the panels, print the written paths."""
+    if urllib.parse.urlparse(args.prometheus).scheme not in ("http", "https"):
+        raise SlatestreamError(
+            f"--prometheus: expected an http(s):// URL, e.g. http://127.0.0.1:9090, "
+            f"not {args.prometheus!r}"
+        )
+    if args.out.exists() and not args.out.is_dir():
+        raise SlatestreamError(f"--out {args.out}: exists and is not a directory")
     range_s = parse_duration(args.range_)
     series = fetch_series(args.prometheus, range_s)
     paths = render_panels(

@@ -219,6 +219,35 @@ def test_evaluate_wheel_that_is_a_directory(
     assert_one_line_error(["evaluate", "--model", "pop"], capsys, "no readable ml-100k files")
 
 
+# --- model -------------------------------------------------------------------------------------
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("action", [["list"], ["rollback", "1"]])
+def test_model_registry_with_malformed_meta(
+    action: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snap = tmp_path / "v00000001"
+    snap.mkdir()
+    (snap / "meta.json").write_text('{"sha256": "not-a-mapping", "kind": "gru"}')
+    for name in ("model.safetensors", "state.json"):  # present: the checksums get looked up
+        (snap / name).write_text("{}")
+    code = _main(["model", *action, "--registry", str(tmp_path)])
+    out, err = capsys.readouterr()
+    if action == ["list"]:
+        assert code == 0 and json.loads(out)["valid"] is False
+    else:
+        assert code == 2 and err.startswith("slatestream: error: cannot roll back")
+        assert err.count("\n") == 1
+
+
+@pytest.mark.timeout(60)
+def test_model_list_of_an_empty_directory_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _main(["model", "list", "--registry", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == f"slatestream: note: no model snapshots in {tmp_path}"
+
+
 # --- replay ---------------------------------------------------------------------------------------
 def _finn(tmp: Path, **changes: np.ndarray) -> Path:
     u, t, k = 2, 3, 4
@@ -283,3 +312,29 @@ def test_replay_bad_itemattr(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     attr.write_bytes(npz_bytes(category=np.zeros((2, 2), int)))
     argv = ["replay", "--dataset", "finn-slates", str(data), "--itemattr", str(attr)]
     assert_one_line_error(argv, capsys, "category must be 1-D")
+
+
+# --- report ---------------------------------------------------------------------------------------
+@pytest.mark.timeout(30)
+def test_report_bad_url_out_and_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert_one_line_error(["report", "--prometheus", "nope"], capsys, "expected an http(s):// URL")
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    argv = ["report", "--prometheus", "http://127.0.0.1:1", "--out", str(a_file)]
+    assert_one_line_error(argv, capsys, "is not a directory")
+    argv = ["report", "--prometheus", "http://127.0.0.1:1", "--range", "0s"]
+    assert_one_line_error(argv, capsys, "must be > 0")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("body", [b"[1, 2]", b"<html>hello</html>", b'{"status": "success"}'])
+def test_report_server_that_is_not_prometheus(
+    body: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, url = _http_server(body)
+    try:
+        argv = ["report", "--prometheus", url, "--out", str(tmp_path / "r")]
+        assert_one_line_error(argv, capsys, "answers, but not as Prometheus")
+    finally:
+        server.shutdown()
+        server.server_close()
