@@ -289,9 +289,15 @@ def read_state(state_dir: Path | None = None) -> StackState | None:
     if not path.exists():
         return None
     try:
-        return StackState(**json.loads(path.read_text()))
-    except (ValueError, TypeError):
+        state = StackState(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
         return None
+    # a pid of 0 or 1 (or not a number) would make status/down signal our own process group
+    # or init: such a record is as unusable as an unreadable one
+    for pid in (state.kafka_pid, state.redis_pid):
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+            return None
+    return state
 
 
 def status(state_dir: Path | None = None) -> dict[str, bool] | None:

@@ -30,15 +30,35 @@ def check_broker(settings: Settings, timeout_s: float = 5.0) -> None:
     raise BrokerUnavailable(f"SLATESTREAM_KAFKA_BOOTSTRAP: no broker answers ({'; '.join(errors)})")
 
 
+def admin_client(bootstrap: str, timeout_s: float | None = None) -> Any:
+    """A kafka-python admin client on `bootstrap`; BrokerUnavailable (one line) when what
+    listens there does not answer as Kafka, within `timeout_s` where kafka-python supports it."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    kw: dict[str, Any] = {}
+    if timeout_s is not None and "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:
+        kw["bootstrap_timeout_ms"] = int(timeout_s * 1000)  # kafka-python >= 3
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the one line below says it all
+    try:
+        return KafkaAdminClient(bootstrap_servers=bootstrap, **kw)
+    except KafkaError as exc:
+        raise BrokerUnavailable(
+            f"SLATESTREAM_KAFKA_BOOTSTRAP: {bootstrap} accepts connections but does not answer "
+            f"as a Kafka broker ({type(exc).__name__})"
+        ) from None
+    finally:
+        logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the pipeline's topics with their partition counts if missing; return created."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     check_broker(settings)
     bootstrap = settings.kafka_bootstrap or ""  # set: check_broker raised otherwise
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = admin_client(bootstrap, timeout_s=15.0)
     try:
         existing = set(admin.list_topics())
         new = [
@@ -54,6 +74,10 @@ def ensure_topics(settings: Settings) -> list[str]:
             new_parts = {t.name: t.num_partitions for t in new}
             _wait_for_leaders(admin, bootstrap, new_parts)
         return [t.name for t in new]
+    except KafkaError as exc:
+        raise BrokerUnavailable(
+            f"SLATESTREAM_KAFKA_BOOTSTRAP: creating topics failed ({exc})"
+        ) from None
     finally:
         admin.close()
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from streams.broker import check_broker
+from streams.broker import admin_client, check_broker
 from streams.config import load_settings
 from streams.errors import ConfigError
+from streams.roles import scorer_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,8 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     """Print the effective configuration; errors name the setting in one line."""
     settings = load_settings()
+    scorer_config(settings)  # the policy names, which only the scorer would reject later
     if settings.kafka_bootstrap:
         check_broker(settings)
+        # a port that accepts connections may still not be Kafka (e.g. Redis's port)
+        admin_client(settings.kafka_bootstrap, timeout_s=10.0).close()
     url = settings.redis_url
     if url:
         import redis

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from deploy import stack
+from streams.errors import StackError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,6 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the stack action; print `KEY=value` lines a shell can eval."""
+    for flag, port in (("--kafka-port", args.kafka_port), ("--redis-port", args.redis_port)):
+        if port is not None and not 1 <= port <= 65535:
+            raise StackError(f"{flag} must be a TCP port in 1..65535, not {port}")
+    if args.kafka_port is not None and args.kafka_port == args.redis_port:
+        raise StackError("--kafka-port and --redis-port must differ")
+    if args.state_dir is not None and args.state_dir.exists() and not args.state_dir.is_dir():
+        raise StackError(f"--state-dir {args.state_dir}: exists and is not a directory")
     if args.action == "up":
         state = stack.up(args.state_dir, kafka_port=args.kafka_port, redis_port=args.redis_port)
         print(state.env_lines())

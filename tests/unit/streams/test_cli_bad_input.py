@@ -338,3 +338,87 @@ def test_report_server_that_is_not_prometheus(
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- check and the broker -----------------------------------------------------------------------
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({"SLATESTREAM_POLICY": "nope"}, "SLATESTREAM_POLICY: unknown policy 'nope'"),
+        ({"SLATESTREAM_POLICY_ARMS": '{"nope": 1}'}, "SLATESTREAM_POLICY_ARMS: unknown policy"),
+        ({"SLATESTREAM_SHADOW_POLICIES": '["zz"]'}, "SLATESTREAM_SHADOW_POLICIES: unknown"),
+    ],
+)
+def test_check_rejects_unknown_policies(
+    env: dict[str, str],
+    fragment: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert_one_line_error(["check"], capsys, fragment)
+
+
+@pytest.mark.timeout(60)
+def test_check_a_port_that_is_not_kafka(
+    not_kafka: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLATESTREAM_KAFKA_BOOTSTRAP", not_kafka)
+    assert_one_line_error(["check"], capsys, "does not answer as a Kafka broker")
+
+
+@pytest.mark.timeout(60)
+def test_ensure_topics_on_a_port_that_is_not_kafka(not_kafka: str) -> None:
+    from streams.broker import ensure_topics
+    from streams.config import Settings
+    from streams.errors import BrokerUnavailable
+
+    with pytest.raises(BrokerUnavailable, match="does not answer as a Kafka broker"):
+        ensure_topics(Settings(kafka_bootstrap=not_kafka))
+
+
+# --- stack --------------------------------------------------------------------------------------
+@pytest.fixture
+def no_stack_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bad flags must be refused before anything is started: fail loudly if `up` runs."""
+    from deploy import stack
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("stack.up must not run on bad flags")
+
+    monkeypatch.setattr(stack, "up", refuse)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--kafka-port", "0"], "--kafka-port must be a TCP port"),
+        (["--redis-port", "70000"], "--redis-port must be a TCP port"),
+        (["--kafka-port", "9092", "--redis-port", "9092"], "must differ"),
+    ],
+)
+@pytest.mark.usefixtures("no_stack_start")
+def test_stack_up_bad_ports(
+    flags: list[str], fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["stack", "up", "--state-dir", str(tmp_path), *flags]
+    assert_one_line_error(argv, capsys, fragment)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("pid", [0, 1, -5, "abc", True])
+def test_stack_state_with_unusable_pids_is_not_a_stack(
+    pid: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pid of 0 would make `stack down` signal its own process group: such a record is
+    ignored, as an unreadable one is."""
+    (tmp_path / "stack").mkdir()
+    rec = {"kafka_bootstrap": "x:1", "redis_url": "redis://x:1/0", "root": str(tmp_path)}
+    rec |= {"kafka_pid": pid, "redis_pid": pid}
+    (tmp_path / "stack" / "stack.json").write_text(json.dumps(rec))
+    assert _main(["stack", "status", "--state-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert out.strip() == "# no stack recorded" and err == ""
