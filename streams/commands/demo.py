@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import time
 import uuid
 from pathlib import Path
 
 from streams.config import Settings, load_settings
+from streams.errors import SlatestreamError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -73,8 +75,30 @@ def _settings(
     return settings, env
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Reject bad flags before anything is loaded or started (SlatestreamError, one line)."""
+    from streams.services.scorer_service import POLICY_NAMES
+
+    if not (math.isfinite(args.duration) and args.duration > 0):
+        raise SlatestreamError(f"--duration must be a number of seconds > 0, not {args.duration}")
+    if args.batch < 1:
+        raise SlatestreamError(f"--batch must be >= 1, not {args.batch}")
+    if not 1 <= args.k <= 100:
+        raise SlatestreamError(f"--k must be in 1..100 (the request schema's limit), not {args.k}")
+    if not 0.0 <= args.warmup < 1.0:
+        raise SlatestreamError(f"--warmup must be a share in [0, 1), not {args.warmup}")
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in arms if a not in POLICY_NAMES]
+    if not arms or unknown:
+        what = f"unknown policy {unknown[0]!r}" if unknown else "no policy given"
+        raise SlatestreamError(f"--arms: {what}; choose from {', '.join(POLICY_NAMES)}")
+    if args.out.exists() and not args.out.is_dir():
+        raise SlatestreamError(f"--out {args.out}: exists and is not a directory")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo and write the report; prints where it is."""
+    _check_args(args)
     from streams.commands.report import RegistrySampler, render_panels
     from streams.demo import driver, report
     from streams.demo.world import World

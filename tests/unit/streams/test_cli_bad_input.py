@@ -422,3 +422,40 @@ def test_stack_state_with_unusable_pids_is_not_a_stack(
     assert _main(["stack", "status", "--state-dir", str(tmp_path)]) == 1
     out, err = capsys.readouterr()
     assert out.strip() == "# no stack recorded" and err == ""
+
+
+# --- demo (only its bad-flag paths: nothing may start) -----------------------------------------
+@pytest.fixture
+def no_demo_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail loudly if the demo starts loading its world on bad flags."""
+    from streams.demo.world import World
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the demo must not start on bad flags")
+
+    monkeypatch.setattr(World, "movielens", refuse)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--duration", "-1"], "--duration must be"),
+        (["--duration", "nan"], "--duration must be"),
+        (["--batch", "0"], "--batch must be >= 1"),
+        (["--k", "0"], "--k must be in 1..100"),
+        (["--k", "101"], "--k must be in 1..100"),
+        (["--warmup", "2"], "--warmup must be a share"),
+        (["--arms", "nope"], "--arms: unknown policy 'nope'"),
+        (["--arms", ","], "--arms: no policy given"),
+        (["--out", "{tmp}/file"], "is not a directory"),
+    ],
+)
+@pytest.mark.usefixtures("no_demo_start")
+def test_demo_bad_flags(
+    flags: list[str], fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    out = [] if "--out" in flags else ["--out", str(tmp_path / "report")]
+    assert_one_line_error(["demo", *out, *flags], capsys, fragment)
