@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,8 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one interaction type is needed")
         for name, weight in value.items():
-            if not re.match(r"^[a-z][a-z0-9_]{0,31}$", name) or weight < 0:
+            bad = not math.isfinite(weight) or weight < 0  # NaN < 0 is False
+            if not re.match(r"^[a-z][a-z0-9_]{0,31}$", name) or bad:
                 raise ValueError(f"bad event weight {name!r}={weight!r}")
         return value
 

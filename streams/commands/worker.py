@@ -11,14 +11,20 @@ from typing import Any
 from streams.broker import check_broker, ensure_topics
 from streams.config import load_settings
 from streams.log_limits import limit_repeats
-from streams.roles import build_handlers, parse_roles
+from streams.roles import build_handlers, parse_roles, scorer_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the `worker` subcommand."""
     p = sub.add_parser("worker", help="run worker roles (features, joiner, trainer, scorer)")
     p.add_argument("--role", default="all", help="comma-separated roles, or 'all' (default)")
-    p.add_argument("--loglevel", default="warning", help="Faust/worker log level")
+    p.add_argument(
+        "--loglevel",
+        default="warning",
+        type=str.lower,
+        choices=("debug", "info", "warning", "error", "critical"),
+        help="Faust/worker log level",
+    )
     p.set_defaults(func=run)
 
 
@@ -34,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     # message per 10 s instead
     limit_repeats()
     settings = load_settings()
+    if "scorer" in roles:  # a bad policy name is reported before the broker is contacted
+        scorer_config(settings)
     check_broker(settings)
     ensure_topics(settings)
     app = create_app(settings, group="-".join(roles))

@@ -459,3 +459,22 @@ def test_demo_bad_flags(
     flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
     out = [] if "--out" in flags else ["--out", str(tmp_path / "report")]
     assert_one_line_error(["demo", *out, *flags], capsys, fragment)
+
+
+@pytest.mark.timeout(30)
+def test_nan_event_weight_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLATESTREAM_EVENT_WEIGHTS", '{"click": NaN}')
+    assert_one_line_error(["check"], capsys, "SLATESTREAM_EVENT_WEIGHTS", "nan")
+
+
+@pytest.mark.timeout(30)
+def test_worker_checks_policy_and_loglevel_before_the_broker(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A closed broker port would give a broker error: the policy and log level come first."""
+    monkeypatch.setenv("SLATESTREAM_KAFKA_BOOTSTRAP", f"127.0.0.1:{_closed_port()}")
+    assert_one_line_error(["worker", "--loglevel", "bogus"], capsys, "--loglevel")
+    monkeypatch.setenv("SLATESTREAM_POLICY", "nope")
+    assert_one_line_error(["worker", "--role", "scorer"], capsys, "SLATESTREAM_POLICY", "nope")
