@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from streams import schemas
 from streams.config import Settings
-from streams.errors import SchemaError
 from streams.handlers.edge import decode_or_dead_letter
 from streams.metrics import SCORER
 from streams.runtime import Emit, Record
@@ -64,13 +63,12 @@ class ScorerHandler:
         requests: list[schemas.Request] = []
         for rec in records:
             if rec.topic == self.feedback_topic:
-                try:
-                    fb = schemas.decode(
-                        schemas.Feedback, rec.value, max_bytes=self.settings.max_event_bytes
-                    )
-                except SchemaError:
-                    continue  # the joiner produced it; nothing a client waits for
-                self.service.on_feedback(fb)
+                # the scorer owns dead-lettering bad feedback (the trainer only skips it)
+                fb, dead, _ = decode_or_dead_letter(rec, schemas.Feedback, self.settings, self.name)
+                if fb is not None:
+                    self.service.on_feedback(fb)
+                elif dead is not None:
+                    emits.append(dead)
                 continue
             req, dead, err = decode_or_dead_letter(rec, schemas.Request, self.settings, self.name)
             if req is not None:

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 class TrainerHandler:
     """Consumes `interactions`, `items`, `feedback`; snapshots the model to the registry.
 
-    Malformed records are skipped here: the feature worker owns dead-lettering them.
+    Malformed records are skipped here: the feature worker dead-letters bad interactions and
+    items, the scorer bad feedback.
     """
 
     name = "trainer"

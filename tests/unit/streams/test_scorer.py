@@ -280,6 +280,8 @@ async def test_shadow_policies_are_estimated_from_feedback_and_logged_only_when_
 
 @pytest.mark.timeout(30)
 async def test_handler_answers_every_request_once_and_dead_letters_bad_ones() -> None:
+    """Bad requests are answered with an error record and dead-lettered; bad feedback is
+    dead-lettered (the scorer owns that: the trainer only skips it)."""
     settings = load_settings(topic_prefix="t")
     store = MemoryFeatureStore()
     await catalogue(store)
@@ -292,6 +294,8 @@ async def test_handler_answers_every_request_once_and_dead_letters_bad_ones() ->
     bad_req = {"event_id": "e", "ts": NOW, "request_id": "bad-1", "user_id": "u1", "k": "many"}
     log.publish("t.requests", json.dumps(bad_req).encode(), b"u1")
     log.publish("t.requests", b"not json at all", b"u2")
+    bad_fb = {"event_id": "f", "ts": NOW, "user_id": "u1", "request_id": "r0"}  # no slate
+    log.publish("t.feedback", json.dumps(bad_fb).encode(), b"u1")
     await drain(log, handler)
     recs = [
         schemas.Recommendation.model_validate_json(r.value) for r in log.topics["t.recommendations"]
@@ -301,7 +305,8 @@ async def test_handler_answers_every_request_once_and_dead_letters_bad_ones() ->
     bad = next(r for r in recs if r.request_id == "bad-1")
     assert bad.slate == [] and bad.error and "k" in bad.error
     dlq = [json.loads(r.value) for r in log.topics["t.dlq"]]
-    assert sorted(d["reason"] for d in dlq) == ["malformed_json", "wrong_type"]
+    assert sorted(d["reason"] for d in dlq) == ["malformed_json", "missing_field", "wrong_type"]
+    assert next(d for d in dlq if d["reason"] == "missing_field")["topic"] == "t.feedback"
     assert {r.arm for r in recs if not r.error} == {"in-slate-ts", "greedy"}
     impressions = log.topics["t.impressions"]
     assert len(impressions) == 20  # every served slate is also an impression
