@@ -7,6 +7,7 @@ Keys on Kafka are user ids so one user's events stay ordered on one partition.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from typing import Annotated, Any, TypeVar
@@ -34,7 +35,22 @@ def _id(value: Any) -> Any:
     return value
 
 
-Id = Annotated[str, BeforeValidator(_id), Field(min_length=1, max_length=256)]
+MAX_ID_LENGTH = 256
+Id = Annotated[str, BeforeValidator(_id), Field(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+def derived_id(*parts: str) -> str:
+    """An event id made of other ids (`rec-<request_id>`, `fb-<request_id>-late-<event_id>`).
+
+    The parts joined when that fits the id limit; otherwise the first characters and a
+    hash of the whole, so that a valid 256-character request id still yields a valid,
+    deterministic (redeliveries keep it) id rather than an output the contract refuses.
+    """
+    joined = "".join(parts)
+    if len(joined) <= MAX_ID_LENGTH:
+        return joined
+    digest = hashlib.blake2b(joined.encode(), digest_size=16).hexdigest()
+    return f"{joined[: MAX_ID_LENGTH - len(digest) - 1]}~{digest}"
 
 
 class Event(BaseModel):

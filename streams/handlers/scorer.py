@@ -16,6 +16,7 @@ from streams.services.scorer_service import ScorerService
 from streams.topics import topic_name
 
 log = logging.getLogger(__name__)
+MAX_ID = schemas.MAX_ID_LENGTH
 
 
 def _request_id_of(raw: bytes) -> tuple[str | None, str | None]:
@@ -27,8 +28,9 @@ def _request_id_of(raw: bytes) -> tuple[str | None, str | None]:
     if not isinstance(obj, dict):
         return None, None
     rid, uid = obj.get("request_id"), obj.get("user_id")
-    rid = str(rid) if isinstance(rid, str | int) and str(rid) else None
-    uid = str(uid) if isinstance(uid, str | int) and str(uid) else None
+    # only ids the contract can carry back: a longer one cannot be answered, only dead-lettered
+    rid = str(rid) if isinstance(rid, str | int) and 0 < len(str(rid)) <= MAX_ID else None
+    uid = str(uid) if isinstance(uid, str | int) and 0 < len(str(uid)) <= MAX_ID else None
     return rid, uid
 
 
@@ -102,7 +104,7 @@ class ScorerHandler:
             emits.append(Emit(self.recs_topic, rec_ev.to_json(), key))
             if rec_ev.slate:
                 imp = schemas.Impression(
-                    event_id=f"imp-{rec_ev.request_id}",
+                    event_id=schemas.derived_id("imp-", rec_ev.request_id),
                     ts=rec_ev.served_at,
                     user_id=rec_ev.user_id,
                     request_id=rec_ev.request_id,
@@ -118,7 +120,7 @@ class ScorerHandler:
         self.errors += 1
         now = int(time.time() * 1000)
         rec = schemas.Recommendation(
-            event_id=f"rec-{request_id}",
+            event_id=schemas.derived_id("rec-", request_id),
             ts=now,
             request_id=request_id,
             user_id=user_id,

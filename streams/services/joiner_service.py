@@ -226,9 +226,9 @@ class JoinerService:
     def _feedback(self, rid: str, imp: _Imp, clicks: list[dict[str, Any]], late: bool) -> Emit:
         cfg = self.config
         ordered = sorted(clicks, key=lambda c: (c["delay_ms"], c["position"], c["event_id"]))
-        suffix = f"-late-{ordered[0]['event_id']}" if late else ""
+        suffix = ("-late-", ordered[0]["event_id"]) if late else ()
         fb = schemas.Feedback(
-            event_id=f"fb-{rid}{suffix}",
+            event_id=schemas.derived_id("fb-", rid, *suffix),
             ts=(ordered[0]["delay_ms"] + imp.ts) if late else imp.ts + cfg.window_ms,
             user_id=imp.user_id,
             request_id=rid,

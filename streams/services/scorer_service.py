@@ -27,7 +27,7 @@ from bandits.posteriors import BetaBernoulliPosterior
 from features.base import StoreUnavailable
 from models.base import OnlineModel, SequentialModel
 from models.registry import SnapshotWatcher
-from streams.schemas import Feedback, Recommendation, Request
+from streams.schemas import Feedback, Recommendation, Request, derived_id
 from streams.threads import limit_threads
 
 log = logging.getLogger(__name__)
@@ -472,7 +472,7 @@ class ScorerService:
                     self._shadow_log.popitem(last=False)
         served_at = int(self.clock() * 1000)
         rec = Recommendation(
-            event_id=f"rec-{req.request_id}",
+            event_id=derived_id("rec-", req.request_id),
             ts=served_at,
             request_id=req.request_id,
             user_id=req.user_id,

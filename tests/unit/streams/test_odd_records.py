@@ -1,0 +1,87 @@
+"""Unusual but possible records through the stream handlers (memory store, MemoryLog):
+nothing escapes `handle()`, invalid input is dead-lettered once, valid input is applied."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from features import MemoryJoinState
+from features.base import ItemUpdate
+from features.memory import MemoryFeatureStore
+from streams import schemas
+from streams.config import Settings
+from streams.handlers.ingest import JoinerHandler
+from streams.handlers.scorer import ScorerHandler
+from streams.runtime import MemoryLog, drain
+from streams.services.joiner_service import JoinerConfig
+from streams.services.scorer_service import ScorerConfig, ScorerService
+from streams.services.store_view import StoreView
+from streams.topics import topic_name
+
+NOW = int(time.time() * 1000)
+S = Settings(topic_prefix="odd", attribution_window_ms=60_000)
+
+
+def t(kind: str) -> str:
+    return topic_name(S, kind)
+
+
+def event(kind: str, **kw: Any) -> bytes:
+    """The contract's example event of `kind`, recent, with fields replaced by `kw`."""
+    d = schemas.example(kind)
+    d["ts"] = NOW - 120_000
+    d.update(kw)
+    return json.dumps(d).encode()
+
+
+def on(log: MemoryLog, topic: str) -> list[dict[str, Any]]:
+    return [json.loads(r.value) for r in log.topics[t(topic)]]
+
+
+async def scorer(n_items: int = 6) -> ScorerHandler:
+    store = MemoryFeatureStore()
+    await store.apply_many(
+        [ItemUpdate(f"it{i}", f"i{i}", NOW - 5000, ("movies",)) for i in range(n_items)]
+    )
+    cfg = ScorerConfig(reload_interval_s=0.0, reload_in_background=False)
+    return ScorerHandler(S, ScorerService(StoreView(store), None, cfg))
+
+
+@pytest.mark.timeout(30)
+async def test_longest_valid_request_id_is_answered_not_a_crash() -> None:
+    """rec-/imp- + a 256-character request id was over the id limit: the scorer raised."""
+    handler = await scorer()
+    log = MemoryLog()
+    rid = "r" * 256
+    log.publish(t("requests"), event("request", request_id=rid), b"u42")
+    log.publish(t("requests"), event("request", request_id="x" * 300, k=0), b"u42")  # invalid
+    await drain(log, handler)
+    recs = on(log, "recommendations")
+    assert [r["request_id"] for r in recs] == [rid] and recs[0]["slate"]
+    assert len(recs[0]["event_id"]) <= 256 and recs[0]["event_id"].startswith("rec-rrr")
+    imps = [schemas.Impression.model_validate_json(r.value) for r in log.topics[t("impressions")]]
+    assert [i.request_id for i in imps] == [rid]
+    # the invalid request (its id too long to answer) is dead-lettered once
+    assert [d["reason"] for d in on(log, "dlq")] == ["invalid_value"]
+
+
+@pytest.mark.timeout(30)
+async def test_joiner_feedback_ids_stay_valid_for_the_longest_ids() -> None:
+    """fb-<request_id>-late-<click event_id> over 256 characters: the joiner raised."""
+    handler = JoinerHandler(
+        S, state=MemoryJoinState(), config=JoinerConfig(window_ms=60_000, idle_flush_ms=10**9)
+    )
+    rid, eid = "r" * 256, "e" * 256
+    log = MemoryLog()
+    log.publish(t("impressions"), event("impression", request_id=rid, ts=NOW - 300_000), b"u42")
+    click = dict(schemas.example("interaction"), request_id=rid, event_id=eid, item_id="i3")
+    log.publish(t("interactions"), json.dumps(dict(click, ts=NOW - 200_000)).encode(), b"u42")
+    await drain(log, handler)
+    fbs = [schemas.Feedback.model_validate_json(r.value) for r in log.topics[t("feedback")]]
+    assert sorted(f.late for f in fbs) == [False, True]
+    assert len({f.event_id for f in fbs}) == 2 and all(len(f.event_id) <= 256 for f in fbs)
+    assert schemas.derived_id("fb-", rid) == schemas.derived_id("fb-", rid)  # redelivery-stable
