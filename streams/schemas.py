@@ -89,12 +89,17 @@ class Impression(Event):
 
     @model_validator(mode="after")
     def _check(self) -> Impression:
-        if self.propensities is not None:
-            if len(self.propensities) != len(self.slate):
-                raise ValueError("propensities must have one entry per slate position")
-            if any(not 0.0 < p <= 1.0 for p in self.propensities):
-                raise ValueError("propensities must be in (0, 1]")
+        _check_propensities(self.slate, self.propensities)
         return self
+
+
+def _check_propensities(slate: list[str], propensities: list[float] | None) -> None:
+    """One propensity per slate position, each in (0, 1] (NaN is not), or none at all."""
+    if propensities is not None:
+        if len(propensities) != len(slate):
+            raise ValueError("propensities must have one entry per slate position")
+        if any(not 0.0 < p <= 1.0 for p in propensities):
+            raise ValueError("propensities must be in (0, 1]")
 
 
 AttrValue = str | int | float | bool
@@ -169,13 +174,24 @@ class Feedback(Event):
 
     user_id: Id
     request_id: Id
-    slate: list[Id]
+    slate: list[Id] = Field(min_length=1, max_length=1000)
     propensities: list[float] | None = None
     policy: str | None = None
     served_at: int
     clicks: list[Click] = Field(default_factory=list)
     window_ms: int
     late: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Feedback:
+        _check_propensities(self.slate, self.propensities)
+        for c in self.clicks:
+            if not 0 <= c.position < len(self.slate):
+                n = len(self.slate)
+                raise ValueError(f"click position {c.position} outside a slate of {n}")
+            if self.slate[c.position] != c.item_id:
+                raise ValueError(f"clicked item {c.item_id!r} is not at position {c.position}")
+        return self
 
     @property
     def clicked_positions(self) -> list[int]:
@@ -283,7 +299,7 @@ def decode(
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         reason = _REASONS.get(err["type"], "invalid_value")
-        raise SchemaError(reason, f"{loc}: {err['msg']}") from None
+        raise SchemaError(reason, f"{loc}: {err['msg']}" if loc else err["msg"]) from None
     now = int(time.time() * 1000) if now_ms is None else now_ms
     if event.ts < MIN_TS_MS or event.ts > now + max_skew_ms:
         raise SchemaError("bad_timestamp", f"ts={event.ts} outside [{MIN_TS_MS}, now+skew]")

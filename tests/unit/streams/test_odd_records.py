@@ -85,3 +85,48 @@ async def test_joiner_feedback_ids_stay_valid_for_the_longest_ids() -> None:
     assert sorted(f.late for f in fbs) == [False, True]
     assert len({f.event_id for f in fbs}) == 2 and all(len(f.event_id) <= 256 for f in fbs)
     assert schemas.derived_id("fb-", rid) == schemas.derived_id("fb-", rid)  # redelivery-stable
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "change",
+    [
+        {
+            "clicks": [
+                {"position": 5, "item_id": "i7", "type": "click", "delay_ms": 5, "event_id": "c"}
+            ]
+        },
+        {
+            "clicks": [
+                {"position": 0, "item_id": "i7", "type": "click", "delay_ms": 5, "event_id": "c"}
+            ]
+        },
+        {"slate": [], "propensities": [], "clicks": []},
+        {"propensities": [0.5, float("nan"), 0.5]},
+        {"propensities": [0.5]},
+    ],
+    ids=["position-out-of-range", "item-not-at-position", "empty-slate", "nan-propensity", "short"],
+)
+async def test_inconsistent_feedback_is_dead_lettered_by_the_scorer_and_learns_nothing(
+    change: dict[str, Any],
+) -> None:
+    """Feedback whose clicks or propensities do not fit its slate was taken silently."""
+    handler = await scorer()
+    log = MemoryLog()
+    log.publish(t("feedback"), event("feedback", **change), b"u42")
+    log.publish(t("feedback"), event("feedback", request_id="r-ok"), b"u42")  # valid
+    await drain(log, handler)
+    dead = on(log, "dlq")
+    assert len(dead) == 1 and dead[0]["reason"] == "invalid_value" and dead[0]["offset"] == 0
+    assert not dead[0]["detail"].startswith(":")
+    # only the valid record taught the CTR posterior: i7 was clicked once
+    post = handler.service.posterior.ctr
+    assert post.mean_scores(["i7"], {})[0] > post.mean_scores(["i3"], {})[0]
+    # a one-item slate with its click is valid
+    one = {"slate": ["i3"], "propensities": [1.0]}
+    one["clicks"] = [
+        {"position": 0, "item_id": "i3", "type": "click", "delay_ms": 1, "event_id": "c"}
+    ]
+    log.publish(t("feedback"), event("feedback", request_id="r-one", **one), b"u42")
+    await drain(log, handler)
+    assert len(on(log, "dlq")) == 1
