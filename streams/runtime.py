@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -53,6 +53,25 @@ class Handler(Protocol):
     async def handle(self, records: Sequence[Record]) -> list[Emit]:
         """Process one batch of records in order; return the records to publish."""
         ...
+
+
+class SeenIds:
+    """The last `capacity` event ids seen: drops redeliveries (at-least-once) of records a
+    worker learns from in memory, where the feature store's dedupe marks do not reach."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, event_id: str) -> bool:
+        """Remember `event_id`; False if it was already seen (a duplicate)."""
+        if event_id in self._ids:
+            self._ids.move_to_end(event_id)
+            return False
+        self._ids[event_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return True
 
 
 @dataclass

@@ -27,6 +27,7 @@ from bandits.posteriors import BetaBernoulliPosterior
 from features.base import StoreUnavailable
 from models.base import OnlineModel, SequentialModel
 from models.registry import SnapshotWatcher
+from streams.runtime import SeenIds
 from streams.schemas import Feedback, Recommendation, Request, derived_id
 from streams.threads import limit_threads
 
@@ -274,6 +275,8 @@ class ScorerService:
         self._reload_task: asyncio.Task[OnlineModel | None] | None = None
         # reads that failed (store unavailable) since the last `pop_store_failures`, by read
         self._store_failures: Counter[str] = Counter()
+        self._feedback_seen = SeenIds(cfg.max_users_tracked)
+        self.feedback_skipped: Counter[str] = Counter()  # "duplicate", "late"
 
     # --- model -------------------------------------------------------------------------------
     def maybe_reload(self) -> bool:
@@ -603,7 +606,17 @@ class ScorerService:
 
     # --- learning from feedback ---------------------------------------------------------------
     def on_feedback(self, fb: Feedback) -> None:
-        """Update the CTR posterior with a joined slate, and the shadow policies' estimates."""
+        """Update the CTR posterior with a joined slate, and the shadow policies' estimates.
+
+        Each slate counts once: a redelivered record (same event_id) and a late record (a
+        click after the window: its slate was already counted by the on-time record, with the
+        attribution window deciding the label) are skipped and counted."""
+        if not self._feedback_seen.add(fb.event_id):
+            self.feedback_skipped["duplicate"] += 1
+            return
+        if fb.late:
+            self.feedback_skipped["late"] += 1
+            return
         clicked = tuple(fb.clicked_positions)
         try:
             pf = PolicyFeedback(slate=tuple(fb.slate), clicks=clicked, user_id=fb.user_id)

@@ -15,6 +15,7 @@ from models.gru import BayesGRUModel, GRUConfig, GRUModel
 from models.online_trainer import OnlineTrainer, TrainerConfig
 from models.registry import ModelRegistry, SnapshotError
 from streams.config import Settings
+from streams.runtime import SeenIds
 from streams.schemas import Feedback, Interaction, Item
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ class TrainerStats:
     items: int = 0
     feedback: int = 0
     rejected: int = 0
+    duplicates: int = 0  # redelivered interactions/feedback (same event_id), not learned again
+    late_feedback: int = 0  # late feedback: its slate was learned from the on-time record
     snapshots: int = 0
     snapshot_failures: int = 0
     last_version: int | None = None
@@ -84,6 +87,8 @@ class TrainerService:
         self.stats = TrainerStats()
         self._categories: dict[str, str] = {}
         self._feedback_ts: list[int] = []
+        self._seen = SeenIds()  # interactions
+        self._seen_feedback = SeenIds()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainerService:
@@ -99,7 +104,10 @@ class TrainerService:
         self.stats.items += 1
 
     def on_interaction(self, ev: Interaction) -> None:
-        """One interaction into the user's replay buffer."""
+        """One interaction into the user's replay buffer (once per event_id)."""
+        if not self._seen.add(ev.event_id):
+            self.stats.duplicates += 1
+            return
         loss = self.trainer.on_interaction(
             ev.user_id, ev.item_id, ev.type, ev.ts, self._categories.get(ev.item_id)
         )
@@ -108,9 +116,16 @@ class TrainerService:
             self.stats.last_loss = loss
 
     def on_feedback(self, fb: Feedback) -> None:
-        """A joined slate (slate likelihood with the no-click option)."""
+        """A joined slate (slate likelihood with the no-click option), once per event_id;
+        late feedback is not learned: its slate was, from the on-time record."""
         if not fb.slate:
             self.stats.rejected += 1
+            return
+        if not self._seen_feedback.add(fb.event_id):
+            self.stats.duplicates += 1
+            return
+        if fb.late:
+            self.stats.late_feedback += 1
             return
         record = SlateFeedback(
             user_id=fb.user_id,

@@ -5,21 +5,29 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bandits.base import Feedback as PolicyFeedback
+from bandits.posteriors import BetaBernoulliPosterior
 from features import MemoryJoinState
 from features.base import ItemUpdate
 from features.memory import MemoryFeatureStore
+from models.gru import GRUConfig, GRUModel
+from models.online_trainer import OnlineTrainer, TrainerConfig
+from models.registry import ModelRegistry
 from streams import schemas
 from streams.config import Settings
 from streams.handlers.ingest import JoinerHandler
 from streams.handlers.scorer import ScorerHandler
+from streams.handlers.trainer import TrainerHandler
 from streams.runtime import MemoryLog, drain
 from streams.services.joiner_service import JoinerConfig
 from streams.services.scorer_service import ScorerConfig, ScorerService
 from streams.services.store_view import StoreView
+from streams.services.trainer_service import TrainerService
 from streams.topics import topic_name
 
 NOW = int(time.time() * 1000)
@@ -130,3 +138,40 @@ async def test_inconsistent_feedback_is_dead_lettered_by_the_scorer_and_learns_n
     log.publish(t("feedback"), event("feedback", request_id="r-one", **one), b"u42")
     await drain(log, handler)
     assert len(on(log, "dlq")) == 1
+
+
+def _feedback(eid: str, *, late: bool = False, clicked: bool = True) -> bytes:
+    fb = schemas.example("feedback")
+    fb.update(event_id=eid, ts=NOW - 1000, served_at=NOW - 60_000, late=late)
+    if not clicked:
+        fb["clicks"] = []
+    return json.dumps(fb).encode()
+
+
+@pytest.mark.timeout(60)
+async def test_redelivered_and_late_feedback_count_each_slate_once(tmp_path: Path) -> None:
+    """The joiner re-emits feedback with the same event_id after a crash, and a late click
+    comes as a second record of an already counted slate: both were learned again."""
+    handler = await scorer()
+    trainer = TrainerService(
+        OnlineTrainer(GRUModel(GRUConfig(dim=8, hidden=8)), TrainerConfig(step_every_events=10**6)),
+        ModelRegistry(tmp_path / "reg"),
+    )
+    th = TrainerHandler(S, trainer)
+    log = MemoryLog()
+    log.publish(t("feedback"), _feedback("fb-r-9", clicked=False), b"u42")  # on time
+    log.publish(t("feedback"), _feedback("fb-r-9", clicked=False), b"u42")  # redelivered
+    log.publish(t("feedback"), _feedback("fb-r-9-late-e-1", late=True), b"u42")
+    click = dict(schemas.example("interaction"), ts=NOW - 2000)
+    for _ in range(2):  # an interaction redelivered
+        log.publish(t("interactions"), json.dumps(click).encode(), b"u42")
+    await drain(log, handler)
+    await drain(log, th)
+    ctr = handler.service.posterior.ctr
+    once = BetaBernoulliPosterior(temperature=ctr.temperature)
+    once.update(PolicyFeedback(slate=("i3", "i9", "i7"), clicks=(), user_id="u42"))
+    assert ctr.mean_scores(["i3", "i7"], {}) == pytest.approx(once.mean_scores(["i3", "i7"], {}))
+    assert handler.service.feedback_skipped == {"duplicate": 1, "late": 1}
+    st = trainer.stats
+    assert (st.feedback, st.duplicates, st.late_feedback, st.interactions) == (1, 2, 1, 1)
+    assert not on(log, "dlq")  # valid records: skipped, not dead-lettered
