@@ -109,8 +109,9 @@ class Item(Event):
     """An item of the catalogue; new items are recommendable at once through their category."""
 
     item_id: Id
-    category_path: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
-        default_factory=list, max_length=16
+    # "/" joins the path ('a/b'): inside a segment it would make a different, deeper path
+    category_path: list[Annotated[str, Field(min_length=1, max_length=128, pattern="^[^/]+$")]] = (
+        Field(default_factory=list, max_length=16)
     )
     attributes: dict[str, AttrValue] = Field(default_factory=dict)
     text: str | None = Field(default=None, max_length=10_000)
@@ -284,6 +285,8 @@ def decode(
     """Parse and validate one event; raise SchemaError with a reason code on any problem."""
     if len(raw) > max_bytes:
         raise SchemaError("oversized", f"{len(raw)} bytes > limit {max_bytes}")
+    if not raw:
+        raise SchemaError("empty_value", "no payload (a null value: a tombstone, or an empty one)")
     try:
         obj = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

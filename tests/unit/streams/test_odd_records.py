@@ -20,7 +20,7 @@ from models.online_trainer import OnlineTrainer, TrainerConfig
 from models.registry import ModelRegistry
 from streams import schemas
 from streams.config import Settings
-from streams.handlers.ingest import JoinerHandler
+from streams.handlers.ingest import FeatureHandler, JoinerHandler
 from streams.handlers.scorer import ScorerHandler
 from streams.handlers.trainer import TrainerHandler
 from streams.runtime import MemoryLog, drain
@@ -175,3 +175,21 @@ async def test_redelivered_and_late_feedback_count_each_slate_once(tmp_path: Pat
     st = trainer.stats
     assert (st.feedback, st.duplicates, st.late_feedback, st.interactions) == (1, 2, 1, 1)
     assert not on(log, "dlq")  # valid records: skipped, not dead-lettered
+
+
+@pytest.mark.timeout(30)
+async def test_slash_in_a_category_segment_and_empty_values_are_dead_lettered_with_a_reason() -> (
+    None
+):
+    """["a/b", "c"] was stored as the path a/b/c without the prefix "a"; a tombstone (the
+    Kafka driver hands it over as b"") was reported as malformed JSON."""
+    store = MemoryFeatureStore()
+    handler = FeatureHandler(S, store)
+    log = MemoryLog()
+    log.publish(t("items"), event("item", item_id="x", category_path=["a/b", "c"]), b"x")
+    log.publish(t("items"), event("item", item_id="y", category_path=["a", "b"]), b"y")
+    log.publish(t("items"), b"", b"z")
+    log.publish(t("interactions"), b"", b"u42")
+    await drain(log, handler)
+    assert [d["reason"] for d in on(log, "dlq")] == ["invalid_value", "empty_value", "empty_value"]
+    assert await store.categories(["x", "y"]) == {"y": "a/b"}
