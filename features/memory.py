@@ -30,13 +30,14 @@ from features.base import (
 
 
 class _Item:
-    __slots__ = ("added_ts", "attributes", "category_path", "text")
+    __slots__ = ("added_ts", "attributes", "category_path", "text", "updated_ts")
 
     def __init__(self, u: ItemUpdate, added_ts: int) -> None:
         self.category_path = tuple(u.category_path)
         self.attributes = dict(u.attributes)
         self.text = u.text
         self.added_ts = added_ts
+        self.updated_ts = u.ts  # the version held: an older one arriving late does not win
 
 
 class MemoryFeatureStore(FeatureStore):
@@ -121,6 +122,9 @@ class MemoryFeatureStore(FeatureStore):
 
     def _item(self, ev: ItemUpdate) -> None:
         old = self._items.get(ev.item_id)
+        if old is not None and ev.ts < old.updated_ts:  # a stale version: only first-seen moves
+            old.added_ts = min(old.added_ts, ev.ts)
+            return
         if old is not None:
             for p in category_prefixes(old.category_path):
                 members = self._cats.get(p)

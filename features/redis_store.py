@@ -184,31 +184,39 @@ for i, e in ipairs(evs) do
     if fresh then
       res[5] = res[5] + 1
       local mkey = ns .. ":i:" .. item .. ":m"
-      local old = redis.call("HMGET", mkey, "pfx", "ts")
+      local old = redis.call("HMGET", mkey, "pfx", "ts", "uts")
       local added = ts
-      if old[1] then
-        for _, p in ipairs(cjson.decode(old[1])) do
-          local ck = ns .. ":cat:" .. p
-          redis.call("SREM", ck, item)
-          if redis.call("SCARD", ck) == 0 then redis.call("SREM", ns .. ":cats", p) end
+      if old[3] and tonumber(ts) < tonumber(old[3]) then
+        -- a stale version arriving late: keep the newer metadata, only first-seen may move
+        if tonumber(ts) < tonumber(old[2]) then
+          redis.call("HSET", mkey, "ts", ts)
+          redis.call("ZADD", ns .. ":fresh", ts, item)
         end
-        if tonumber(old[2]) < tonumber(ts) then added = old[2] end
       else
-        ginc("items", 1)
+        if old[1] then
+          for _, p in ipairs(cjson.decode(old[1])) do
+            local ck = ns .. ":cat:" .. p
+            redis.call("SREM", ck, item)
+            if redis.call("SCARD", ck) == 0 then redis.call("SREM", ns .. ":cats", p) end
+          end
+          if tonumber(old[2]) < tonumber(ts) then added = old[2] end
+        else
+          ginc("items", 1)
+        end
+        for _, p in ipairs(prefixes) do
+          redis.call("SADD", ns .. ":cat:" .. p, item)
+          redis.call("SADD", ns .. ":cats", p)
+        end
+        redis.call("DEL", mkey)
+        local fields = {"path", path, "attrs", attrs, "cat", cat, "ts", added, "uts", ts}
+        if #prefixes > 0 then
+          fields[#fields + 1] = "pfx"; fields[#fields + 1] = cjson.encode(prefixes)
+        end
+        if text then fields[#fields + 1] = "text"; fields[#fields + 1] = text end
+        redis.call("HSET", mkey, unpack(fields))
+        redis.call("ZADD", ns .. ":fresh", added, item)
+        catcache[item] = cat
       end
-      for _, p in ipairs(prefixes) do
-        redis.call("SADD", ns .. ":cat:" .. p, item)
-        redis.call("SADD", ns .. ":cats", p)
-      end
-      redis.call("DEL", mkey)
-      local fields = {"path", path, "attrs", attrs, "cat", cat, "ts", added}
-      if #prefixes > 0 then
-        fields[#fields + 1] = "pfx"; fields[#fields + 1] = cjson.encode(prefixes)
-      end
-      if text then fields[#fields + 1] = "text"; fields[#fields + 1] = text end
-      redis.call("HSET", mkey, unpack(fields))
-      redis.call("ZADD", ns .. ":fresh", added, item)
-      catcache[item] = cat
     else
       res[6] = res[6] + 1
     end

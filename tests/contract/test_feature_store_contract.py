@@ -192,6 +192,25 @@ async def test_item_metadata_categories_and_fresh(store: FeatureStore) -> None:
     assert (await store.global_counts())["items"] == 4
 
 
+async def test_an_older_item_version_arriving_late_does_not_win(store: FeatureStore) -> None:
+    """Item events may arrive out of order (a replay, a retrying producer): the version with
+    the newest ts is kept; a late older one can only move the first-seen time back."""
+    await store.update(item("i1", ("books", "poetry"), T0 + 50, text="v2"))
+    await store.update(item("i1", ("movies",), T0 + 20, text="v1"))  # older, arrives later
+    it = await store.item("i1")
+    assert it.category_path == ("books", "poetry") and it.text == "v2"
+    assert it.added_ts == T0 + 20
+    assert await store.items("movies") == [] and await store.items("books") == ["i1"]
+    assert await store.categories(["i1"]) == {"i1": "books/poetry"}
+    await store.update(item("i1", ("movies",), T0 + 50, text="v2b"))  # same ts: last wins
+    assert (await store.item("i1")).text == "v2b"
+    await store.apply_many(  # out of order within one batch too
+        [item("i2", ("a",), T0 + 9), item("i2", ("b",), T0 + 5)]
+    )
+    assert (await store.item("i2")).category_path == ("a",)
+    assert (await store.global_counts())["items"] == 2
+
+
 async def test_impressions_count_per_item(store: FeatureStore) -> None:
     await store.apply_many(
         [
