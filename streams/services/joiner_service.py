@@ -11,7 +11,8 @@ arrived yet.
   `0 <= click.ts - impression.ts <= window`.
 - An impression closes when the watermark passes `ts + window + allowed_lateness`; it then
   yields one Feedback (`late=False`) with its clicks (possibly none). When no events arrive,
-  `tick()` advances the watermark with wall time, so idle partitions still close.
+  `tick()` advances the watermark with wall time, so idle partitions still close. Event
+  times more than `max_lead_ms` ahead of wall time advance it only that far.
 - A click for an impression that is already closed, or outside its window, yields a late
   Feedback (`late=True`) for that click; it is never dropped silently.
 - Every state change is written through to the JoinState before the batch's emits are
@@ -54,6 +55,10 @@ class JoinerConfig:
     allowed_lateness_ms: int = 5_000
     late_retention_ms: int | None = None  # closed slates kept for late clicks; None: one window
     idle_flush_ms: int = 2_000
+    # event times beyond wall time + this do not move the watermark: one producer with a fast
+    # clock (events up to SLATESTREAM_MAX_CLOCK_SKEW_MS ahead are valid) must not close every
+    # open slate of its partition early and turn their clicks into late feedback
+    max_lead_ms: int = 60_000
     click_types: frozenset[str] | None = None  # None: every interaction type except "view"
 
     @classmethod
@@ -443,6 +448,7 @@ class JoinerService:
                 # the previous call's feedback has been published: confirm it
                 redo[p] = self._confirm(part, out, part.unconfirmed)
             now_ms = int(time.time() * 1000)
+            horizon = now_ms + self.config.max_lead_ms
             weights, limit = self.settings.event_weights, self.settings.max_event_bytes
             skew = self.settings.max_clock_skew_ms
             for rec in records:
@@ -454,7 +460,7 @@ class JoinerService:
                         not self.config.counts(fast.type)
                         or fast.user_id not in touched[rec.partition].by_user
                     ):
-                        self._advance(touched[rec.partition], fast.ts)
+                        self._advance(touched[rec.partition], min(fast.ts, horizon))
                         continue
                 try:
                     ev = self.decode(rec)
@@ -466,7 +472,7 @@ class JoinerService:
                     self._impression(part, ev, out)
                 elif isinstance(ev, schemas.Interaction):
                     self._interaction(part, ev, out)
-                self._advance(part, ev.ts)
+                self._advance(part, min(ev.ts, horizon))
             for p, part in touched.items():
                 part.unconfirmed = redo[p] + self._close_due(part, out)
                 await self._save(p, part)

@@ -202,3 +202,20 @@ async def test_closed_slates_are_forgotten_after_the_retention() -> None:
     await j.process([clk("c2", T0 + 2 * W + 11_000, "a", "r1")])
     await j.process([clk("o4", T0 + 5 * W, "q", user="u2")])
     assert j.stats.late_reasons == {"after_window": 1, "unknown_impression": 1}
+
+
+async def test_an_event_from_a_clock_far_ahead_does_not_close_open_slates() -> None:
+    """One producer with a fast clock (23 h ahead: still valid) must not move the watermark
+    past every open slate: the click that follows is attributed, not late."""
+    import time
+
+    now = int(time.time() * 1000)
+    j = service()
+    assert await j.process([imp("r1", now, ["a", "b"])]) == []
+    ahead = clk("x1", now + 23 * 3600 * 1000, "q", user="u2")
+    assert await j.process([ahead]) == []  # r1 stays open
+    assert j.open_impressions() == 1
+    out = await j.process([clk("c1", now + 2_000, "b", "r1")])
+    assert out == [] and j.open_impressions() == 1
+    got = fbs(await j.flush())
+    assert [(f.request_id, f.late, f.clicked_positions) for f in got] == [("r1", False, [1])]
