@@ -146,9 +146,9 @@ def to_update(event: schemas.Event, weights: dict[str, float]) -> FeatureEvent:
             event.event_id, event.user_id, event.item_id, event.type, event.ts, weights[event.type]
         )
     if isinstance(event, schemas.Impression):
-        return ImpressionUpdate(
-            event.event_id, event.user_id, event.request_id, tuple(event.slate), event.ts
-        )
+        # an item shown twice in one slate (FINN.no slates repeat some) was shown once more
+        slate = tuple(dict.fromkeys(event.slate))
+        return ImpressionUpdate(event.event_id, event.user_id, event.request_id, slate, event.ts)
     if isinstance(event, schemas.Item):
         return ItemUpdate(
             event.event_id,

@@ -97,6 +97,17 @@ async def test_all_three_topics_update_the_store_through_the_memory_log() -> Non
     assert log.topics[topic_name(s, "dlq")] == []
 
 
+async def test_an_item_twice_in_one_slate_counts_one_impression() -> None:
+    s = settings()
+    store = open_store("memory://")
+    h = FeatureHandler(s, store)
+    imp = {"event_id": "s1", "ts": NOW, "user_id": "u1", "request_id": "r1"}
+    imp["slate"] = ["i1", "i2", "i1"]
+    await h.handle([Record(topic_name(s, "impressions"), json.dumps(imp).encode())])
+    assert (await store.item("i1")).counts == {"impressions": 1}
+    assert (await store.item("i2")).counts == {"impressions": 1}
+
+
 async def test_settings_weights_and_sequence_reach_the_store() -> None:
     s = Settings(topic_prefix="u", event_weights={"click": 1.0, "buy": 5.0})
     store = open_store("memory://")
