@@ -86,6 +86,7 @@ class TrainerService:
         self.registry = registry
         self.stats = TrainerStats()
         self._categories: dict[str, str] = {}
+        self._item_ts: dict[str, int] = {}  # ts of the item version held (the stores agree)
         self._feedback_ts: list[int] = []
         self._seen = SeenIds()  # interactions
         self._seen_feedback = SeenIds()
@@ -98,7 +99,12 @@ class TrainerService:
         return cls(OnlineTrainer(model, worker_trainer_config(settings)), registry)
 
     def on_item(self, item: Item) -> None:
-        """A catalogue item: admitted at once with its category (cold start via group prior)."""
+        """A catalogue item: admitted at once with its category (cold start via group prior).
+        An older version arriving after a newer one changes nothing, as in the feature store."""
+        held = self._item_ts.get(item.item_id)
+        if held is not None and item.ts < held:
+            return
+        self._item_ts[item.item_id] = item.ts
         self._categories[item.item_id] = item.category
         self.trainer.on_item(item.item_id, item.category or None)
         self.stats.items += 1

@@ -62,3 +62,18 @@ def test_failed_snapshot_is_counted_retried_later_and_training_goes_on(tmp_path:
     version = svc.tick()
     assert version == 1 and svc.stats.snapshots == 1 and svc.stats.last_version == 1
     assert svc.stats.snapshot_failures == 1
+
+
+def test_an_older_item_version_arriving_late_keeps_the_newer_category(tmp_path: Path) -> None:
+    trainer = OnlineTrainer(GRUModel(GRUConfig(dim=8, hidden=8)), TrainerConfig())
+    svc = TrainerService(trainer, ModelRegistry(tmp_path / "reg"))
+    t = 1_764_000_000_000
+
+    def item(ts: int, path: list[str]) -> schemas.Item:
+        return schemas.Item(event_id=f"m{ts}", ts=ts, item_id="i1", category_path=path)
+
+    svc.on_item(item(t + 50, ["books"]))
+    svc.on_item(item(t + 20, ["movies"]))  # older, arrives later
+    assert svc._categories["i1"] == "books"
+    svc.on_item(item(t + 60, ["games"]))
+    assert svc._categories["i1"] == "games"
