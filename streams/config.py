@@ -24,6 +24,16 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "purchase": 4.0,
 }
 
+#: the slate policies a scorer can serve or shadow (streams.services.scorer_service)
+POLICY_NAMES = ("in-slate-ts", "ts", "greedy", "epsilon-greedy", "random")
+
+
+def _known_policies(names: Any) -> None:
+    for name in names:
+        if name not in POLICY_NAMES:
+            raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)}")
+
+
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
 
@@ -159,6 +169,29 @@ class Settings(BaseSettings):
             bad = not math.isfinite(weight) or weight < 0  # NaN < 0 is False
             if not re.match(r"^[a-z][a-z0-9_]{0,31}$", name) or bad:
                 raise ValueError(f"bad event weight {name!r}={weight!r}")
+        return value
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        _known_policies([value])
+        return value
+
+    @field_validator("policy_arms")
+    @classmethod
+    def _arms(cls, value: dict[str, float]) -> dict[str, float]:
+        _known_policies(value)
+        weights = value.values()
+        if value and (any(not w >= 0 for w in weights) or not math.isfinite(sum(weights))):
+            raise ValueError("arm weights must be finite and >= 0")
+        if value and sum(weights) <= 0:
+            raise ValueError("arm weights need a positive sum")
+        return value
+
+    @field_validator("shadow_policies")
+    @classmethod
+    def _shadows(cls, value: list[str]) -> list[str]:
+        _known_policies(value)
         return value
 
     @field_validator("model_kind")

@@ -8,15 +8,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streams.config import Settings
 from streams.errors import ConfigError
 from streams.runtime import Handler
-
-if TYPE_CHECKING:
-    from streams.services.scorer_service import ScorerConfig
 
 ROLES = ("features", "joiner", "trainer", "scorer")
 
@@ -30,30 +26,6 @@ def parse_roles(text: str) -> list[str]:
             f"--role: unknown role(s) {bad or text!r}; choose from {', '.join(ROLES)}"
         )
     return list(dict.fromkeys(roles))
-
-
-def scorer_config(settings: Settings) -> ScorerConfig:
-    """The scorer's config from settings, validated; a ConfigError names the env variable at
-    fault (SLATESTREAM_POLICY_ARMS, or SLATESTREAM_POLICY when no arms are set, or
-    SLATESTREAM_SHADOW_POLICIES)."""
-    from streams.services.scorer_service import ScorerConfig
-
-    cfg = ScorerConfig(
-        arms=settings.arms,
-        shadows=tuple(settings.shadow_policies),
-        reload_interval_s=settings.reload_interval_s,
-        candidates_model=settings.candidates_model,
-        candidates_popular=settings.candidates_popular,
-        candidates_fresh=settings.candidates_fresh,
-        ts_temperature=settings.ts_temperature,
-    )
-    arms_var = "SLATESTREAM_POLICY_ARMS" if settings.policy_arms else "SLATESTREAM_POLICY"
-    for var, probe in ((arms_var, replace(cfg, shadows=())), ("SLATESTREAM_SHADOW_POLICIES", cfg)):
-        try:
-            probe.validate()
-        except ValueError as exc:
-            raise ConfigError(f"{var}: {exc}") from None
-    return cfg
 
 
 def build_handlers(settings: Settings, roles: Sequence[str], store: Any = None) -> list[Handler]:
@@ -80,10 +52,19 @@ def build_handlers(settings: Settings, roles: Sequence[str], store: Any = None) 
         elif role == "scorer":
             from models.registry import ModelRegistry, SnapshotWatcher
             from streams.handlers.scorer import ScorerHandler
-            from streams.services.scorer_service import ScorerService
+            from streams.services.scorer_service import ScorerConfig, ScorerService
             from streams.services.store_view import StoreView
 
-            cfg = scorer_config(settings)
+            # every value was checked by Settings (policy names and arms included)
+            cfg = ScorerConfig(
+                arms=settings.arms,
+                shadows=tuple(settings.shadow_policies),
+                reload_interval_s=settings.reload_interval_s,
+                candidates_model=settings.candidates_model,
+                candidates_popular=settings.candidates_popular,
+                candidates_fresh=settings.candidates_fresh,
+                ts_temperature=settings.ts_temperature,
+            )
             watcher = SnapshotWatcher(ModelRegistry(settings.effective_registry))
             out.append(ScorerHandler(settings, ScorerService(StoreView(store), watcher, cfg)))
     return out

@@ -7,7 +7,6 @@ import argparse
 from streams.broker import admin_client, check_broker
 from streams.config import load_settings
 from streams.errors import ConfigError
-from streams.roles import scorer_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -19,7 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     """Print the effective configuration; errors name the setting in one line."""
     settings = load_settings()
-    scorer_config(settings)  # the policy names, which only the scorer would reject later
     if settings.kafka_bootstrap:
         check_broker(settings)
         # a port that accepts connections may still not be Kafka (e.g. Redis's port)

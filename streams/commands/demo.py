@@ -15,7 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
-from streams.config import Settings, load_settings
+from streams.config import POLICY_NAMES, Settings, load_settings
 from streams.errors import SlatestreamError
 
 
@@ -77,8 +77,6 @@ def _settings(
 
 def _check_args(args: argparse.Namespace) -> None:
     """Reject bad flags before anything is loaded or started (SlatestreamError, one line)."""
-    from streams.services.scorer_service import POLICY_NAMES
-
     if not (math.isfinite(args.duration) and args.duration > 0):
         raise SlatestreamError(f"--duration must be a number of seconds > 0, not {args.duration}")
     if args.batch < 1:

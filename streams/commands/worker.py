@@ -11,7 +11,7 @@ from typing import Any
 from streams.broker import check_broker, ensure_topics
 from streams.config import load_settings
 from streams.log_limits import limit_repeats
-from streams.roles import build_handlers, parse_roles, scorer_config
+from streams.roles import build_handlers, parse_roles
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,8 +40,6 @@ def run(args: argparse.Namespace) -> int:
     # message per 10 s instead
     limit_repeats()
     settings = load_settings()
-    if "scorer" in roles:  # a bad policy name is reported before the broker is contacted
-        scorer_config(settings)
     check_broker(settings)
     ensure_topics(settings)
     app = create_app(settings, group="-".join(roles))

@@ -16,7 +16,6 @@ from streams.services.scorer_service import ScorerService
 from streams.topics import topic_name
 
 log = logging.getLogger(__name__)
-MAX_ID = schemas.MAX_ID_LENGTH
 
 
 def _request_id_of(raw: bytes) -> tuple[str | None, str | None]:
@@ -27,11 +26,13 @@ def _request_id_of(raw: bytes) -> tuple[str | None, str | None]:
         return None, None
     if not isinstance(obj, dict):
         return None, None
-    rid, uid = obj.get("request_id"), obj.get("user_id")
-    # only ids the contract can carry back: a longer one cannot be answered, only dead-lettered
-    rid = str(rid) if isinstance(rid, str | int) and 0 < len(str(rid)) <= MAX_ID else None
-    uid = str(uid) if isinstance(uid, str | int) and 0 < len(str(uid)) <= MAX_ID else None
-    return rid, uid
+    return _answerable(obj.get("request_id")), _answerable(obj.get("user_id"))
+
+
+def _answerable(value: object) -> str | None:
+    """An id the contract can carry back (a longer one can only be dead-lettered), or None."""
+    text = str(value) if isinstance(value, str | int) else ""
+    return text if 0 < len(text) <= schemas.MAX_ID_LENGTH else None
 
 
 class ScorerHandler:

@@ -27,6 +27,7 @@ from bandits.posteriors import BetaBernoulliPosterior
 from features.base import StoreUnavailable
 from models.base import OnlineModel, SequentialModel
 from models.registry import SnapshotWatcher
+from streams.config import POLICY_NAMES
 from streams.runtime import SeenIds
 from streams.schemas import Feedback, Recommendation, Request, derived_id
 from streams.threads import limit_threads
@@ -107,9 +108,6 @@ class ScorerConfig:
             raise ValueError("ts_temperature must be in (0, 10]")
         if self.lists_ttl_s < 0 or self.category_ttl_s < 0:
             raise ValueError("lists_ttl_s and category_ttl_s must be >= 0")
-
-
-POLICY_NAMES = ("in-slate-ts", "ts", "greedy", "epsilon-greedy", "random")
 
 
 class BlendedPosterior:

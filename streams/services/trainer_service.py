@@ -85,8 +85,8 @@ class TrainerService:
         self.trainer = trainer
         self.registry = registry
         self.stats = TrainerStats()
-        self._categories: dict[str, str] = {}
-        self._item_ts: dict[str, int] = {}  # ts of the item version held (the stores agree)
+        # item -> (ts, category) of the version held: an older one arriving late loses
+        self._items: dict[str, tuple[int, str]] = {}
         self._feedback_ts: list[int] = []
         self._seen = SeenIds()  # interactions
         self._seen_feedback = SeenIds()
@@ -101,11 +101,10 @@ class TrainerService:
     def on_item(self, item: Item) -> None:
         """A catalogue item: admitted at once with its category (cold start via group prior).
         An older version arriving after a newer one changes nothing, as in the feature store."""
-        held = self._item_ts.get(item.item_id)
-        if held is not None and item.ts < held:
+        held = self._items.get(item.item_id)
+        if held is not None and item.ts < held[0]:
             return
-        self._item_ts[item.item_id] = item.ts
-        self._categories[item.item_id] = item.category
+        self._items[item.item_id] = (item.ts, item.category)
         self.trainer.on_item(item.item_id, item.category or None)
         self.stats.items += 1
 
@@ -114,8 +113,9 @@ class TrainerService:
         if not self._seen.add(ev.event_id):
             self.stats.duplicates += 1
             return
+        held = self._items.get(ev.item_id)
         loss = self.trainer.on_interaction(
-            ev.user_id, ev.item_id, ev.type, ev.ts, self._categories.get(ev.item_id)
+            ev.user_id, ev.item_id, ev.type, ev.ts, held[1] if held else None
         )
         self.stats.interactions += 1
         if loss is not None:
@@ -124,9 +124,6 @@ class TrainerService:
     def on_feedback(self, fb: Feedback) -> None:
         """A joined slate (slate likelihood with the no-click option), once per event_id;
         late feedback is not learned: its slate was, from the on-time record."""
-        if not fb.slate:
-            self.stats.rejected += 1
-            return
         if not self._seen_feedback.add(fb.event_id):
             self.stats.duplicates += 1
             return

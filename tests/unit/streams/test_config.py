@@ -71,6 +71,8 @@ def test_session_timeout_reaches_the_faust_app(
         ("SLATESTREAM_CANDIDATES_MODEL", "-1", "SLATESTREAM_CANDIDATES_MODEL"),
         ("SLATESTREAM_TS_TEMPERATURE", "0", "SLATESTREAM_TS_TEMPERATURE"),
         ("SLATESTREAM_SESSION_TIMEOUT_S", "3", "SLATESTREAM_SESSION_TIMEOUT_S"),
+        ("SLATESTREAM_POLICY_ARMS", '{"ts": -1}', "SLATESTREAM_POLICY_ARMS"),
+        ("SLATESTREAM_POLICY_ARMS", '{"ts": 0}', "SLATESTREAM_POLICY_ARMS"),
     ],
 )
 def test_invalid_settings_name_the_variable(

@@ -74,6 +74,6 @@ def test_an_older_item_version_arriving_late_keeps_the_newer_category(tmp_path: 
 
     svc.on_item(item(t + 50, ["books"]))
     svc.on_item(item(t + 20, ["movies"]))  # older, arrives later
-    assert svc._categories["i1"] == "books"
+    assert svc._items["i1"] == (t + 50, "books")
     svc.on_item(item(t + 60, ["games"]))
-    assert svc._categories["i1"] == "games"
+    assert svc._items["i1"] == (t + 60, "games")
