@@ -111,7 +111,7 @@ class UserFeatures:
 
     @property
     def recent_items(self) -> list[str]:
-        """Item ids of the recent sequence, oldest first (newest last)."""
+        """Item ids of the recent sequence in event-time order (newest last)."""
         return [e.item_id for e in self.recent]
 
     @property

@@ -40,6 +40,24 @@ class _Item:
         self.updated_ts = u.ts  # the version held: an older one arriving late does not win
 
 
+def _insert_by_ts(seq: deque[RecentEvent], entry: RecentEvent) -> None:
+    """Put `entry` into a capped list kept in ts order, after entries of the same ts (ties
+    keep arrival order); one older than every entry of a full list stays out."""
+    if not seq or entry.ts >= seq[-1].ts:
+        seq.append(entry)  # the common case: in order
+        return
+    full = len(seq) == seq.maxlen
+    if full and entry.ts < seq[0].ts:
+        return  # it would be trimmed at once
+    pos = len(seq) - 1
+    while pos > 0 and seq[pos - 1].ts > entry.ts:
+        pos -= 1
+    if full:
+        seq.popleft()  # pos >= 1 here: seq[0].ts <= entry.ts
+        pos -= 1
+    seq.insert(pos, entry)
+
+
 class MemoryFeatureStore(FeatureStore):
     """Dicts in this process; same semantics as the Redis store (the contract suite checks)."""
 
@@ -96,7 +114,7 @@ class MemoryFeatureStore(FeatureStore):
         seq = self._seq.get(ev.user_id)
         if seq is None:
             seq = self._seq[ev.user_id] = deque(maxlen=cfg.sequence_length)
-        seq.append(RecentEvent(ev.item_id, ev.type, ev.ts))
+        _insert_by_ts(seq, RecentEvent(ev.item_id, ev.type, ev.ts))
         uc = self._ucounts[ev.user_id]
         uc[ev.type] = uc.get(ev.type, 0) + 1
         uc[ALL] = uc.get(ALL, 0) + 1

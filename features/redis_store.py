@@ -12,12 +12,16 @@ per key, which keeps a 1,000-event batch at a few ms of Redis time.
 
 Keys (namespace `ns`, from the URL query `?namespace=`, default `ss`):
 `ns:dedupe:<bucket>` event ids marked in that bucket (bucket = unix seconds // length) ·
-`ns:u:<user>:s` recent list ("item␟type␟ts", newest last) · `ns:u:<user>:c` counts by
-type · `ns:u:<user>:a` category → log2 affinity · `ns:i:<item>:c` counts by type +
-impressions · `ns:i:<item>:m` metadata · `ns:pop` zset of log2 popularity · `ns:fresh`
+`ns:u:<user>:s` recent list ("item␟type␟ts", in ts order, newest last) · `ns:u:<user>:c`
+counts by type · `ns:u:<user>:a` category → log2 affinity · `ns:i:<item>:c` counts by type
++ impressions · `ns:i:<item>:m` metadata · `ns:pop` zset of log2 popularity · `ns:fresh`
 zset of catalogue items by first ts · `ns:cat:<prefix>` item sets · `ns:cats` categories
 in use · `ns:g` global counts. The `_all` totals of users and items are not stored: reads
 add them up (two fewer writes per event).
+
+A user's events of a chunk that are in ts order and not older than the list's last entry
+(LINDEX -1) are one RPUSH (+ LTRIM); a late one makes the script read the capped list
+(LRANGE), insert by ts (after entries of the same ts: arrival order) and rewrite it.
 
 The script derives key names from its arguments, which is fine for one Redis server (the
 supported deployment); Redis Cluster would need per-slot batches.
@@ -95,7 +99,7 @@ local function fmt(x) return string.format("%.17g", x) end
 local res = {0, 0, 0, 0, 0, 0}
 local g = {}
 local ucnt, uorder = {}, {}
-local useq = {}
+local useq, uts, ulate = {}, {}, {}
 local uaff = {}
 local icnt, iorder = {}, {}
 local pop, porder = {}, {}
@@ -106,6 +110,8 @@ local function inc(tab, order, key, f)
   if t == nil then t = {}; tab[key] = t; order[#order + 1] = key end
   t[f] = (t[f] or 0) + 1
 end
+-- the ts of a list entry "item<US>type<US>ts" (its last field), as a number: epoch ms are exact
+local function entry_ts(entry) return tonumber(string.match(entry, "[^\31]*$")) end
 local function item_cat(item)
   local c = catcache[item]
   if c == nil then
@@ -149,9 +155,12 @@ for i, e in ipairs(evs) do
     local user, item, typ, ts, w = e[3], e[4], e[5], e[6], e[7]
     if fresh then
       res[1] = res[1] + 1
-      local s = useq[user]
-      if s == nil then s = {}; useq[user] = s end
-      s[#s + 1] = item .. SEP .. typ .. SEP .. ts
+      local s, st = useq[user], uts[user]
+      if s == nil then s = {}; st = {}; useq[user] = s; uts[user] = st end
+      local n, tn = #s + 1, tonumber(ts)
+      if n > 1 and tn < st[n - 1] then ulate[user] = true end
+      s[n] = item .. SEP .. typ .. SEP .. ts
+      st[n] = tn
       inc(ucnt, uorder, user, typ)
       inc(icnt, iorder, item, typ)
       ginc(typ, 1); ginc("_all", 1)
@@ -224,17 +233,41 @@ for i, e in ipairs(evs) do
 end
 for _, user in ipairs(uorder) do
   local key = ns .. ":u:" .. user
-  local s = useq[user]
-  local isnew = false
-  local len = 0
-  for j = 1, #s, 1000 do
-    local last = math.min(j + 999, #s)
-    len = redis.call("RPUSH", key .. ":s", unpack(s, j, last))
-    -- the list is never empty once a user has an interaction: this one is new
-    if j == 1 and len == last then isnew = true end
+  local lkey = key .. ":s"
+  local s, st = useq[user], uts[user]
+  local last = redis.call("LINDEX", lkey, -1)
+  -- the list is never empty once a user has an interaction: without one, the user is new
+  local isnew = not last
+  if not ulate[user] and (isnew or st[1] >= entry_ts(last)) then
+    -- in ts order (the common case): append; RPUSH returns the length, trim only a list
+    -- that outgrew the cap
+    local len = 0
+    for j = 1, #s, 1000 do
+      len = redis.call("RPUSH", lkey, unpack(s, j, math.min(j + 999, #s)))
+    end
+    if len > seqlen then redis.call("LTRIM", lkey, -seqlen, -1) end
+  else
+    -- a late event: insert each one (arrival order) after the entries of its ts or older,
+    -- keep the newest seqlen; one older than every entry of a full list stays out
+    local l = isnew and {} or redis.call("LRANGE", lkey, -seqlen, -1)
+    local lt = {}
+    for j = 1, #l do lt[j] = entry_ts(l[j]) end
+    for j = 1, #s do
+      local t, n = st[j], #l
+      if n == 0 or t >= lt[n] then
+        l[n + 1] = s[j]; lt[n + 1] = t
+      elseif n < seqlen or t >= lt[1] then
+        local pos = n
+        while pos > 1 and lt[pos - 1] > t do pos = pos - 1 end
+        table.insert(l, pos, s[j]); table.insert(lt, pos, t)
+      end
+      if #l > seqlen then table.remove(l, 1); table.remove(lt, 1) end
+    end
+    redis.call("DEL", lkey)
+    for j = 1, #l, 1000 do
+      redis.call("RPUSH", lkey, unpack(l, j, math.min(j + 999, #l)))
+    end
   end
-  -- RPUSH returned the length: trim only a list that outgrew the cap
-  if len > seqlen then redis.call("LTRIM", key .. ":s", -seqlen, -1) end
   if isnew then ginc("users", 1) end
   -- per-type counts only: `_all` is their sum, added when reading
   for f, v in pairs(ucnt[user]) do redis.call("HINCRBY", key .. ":c", f, v) end

@@ -16,6 +16,7 @@ from features import (
     InteractionUpdate,
     ItemUpdate,
     StoreConfig,
+    UserFeatures,
     open_store,
 )
 
@@ -85,6 +86,158 @@ async def test_sequence_is_capped_newest_last_with_type_and_ts(store: FeatureSto
     u1, u2 = (await store.get_many(["u1", "u2"])).values()
     assert u1.recent_items == ["i4", "i5", "i6", "i7", "i8"]
     assert u2.recent_items == [f"j{k}" for k in range(5)]
+
+
+def _recent(u: UserFeatures) -> list[tuple[str, str, int]]:
+    return [(e.item_id, e.type, e.ts) for e in u.recent]
+
+
+async def test_a_late_event_lands_at_its_event_time(store: FeatureStore) -> None:
+    """A late interaction (a mobile client flushing its buffer) goes where its ts puts it,
+    not at the end: the scorer's GRU must not take an old click as the latest action."""
+    await store.apply_many([click("u1", "a", T0), click("u1", "c", T0 + 2 * HOUR)])
+    await store.apply_many([click("u1", "d", T0 + 3 * HOUR)])
+    await store.apply_many([click("u1", "b", T0 + HOUR, "view")])
+    u = await store.get("u1")
+    assert _recent(u) == [
+        ("a", "click", T0),
+        ("b", "view", T0 + HOUR),
+        ("c", "click", T0 + 2 * HOUR),
+        ("d", "click", T0 + 3 * HOUR),
+    ]
+    assert (await store.recent_and_affinity(["u1"]))["u1"][0] == ["a", "b", "c", "d"]
+    await store.apply_many([click("u1", "z", T0 - 24 * HOUR)])  # a day late, list not full
+    assert (await store.get("u1")).recent_items == ["z", "a", "b", "c", "d"]
+    await store.apply_many([click("u1", "e", T0 + 4 * HOUR)])  # in order again: appended
+    assert (await store.get("u1")).recent_items == ["a", "b", "c", "d", "e"]
+    # ts are compared as numbers, exactly: 12 vs 13 digits, 1 ms apart near 1.8e12
+    big = 1_799_999_999_998
+    await store.apply_many(
+        [click("u2", "n13", 1_000_000_000_001), click("u2", "n12", 999_999_999_999)]
+    )
+    await store.apply_many([click("u2", "b2", big + 1), click("u2", "b1", big)])
+    assert (await store.get("u2")).recent_items == ["n12", "n13", "b1", "b2"]
+
+
+async def test_events_with_the_same_ts_keep_their_arrival_order(store: FeatureStore) -> None:
+    """Ties keep arrival order, so replaying the same log gives the same list."""
+    await store.apply_many(
+        [click("u1", "a", T0), click("u1", "b", T0 + 10), click("u1", "c", T0 + 10)]
+    )
+    await store.apply_many([click("u1", "x", T0 + 5), click("u1", "d", T0 + 10)])
+    assert (await store.get("u1")).recent_items == ["a", "x", "b", "c", "d"]
+    await store.apply_many([click("u1", "y", T0 + 5)])  # full list: the oldest (a) goes
+    assert (await store.get("u1")).recent_items == ["x", "y", "b", "c", "d"]
+    # as old as the oldest entry of a full list: not older than every entry, so it enters
+    await store.apply_many([click("u1", "w", T0 + 5)])
+    assert (await store.get("u1")).recent_items == ["y", "w", "b", "c", "d"]
+    # equal entries (same item, type and ts) are distinct events: all kept, in order
+    await store.apply_many(
+        [click("u2", "m", T0 + 2), click("u2", "k", T0 + 2), click("u2", "r", T0 + 9)]
+    )
+    await store.apply_many([click("u2", "m", T0 + 2), click("u2", "n", T0 + 2)])
+    u2 = await store.get("u2")
+    assert u2.recent_items == ["m", "k", "m", "n", "r"] and u2.total == 5
+
+
+async def test_an_event_older_than_a_full_list_is_left_out_but_counted(
+    store: FeatureStore,
+) -> None:
+    await store.apply_many(
+        [item("old", ("books",)), *[click("u1", f"i{k}", T0 + k * HOUR) for k in range(1, 6)]]
+    )
+    before = (await store.get("u1")).recent
+    await store.apply_many([click("u1", "old", T0, "purchase", 4.0)])
+    store.clock = lambda: T0 / 1000.0  # type: ignore[attr-defined]
+    u = await store.get("u1")
+    assert u.recent == before and len(before) == CFG.sequence_length
+    assert u.counts == {"click": 5, "purchase": 1, ALL: 6}
+    assert (await store.item("old")).counts == {"purchase": 1, ALL: 1}
+    assert dict(await store.popular(10, now_ms=T0))["old"] == pytest.approx(4.0)
+    assert u.affinity == {"books": pytest.approx(4.0)}
+    # a list that is not full takes it at the front
+    await store.apply_many([click("u2", "b", T0 + HOUR), click("u2", "a", T0)])
+    assert (await store.get("u2")).recent_items == ["a", "b"]
+    assert (await store.global_counts())["users"] == 2
+
+
+async def test_out_of_order_within_a_batch_and_across_batches(store: FeatureStore) -> None:
+    await store.apply_many(
+        [
+            click("u1", "c", T0 + 3),
+            click("u1", "a", T0 + 1),
+            click("u2", "y", T0 + 9),
+            click("u1", "b", T0 + 2),
+            click("u2", "x", T0 + 8),
+        ]
+    )
+    got = await store.get_many(["u1", "u2"])
+    assert got["u1"].recent_items == ["a", "b", "c"] and got["u2"].recent_items == ["x", "y"]
+    assert (await store.global_counts())["users"] == 2  # new users, found out of order
+    await store.apply_many(
+        [
+            click("u1", "f", T0 + 6),
+            click("u1", "d", T0 + 4),
+            click("u1", "g", T0 + 7),
+            click("u1", "e", T0 + 5),
+            click("u1", "z", T0),
+        ]
+    )
+    assert (await store.get("u1")).recent_items == ["c", "d", "e", "f", "g"]
+    await store.apply_many([click("u1", "q", T0 + 2), click("u1", "p", T0 + 1)])  # all too old
+    u1 = await store.get("u1")
+    assert u1.recent_items == ["c", "d", "e", "f", "g"] and u1.total == 10
+
+
+async def test_a_redelivered_late_event_changes_nothing(store: FeatureStore) -> None:
+    await store.apply_many([click("u1", f"i{k}", T0 + k * HOUR) for k in (1, 2, 4)])
+    late = click("u1", "L", T0 + 3 * HOUR, eid="late-1")
+    await store.apply_many([late])
+    assert (await store.get("u1")).recent_items == ["i1", "i2", "L", "i4"]
+    res = await store.apply_many([late, click("u1", "i5", T0 + 5 * HOUR), late])
+    assert res.applied == {"interaction": 1} and res.duplicates == {"interaction": 2}
+    assert not await store.update(late)
+    u = await store.get("u1")
+    assert u.recent_items == ["i1", "i2", "L", "i4", "i5"]
+    assert u.counts == {"click": 5, ALL: 5}
+
+
+async def test_recent_list_is_the_newest_by_event_time_however_batched(
+    store: FeatureStore,
+) -> None:
+    """The list is the last `sequence_length` of all the user's events stably sorted by ts
+    (arrival order on ties), whatever the batching: a replay gives the same list, and the
+    memory and Redis stores agree."""
+    rng = random.Random(11)
+    evs = [
+        click(
+            f"u{rng.randrange(6)}",
+            f"i{rng.randrange(4)}",
+            T0 + 1000 * rng.randrange(30),
+            rng.choice(("click", "view")),
+        )
+        for _ in range(400)
+    ]
+    want: dict[str, list[tuple[str, str, int]]] = {}
+    for e in sorted(evs, key=lambda e: e.ts):  # stable: arrival order on ties
+        want.setdefault(e.user_id, []).append((e.item_id, e.type, e.ts))
+    want = {u: seq[-CFG.sequence_length :] for u, seq in want.items()}
+    for prefix in ("a", "b"):
+        await store.clear()
+        log = [InteractionUpdate(prefix + e.event_id, *_fields(e)) for e in evs]
+        j = 0
+        while j < len(log):
+            n = rng.randint(1, 60)
+            redelivered = rng.sample(log[:j], min(j, 3))
+            await store.apply_many(log[j : j + n] + redelivered)
+            j += n
+        got = await store.get_many(sorted(want))
+        assert {u: _recent(f) for u, f in got.items()} == want
+        light = await store.recent_and_affinity(sorted(want))
+        assert {u: r for u, (r, _) in light.items()} == {
+            u: [i for i, _, _ in seq] for u, seq in want.items()
+        }
+        assert sum(f.total for f in got.values()) == len(evs)
 
 
 async def test_redelivered_event_changes_nothing(store: FeatureStore) -> None:
