@@ -26,6 +26,10 @@ from streams.errors import SchemaError
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 MIN_TS_MS = 946_684_800_000  # 2000-01-01: anything older is a unit mistake (seconds, not ms)
+# how far ahead of the reading worker's clock an event time counts: events up to
+# SLATESTREAM_MAX_CLOCK_SKEW_MS ahead are valid, but one producer with a fast clock must not
+# weigh 2^(24 h / half-life) in decayed features, win every item version or close slates early
+MAX_LEAD_MS = 60_000
 
 
 def _id(value: Any) -> Any:
@@ -396,3 +400,8 @@ def example(kind: str) -> dict[str, Any]:
         },
     }
     return examples[kind]
+
+
+def capped_ts(ts: int, now_ms: int) -> int:
+    """An event time as workers order and decay by: at most `MAX_LEAD_MS` ahead of now."""
+    return min(ts, now_ms + MAX_LEAD_MS)

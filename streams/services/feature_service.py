@@ -14,6 +14,7 @@ predecessor failed is not attempted (its call raises `PreviousBatchFailed`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -252,21 +253,23 @@ class FeatureService:
         updates: list[FeatureEvent] = []
         interactions = self.interactions_topic
         weights, max_bytes, skew = self.weights, self.settings.max_event_bytes, self.max_skew
+        horizon = now_ms + schemas.MAX_LEAD_MS  # schemas.capped_ts, inline
         for rec in records:
+            update: FeatureEvent | None = None
             if rec.topic == interactions:
-                fast = fast_interaction(rec.value, weights, now_ms, max_bytes, skew)
-                if fast is not None:
-                    updates.append(fast)
-                    out.event_ts.append(fast.ts)
+                update = fast_interaction(rec.value, weights, now_ms, max_bytes, skew)
+            if update is None:
+                try:
+                    event = self.decode(rec, now_ms)
+                except SchemaError as exc:
+                    out.emits.append(self.dead_letter(rec, exc))
+                    out.dead[exc.reason] = out.dead.get(exc.reason, 0) + 1
                     continue
-            try:
-                event = self.decode(rec, now_ms)
-            except SchemaError as exc:
-                out.emits.append(self.dead_letter(rec, exc))
-                out.dead[exc.reason] = out.dead.get(exc.reason, 0) + 1
-                continue
-            updates.append(to_update(event, self.weights))
-            out.event_ts.append(event.ts)
+                update = to_update(event, self.weights)
+            out.event_ts.append(update.ts)
+            if update.ts > horizon:  # a fast producer clock: decay and order by now + lead
+                update = dataclasses.replace(update, ts=horizon)
+            updates.append(update)
         if updates:
             await self._apply_in_order(updates, out)
         st = self.stats

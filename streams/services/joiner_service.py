@@ -56,9 +56,9 @@ class JoinerConfig:
     late_retention_ms: int | None = None  # closed slates kept for late clicks; None: one window
     idle_flush_ms: int = 2_000
     # event times beyond wall time + this do not move the watermark: one producer with a fast
-    # clock (events up to SLATESTREAM_MAX_CLOCK_SKEW_MS ahead are valid) must not close every
-    # open slate of its partition early and turn their clicks into late feedback
-    max_lead_ms: int = 60_000
+    # clock must not close every open slate of its partition early and turn their clicks into
+    # late feedback
+    max_lead_ms: int = schemas.MAX_LEAD_MS
     click_types: frozenset[str] | None = None  # None: every interaction type except "view"
 
     @classmethod

@@ -16,7 +16,7 @@ from models.online_trainer import OnlineTrainer, TrainerConfig
 from models.registry import ModelRegistry, SnapshotError
 from streams.config import Settings
 from streams.runtime import SeenIds
-from streams.schemas import Feedback, Interaction, Item
+from streams.schemas import Feedback, Interaction, Item, capped_ts
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,11 @@ class TrainerService:
     def on_item(self, item: Item) -> None:
         """A catalogue item: admitted at once with its category (cold start via group prior).
         An older version arriving after a newer one changes nothing, as in the feature store."""
+        ts = capped_ts(item.ts, int(time.time() * 1000))  # a fast clock must not win for a day
         held = self._items.get(item.item_id)
-        if held is not None and item.ts < held[0]:
+        if held is not None and ts < held[0]:
             return
-        self._items[item.item_id] = (item.ts, item.category)
+        self._items[item.item_id] = (ts, item.category)
         self.trainer.on_item(item.item_id, item.category or None)
         self.stats.items += 1
 

@@ -108,6 +108,33 @@ async def test_an_item_twice_in_one_slate_counts_one_impression() -> None:
     assert (await store.item("i2")).counts == {"impressions": 1}
 
 
+async def test_an_event_time_far_ahead_of_the_clock_counts_as_a_minute_ahead() -> None:
+    s = settings()
+    store = open_store("memory://")
+    h = FeatureHandler(s, store)
+    ahead = int(time.time() * 1000) + 12 * 3600_000  # valid: within the 24 h clock skew
+    fast = {"event_id": "f", "ts": ahead, "user_id": "u1", "item_id": "x", "type": "click"}
+    topic = topic_name(s, "interactions")
+    emits = await h.handle(
+        [Record(topic, json.dumps(fast).encode()), Record(topic, interaction("b", item="y"))]
+    )
+    assert emits == []
+    top = dict(await store.popular(5))
+    # 12 h ahead with a 1 h half-life would weigh 2^12 clicks; capped it weighs about one
+    assert top["y"] <= top["x"] <= 1.05 * top["y"]
+    recent = (await store.get("u1")).recent
+    assert recent[-1].item_id == "x" and recent[-1].ts <= int(time.time() * 1000) + 60_000
+
+    def item(eid: str, ts: int, cat: str) -> Record:
+        ev = {"event_id": eid, "ts": ts, "item_id": "i9", "category_path": [cat]}
+        return Record(topic_name(s, "items"), json.dumps(ev).encode())
+
+    await h.handle([item("m1", ahead, "books")])
+    # a later version a few minutes ahead wins: the fast clock's day-ahead one does not hold
+    await h.handle([item("m2", int(time.time() * 1000) + 300_000, "games")])
+    assert (await store.item("i9")).category == "games"
+
+
 async def test_settings_weights_and_sequence_reach_the_store() -> None:
     s = Settings(topic_prefix="u", event_weights={"click": 1.0, "buy": 5.0})
     store = open_store("memory://")

@@ -3,6 +3,7 @@ and retried after the snapshot interval; training goes on and never crashes the 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,16 @@ def test_an_older_item_version_arriving_late_keeps_the_newer_category(tmp_path: 
     assert svc._items["i1"] == (t + 50, "books")
     svc.on_item(item(t + 60, ["games"]))
     assert svc._items["i1"] == (t + 60, "games")
+
+
+def test_an_item_version_from_a_fast_clock_does_not_hold_for_a_day(tmp_path: Path) -> None:
+    trainer = OnlineTrainer(GRUModel(GRUConfig(dim=8, hidden=8)), TrainerConfig())
+    svc = TrainerService(trainer, ModelRegistry(tmp_path / "reg"))
+    now = int(time.time() * 1000)
+
+    def item(ts: int, path: list[str]) -> schemas.Item:
+        return schemas.Item(event_id=f"m{ts}", ts=ts, item_id="i1", category_path=path)
+
+    svc.on_item(item(now + 12 * 3600_000, ["books"]))  # counted as at most a minute ahead
+    svc.on_item(item(int(time.time() * 1000) + 300_000, ["games"]))
+    assert svc._items["i1"][1] == "games"
