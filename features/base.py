@@ -273,5 +273,10 @@ class FeatureStore(ABC):
     async def clear(self) -> None:
         """Delete every feature and dedupe mark of this store (its namespace only)."""
 
+    async def durability_warnings(self) -> list[str]:
+        """What in the backend's configuration can lose applied updates or count an event
+        twice (eviction, no persistence); empty when nothing is known to."""
+        return []
+
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""

@@ -57,9 +57,25 @@ SEP = "\x1f"
 
 
 def _unavailable_errors() -> tuple[type[BaseException], ...]:
-    from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+    from redis.exceptions import (
+        BusyLoadingError,
+        ConnectionError,
+        OutOfMemoryError,
+        ReadOnlyError,
+        TimeoutError,
+    )
 
-    return (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+    # a full server under maxmemory-policy noeviction (OOM) refuses writes until memory is
+    # freed, a replica (READONLY) until failover ends: both are waits, not bad data; a script
+    # run refused by OOM wrote nothing (Redis refuses only a script's first write)
+    return (
+        ConnectionError,
+        TimeoutError,
+        BusyLoadingError,
+        OutOfMemoryError,
+        ReadOnlyError,
+        OSError,
+    )
 
 
 UNAVAILABLE = _unavailable_errors()
@@ -140,17 +156,30 @@ for b = cur - nb, cur do
     end
   end
 end
--- the bucket that just left the window (a no-op once gone)
-redis.call("UNLINK", dkey .. (cur - nb - 1))
+-- the new events: first of their id in the window and in this batch
+local isfresh = {}
 local marked = {}
 local new_ids = {}
 for i, e in ipairs(evs) do
-  local kind = e[1]
-  local fresh = not seen[i] and not marked[e[2]]
-  if fresh then
+  if not seen[i] and not marked[e[2]] then
     marked[e[2]] = true
+    isfresh[i] = true
     new_ids[#new_ids + 1] = e[2]
   end
+end
+-- the marks are the run's first write: Redis refuses only a script's first write when full
+-- (maxmemory, noeviction), and SADD is refused, so a full server rejects the whole run with
+-- nothing changed (a delete first would let every later write pass the memory limit)
+if #new_ids > 0 then
+  local key = dkey .. cur
+  for j = 1, #new_ids, 1000 do
+    redis.call("SADD", key, unpack(new_ids, j, math.min(j + 999, #new_ids)))
+  end
+  redis.call("EXPIREAT", key, (cur + nb + 2) * span)
+end
+for i, e in ipairs(evs) do
+  local kind = e[1]
+  local fresh = isfresh[i]
   if kind == "I" then
     local user, item, typ, ts, w = e[3], e[4], e[5], e[6], e[7]
     if fresh then
@@ -291,13 +320,8 @@ for _, item in ipairs(porder) do
   redis.call("ZADD", ns .. ":pop", fmt(v), item)
 end
 for f, v in pairs(g) do redis.call("HINCRBY", ns .. ":g", f, v) end
-if #new_ids > 0 then
-  local key = dkey .. cur
-  for j = 1, #new_ids, 1000 do
-    redis.call("SADD", key, unpack(new_ids, j, math.min(j + 999, #new_ids)))
-  end
-  redis.call("EXPIREAT", key, (cur + nb + 2) * span)
-end
+-- the bucket that just left the window (a no-op once gone)
+redis.call("UNLINK", dkey .. (cur - nb - 1))
 return res
 """
 
@@ -366,6 +390,33 @@ def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def durability_warnings_for(config: dict[str, str]) -> list[str]:
+    """Settings of a Redis server (CONFIG GET) under which applied updates can be lost or
+    counted twice after their offsets were committed."""
+    out = []
+    maxmemory = int(config.get("maxmemory", "0") or 0)
+    policy = config.get("maxmemory-policy", "noeviction")
+    if maxmemory > 0 and policy != "noeviction":
+        out.append(
+            f"Redis evicts keys when full (maxmemory {maxmemory} bytes, maxmemory-policy "
+            f"{policy}): features and dedupe marks can vanish, so updates are lost and "
+            "redelivered events counted twice; set maxmemory-policy noeviction (a full Redis "
+            "then refuses writes and the workers wait without committing)"
+        )
+    if config.get("appendonly", "yes") == "no":
+        lost = (
+            "every feature"
+            if not config.get("save", "").strip()
+            else "the updates since the last RDB snapshot"
+        )
+        out.append(
+            f"Redis has no append-only file (appendonly no): a restart loses {lost} while the "
+            "Kafka offsets stay committed; set appendonly yes, or run `slatestream features "
+            "rebuild` into an empty store after a restart"
+        )
+    return out
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -591,6 +642,17 @@ class RedisFeatureStore(FeatureStore):
         if batch:
             await self.client.unlink(*batch)
 
+    async def durability_warnings(self) -> list[str]:
+        """`durability_warnings_for` the server's CONFIG (unchecked where CONFIG is refused)."""
+        from redis.exceptions import ResponseError
+
+        try:
+            with as_unavailable():
+                raw = await self.client.config_get("*")
+        except ResponseError as exc:  # managed services often rename or disable CONFIG
+            return [f"Redis refused CONFIG GET ({exc}): eviction and persistence not checked"]
+        return durability_warnings_for({_s(k): _s(v) for k, v in raw.items()})
+
     async def ping(self) -> bool:
         """True when Redis answers."""
         return bool(await self.client.ping())
@@ -600,4 +662,4 @@ class RedisFeatureStore(FeatureStore):
         await self.client.aclose()
 
 
-__all__ = ["ALL", "RedisFeatureStore", "parse_url"]
+__all__ = ["ALL", "RedisFeatureStore", "durability_warnings_for", "parse_url"]

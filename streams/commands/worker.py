@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import gc
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from streams.broker import check_broker, ensure_topics
-from streams.config import load_settings
+from streams.config import Settings, load_settings
 from streams.log_limits import limit_repeats
 from streams.roles import build_handlers, parse_roles
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if server is not None:
         logging.getLogger(__name__).warning("metrics on %s", server.url)
     _freeze_after_warmup(app)
+    _warn_about_store(app, settings, roles)
     for handler in handlers:
         # a handler may cap its batch (the scorer: a slate is published only with its batch)
         size = int(getattr(handler, "max_batch", 1000))
@@ -75,3 +77,24 @@ def _freeze_after_warmup(app: Any) -> None:
         gc.collect()
         gc.freeze()
         logging.getLogger(__name__).info("gc: %d objects frozen", gc.get_freeze_count())
+
+
+def _warn_about_store(app: Any, settings: Settings, roles: Sequence[str]) -> None:
+    """Log once, at start, what in Redis's configuration can lose the features and join state
+    the writing roles keep there (eviction, no persistence)."""
+    if not {"features", "joiner"} & set(roles):
+        return
+
+    @app.task
+    async def store_check() -> None:
+        from features import StoreUnavailable
+        from streams.services.feature_service import open_feature_store
+
+        store = open_feature_store(settings)
+        try:
+            for msg in await store.durability_warnings():
+                logging.getLogger(__name__).warning("feature store: %s", msg)
+        except StoreUnavailable:
+            pass  # an outage is reported by the writers themselves, with their retries
+        finally:
+            await store.close()

@@ -5,9 +5,6 @@ and the worker neither crashes nor drops the requests of the batch that hit the 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,33 +17,9 @@ from features import InteractionUpdate, ItemUpdate, open_store
 from streams import schemas
 from streams.broker import ensure_topics
 from streams.config import Settings
+from tests.integration.private_redis import free_port, start_redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _redis(port: int) -> subprocess.Popen[bytes]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server not installed")
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("private redis-server did not start")
 
 
 async def _catalogue(url: str) -> None:
@@ -71,8 +44,8 @@ async def test_scorer_answers_every_request_through_a_redis_outage(
 
     boot = services.kafka_bootstrap  # type: ignore[attr-defined]
     ensure_topics(Settings(kafka_bootstrap=boot, topic_prefix=topic_prefix))
-    port = _free_port()
-    redis = _redis(port)
+    port = free_port()
+    redis = start_redis(port)
     url = f"redis://127.0.0.1:{port}/0"
     await _catalogue(f"{url}?namespace={topic_prefix}")
     env = worker_env(
@@ -123,7 +96,7 @@ async def test_scorer_answers_every_request_through_a_redis_outage(
         down = [f"down-{j}" for j in range(10)]
         assert await ask(down, 30) == set(down)
 
-        redis = _redis(port)  # back, empty: the catalogue is written again
+        redis = start_redis(port)  # back, empty: the catalogue is written again
         await _catalogue(f"{url}?namespace={topic_prefix}")
         back = [f"back-{j}" for j in range(10)]
         assert await ask(back, 30) == set(back)
