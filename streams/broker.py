@@ -73,6 +73,9 @@ def ensure_topics(settings: Settings) -> list[str]:
                 admin.create_topics(new)
             new_parts = {t.name: t.num_partitions for t in new}
             _wait_for_leaders(admin, bootstrap, new_parts)
+        joined = [topic_specs(settings)[t].name for t in COPARTITIONED]
+        if any(name in existing for name in joined):  # created here: equal by the spec
+            _check_copartitioned(admin, joined)
         return [t.name for t in new]
     except KafkaError as exc:
         raise BrokerUnavailable(
@@ -80,6 +83,27 @@ def ensure_topics(settings: Settings) -> list[str]:
         ) from None
     finally:
         admin.close()
+
+
+# the joiner matches a user's impressions and clicks within one partition number, so a
+# user's key must land on the same partition of both (same count, same default partitioner)
+COPARTITIONED = ("impressions", "interactions")
+
+
+def _check_copartitioned(admin: Any, names: list[str]) -> None:
+    """ConfigError when topics the joiner reads side by side differ in partition count."""
+    counts = {
+        d.get("name", d.get("topic")): len(d.get("partitions", []))
+        for d in admin.describe_topics(names)
+    }
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{name} has {n}" for name, n in counts.items())
+        raise ConfigError(
+            f"topics must have the same number of partitions ({listed}): the joiner finds a "
+            "user's clicks on the partition of the user's impressions; add partitions to the "
+            f"smaller (kafka-topics.sh --alter --partitions {max(counts.values())}) or recreate "
+            "both with SLATESTREAM_PARTITIONS"
+        )
 
 
 def _wait_for_leaders(
