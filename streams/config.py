@@ -85,6 +85,12 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
         description="Interaction type -> weight (JSON); unknown types go to the DLQ",
     )
+    feedback_replay_s: float = Field(
+        default=600.0,
+        ge=0.0,
+        le=7 * 86400.0,
+        description="Feedback a starting scorer relearns its CTR posterior from (seconds back)",
+    )
     sequence_length: int = Field(default=50, ge=1, le=10_000, description="Recent items kept")
     popularity_half_life_s: float = Field(default=3600.0, gt=0, description="Popularity decay")
     affinity_half_life_s: float = Field(default=7 * 86400.0, gt=0, description="Affinity decay")

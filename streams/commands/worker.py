@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         # a handler may cap its batch (the scorer: a slate is published only with its batch)
         size = int(getattr(handler, "max_batch", 1000))
         bind_handler(app, handler, partitions=settings.partitions, batch_size=size)
+    _broadcast_feedback(app, settings, handlers)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     # everything imported and built so far (torch, faust, the model) lives for the whole
     # run: move it out of the cyclic GC's generations so full collections stay short
@@ -98,3 +99,23 @@ def _warn_about_store(app: Any, settings: Settings, roles: Sequence[str]) -> Non
             pass  # an outage is reported by the writers themselves, with their retries
         finally:
             await store.close()
+
+
+def _broadcast_feedback(app: Any, settings: Settings, handlers: Sequence[Any]) -> None:
+    """Scorers learn their CTR posterior from every partition's feedback, replaying the last
+    `feedback_replay_s` at start (`streams.feedback_broadcast`), not only their group's share."""
+    from streams.feedback_broadcast import FeedbackBroadcast
+    from streams.handlers.scorer import ScorerHandler
+    from streams.topics import topic_name
+
+    for handler in handlers:
+        if not isinstance(handler, ScorerHandler):
+            continue
+        handler.learns_feedback = False
+        reader = FeedbackBroadcast(
+            settings.kafka_bootstrap or "",
+            topic_name(settings, "feedback"),
+            settings.feedback_replay_s,
+            handler.learn,
+        )
+        app.task(reader.run)

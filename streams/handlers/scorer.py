@@ -52,6 +52,9 @@ class ScorerHandler:
     def __init__(self, settings: Settings, service: ScorerService) -> None:
         self.settings = settings
         self.service = service
+        # False when a `FeedbackBroadcast` feeds `learn` with every partition's feedback (the
+        # worker on Kafka): the feedback consumed here is then only dead-lettered and counted
+        self.learns_feedback = True
         self.requests_topic = topic_name(settings, "requests")
         self.feedback_topic = topic_name(settings, "feedback")
         self.recs_topic = topic_name(settings, "recommendations")
@@ -69,7 +72,8 @@ class ScorerHandler:
                 # the scorer owns dead-lettering bad feedback (the trainer only skips it)
                 fb, dead, _ = decode_or_dead_letter(rec, schemas.Feedback, self.settings, self.name)
                 if fb is not None:
-                    self.service.on_feedback(fb)
+                    if self.learns_feedback:
+                        self._learn(fb)
                 elif dead is not None:
                     emits.append(dead)
                 continue
@@ -116,6 +120,17 @@ class ScorerHandler:
                 emits.append(Emit(self.impressions_topic, imp.to_json(), key))
             self.served += 1
         return emits
+
+    def learn(self, rec: Record) -> None:
+        """Learn from one feedback record of any partition (`FeedbackBroadcast`); a malformed
+        one is skipped here: the group member that owns its partition dead-letters it."""
+        fb, _, _ = decode_or_dead_letter(rec, schemas.Feedback, self.settings, self.name)
+        if fb is not None:
+            self._learn(fb)
+
+    def _learn(self, fb: schemas.Feedback) -> None:
+        if self.service.on_feedback(fb):
+            SCORER.feedback_learned.inc()
 
     def _error(self, request_id: str, user_id: str, reason: str) -> Emit:
         self.errors += 1

@@ -8,8 +8,11 @@ Besides the common role metrics (see `streams.metrics.common`) it measures:
 - `slate_items_total{policy}` / `explored_items_total{policy}`: slate positions served and
   those that differ from the greedy (posterior-mean) ranking — exploration share is their
   ratio;
-- `clicks_total{policy}` / `feedback_total{policy}`: feedback records the scorer learned from
-  and their clicks — CTR by policy is `clicks / feedback` (or / recommendations);
+- `clicks_total{policy}` / `feedback_total{policy}`: feedback records of the partitions the
+  scorer owns and their clicks — CTR by policy is `clicks / feedback` (or / recommendations);
+- `feedback_learned_total`: feedback records this process's CTR posterior learned from; on
+  Kafka every scorer learns from every partition's feedback (`streams.feedback_broadcast`), so
+  each process counts all of them (redeliveries and late records not included);
 - `shadow_ctr{policy}`: IPS estimate of clicks per slate for shadow policies;
 - `request_errors_total{reason}`: requests answered with an error;
 - `store_unavailable_total{read}`: feature reads that failed (store unavailable) and were
@@ -70,8 +73,11 @@ class ScorerMetrics(RoleMetrics):
         self.explored_items = self.counter(
             "explored_items", "Served positions that differ from the greedy ranking", ["policy"]
         )
-        self.feedback = self.counter("feedback", "Feedback records learned from", ["policy"])
+        self.feedback = self.counter("feedback", "Feedback records consumed", ["policy"])
         self.clicks = self.counter("clicks", "Clicks in feedback records", ["policy"])
+        self.feedback_learned = self.counter(
+            "feedback_learned", "Feedback records the CTR posterior learned from, all partitions"
+        )
         self.shadow_ctr = self.gauge(
             "shadow_ctr", "IPS estimate of clicks per slate of a shadow policy", ["policy"]
         )

@@ -603,28 +603,29 @@ class ScorerService:
         q.append(tuple(slate))
 
     # --- learning from feedback ---------------------------------------------------------------
-    def on_feedback(self, fb: Feedback) -> None:
-        """Update the CTR posterior with a joined slate, and the shadow policies' estimates.
+    def on_feedback(self, fb: Feedback) -> bool:
+        """Update the CTR posterior with a joined slate, and the shadow policies' estimates;
+        True when the posterior learned from it.
 
         Each slate counts once: a redelivered record (same event_id) and a late record (a
         click after the window: its slate was already counted by the on-time record, with the
         attribution window deciding the label) are skipped and counted."""
         if not self._feedback_seen.add(fb.event_id):
             self.feedback_skipped["duplicate"] += 1
-            return
+            return False
         if fb.late:
             self.feedback_skipped["late"] += 1
-            return
+            return False
         clicked = tuple(fb.clicked_positions)
         try:
             pf = PolicyFeedback(slate=tuple(fb.slate), clicks=clicked, user_id=fb.user_id)
         except ValueError as exc:
             log.debug("feedback %s not usable by the policy: %s", fb.request_id, exc)
-            return
+            return False
         self.posterior.update(pf)
         logged = self._shadow_log.pop(fb.request_id, None)
         if logged is None:
-            return
+            return True
         served, props, shadows = logged
         for name, shadow in shadows.items():
             st = self.shadow_stats[name]
@@ -632,6 +633,7 @@ class ScorerService:
             for pos in clicked:
                 if pos < len(shadow) and pos < len(served) and shadow[pos] == served[pos]:
                     st.weighted_clicks += 1.0 / props[pos]
+        return True
 
 
 def _prefixes(cat: str) -> list[str]:

@@ -19,6 +19,7 @@ from models.registry import ModelRegistry, SnapshotWatcher
 from streams import schemas
 from streams.config import load_settings
 from streams.handlers.scorer import ScorerHandler
+from streams.metrics import SCORER
 from streams.runtime import MemoryLog, Record, drain
 from streams.services.scorer_service import ScorerConfig, ScorerService, arm_for
 from streams.services.store_view import StoreView
@@ -425,3 +426,37 @@ async def test_handler_loads_snapshots_off_the_event_loop_and_reports_the_switch
     assert svc.model_version == "v1"
     assert loaded_in and threading.main_thread().name not in loaded_in
     assert SCORER.reloads._value.get() == reloads + 1
+
+
+async def test_broadcast_feedback_is_learned_once_and_the_group_copy_only_counted() -> None:
+    """On Kafka the broadcast reader feeds `learn` with every partition's feedback; the copy
+    the group member consumes is then dead-lettered if bad but not learned a second time."""
+    settings = load_settings(topic_prefix="t")
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    handler = ScorerHandler(settings, service(store))
+    handler.learns_feedback = False
+    fb = schemas.Feedback(
+        event_id="fb1",
+        ts=NOW,
+        user_id="u1",
+        request_id="r1",
+        slate=["a0", "a1"],
+        served_at=NOW,
+        window_ms=60_000,
+        clicks=[schemas.Click(position=1, item_id="a1", type="click", delay_ms=5, event_id="c")],
+    )
+    rec = Record("t.feedback", fb.to_json(), b"u1")
+    before = SCORER.feedback_learned._value.get()
+    ctr = handler.service.posterior.ctr
+    prior = ctr.params(("a1",))[0][0]
+    handler.learn(rec)
+    handler.learn(Record("t.feedback", b"{broken", b"u1"))  # skipped: its owner dead-letters
+    assert SCORER.feedback_learned._value.get() == before + 1
+    alpha = ctr.params(("a1",))[0][0]
+    assert alpha > prior
+    assert await handler.handle([rec]) == []  # the group copy: neither learned nor an error
+    assert ctr.params(("a1",))[0][0] == alpha
+    assert handler.service.feedback_skipped["duplicate"] == 0
+    dead = await handler.handle([Record("t.feedback", b"{broken", b"u1")])
+    assert [e.topic for e in dead] == ["t.dlq"]

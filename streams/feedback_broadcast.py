@@ -1,0 +1,120 @@
+"""Every scorer learns from all feedback: a consumer outside the scorer group, on every
+partition of the feedback topic, starting `feedback_replay_s` back.
+
+The scorer group splits requests (and feedback) by user, but the CTR posterior is per item
+and lives in each scorer's memory: learning only from its own partitions, each of N scorers
+saw 1/N of the clicks, and a restarted scorer started from the prior. This reader (no group,
+no commits) gives every scorer the same feedback and relearns the last window at start. The
+group path keeps owning dead letters and the feedback metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from streams.runtime import Record
+
+log = logging.getLogger(__name__)
+
+CHUNK = 100  # records per fetch: a replay yields the event loop every ~5 ms of learning
+
+
+class FeedbackBroadcast:
+    """Reads `topic` from every partition (from `replay_s` ago, then live) into `learn`."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        replay_s: float,
+        learn: Callable[[Record], object],
+        retry_s: float = 5.0,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.replay_s = replay_s
+        self.learn = learn
+        self.retry_s = retry_s
+        self.records = 0
+
+    async def run(self) -> None:
+        """Read until cancelled; a failure is logged and the reader starts again (from where
+        it was: the offsets it reached are kept), never taking the worker down."""
+        positions: dict[int, int] = {}
+        while True:
+            try:
+                await self._read(positions)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the worker must go on serving: retry later
+                log.warning("feedback reader: %s; restarting in %.0f s", exc, self.retry_s)
+                await asyncio.sleep(self.retry_s)
+
+    async def _read(self, positions: dict[int, int]) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tps = await self._partitions(TopicPartition)
+            consumer.assign(tps)
+            await self._seek(consumer, tps, positions)
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=CHUNK)
+                for tp, msgs in batch.items():
+                    for m in msgs:
+                        self.learn(
+                            Record(self.topic, m.value, m.key, tp.partition, m.offset, m.timestamp)
+                        )
+                        self.records += 1
+                    positions[tp.partition] = msgs[-1].offset + 1
+                await asyncio.sleep(0)  # let requests in between chunks of a replay
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self, tp_cls: Any) -> list[Any]:
+        """Every partition of the topic (the workers create it before they start)."""
+        for _ in range(30):
+            parts = await asyncio.to_thread(self._partition_ids)
+            if parts:
+                return [tp_cls(self.topic, p) for p in sorted(parts)]
+            await asyncio.sleep(1.0)
+        raise RuntimeError(f"topic {self.topic} has no partitions")
+
+    def _partition_ids(self) -> set[int] | None:
+        """The topic's partition ids from the broker's metadata (kafka-python fetches them;
+        aiokafka's consumer only knows topics it subscribed to or was assigned)."""
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        try:
+            parts = consumer.partitions_for_topic(self.topic)
+            return set(parts) if parts else None
+        finally:
+            consumer.close()
+
+    async def _seek(self, consumer: Any, tps: list[Any], positions: dict[int, int]) -> None:
+        """Resume where this reader was; otherwise `replay_s` back (the end if 0 or older)."""
+        fresh = [tp for tp in tps if tp.partition not in positions]
+        for tp in tps:
+            if tp.partition in positions:
+                consumer.seek(tp, positions[tp.partition])
+        if not fresh:
+            return
+        if self.replay_s <= 0:
+            await consumer.seek_to_end(*fresh)
+            return
+        since = int((time.time() - self.replay_s) * 1000)
+        found = await consumer.offsets_for_times({tp: since for tp in fresh})
+        for tp in fresh:
+            at = found.get(tp)
+            if at is None:  # nothing that recent: only what comes from now on
+                await consumer.seek_to_end(tp)
+            else:
+                consumer.seek(tp, at.offset)
