@@ -105,11 +105,11 @@ def _broadcast_feedback(app: Any, settings: Settings, handlers: Sequence[Any]) -
     """Scorers learn their CTR posterior from every partition's feedback, replaying the last
     `feedback_replay_s` at start (`streams.feedback_broadcast`), not only their group's share."""
     from streams.feedback_broadcast import FeedbackBroadcast
-    from streams.handlers.scorer import ScorerHandler
     from streams.topics import topic_name
 
     for handler in handlers:
-        if not isinstance(handler, ScorerHandler):
+        # by name: importing the scorer's handler class would load torch into every role
+        if getattr(handler, "name", None) != "scorer":
             continue
         handler.learns_feedback = False
         reader = FeedbackBroadcast(

@@ -1,0 +1,35 @@
+"""A worker without the scorer or trainer role must not load torch (RSS ~90 MB, not ~700)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+PROBE = """
+import sys
+from streams.commands import worker
+from streams.config import Settings
+from streams.roles import build_handlers
+
+class App:
+    def task(self, fun):
+        raise AssertionError("no feedback reader for these roles")
+
+settings = Settings(kafka_bootstrap="127.0.0.1:9", store_url="memory://")
+handlers = build_handlers(settings, ["features", "joiner"])
+worker._broadcast_feedback(App(), settings, handlers)
+worker._warn_about_store(type("A", (), {"task": lambda self, f: f})(), settings, ["features"])
+print("torch" in sys.modules)
+"""
+
+
+def test_features_and_joiner_roles_do_not_import_torch() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
