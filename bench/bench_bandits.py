@@ -151,6 +151,22 @@ def bench_select(quick: bool) -> dict[str, Any]:
     return results
 
 
+def bench_noise_floor(quick: bool) -> dict[str, Any]:
+    """The same ~1 ms of numpy work timed like a select: on a shared virtual machine its CPU
+    time p99 shows how much of a select p99 is the machine (time stolen by the host counts
+    as the thread's CPU time), not the policy."""
+    reps = 60 if quick else 400
+    a = np.random.default_rng(0).random((200, 200))
+    wall, cpu = [], []
+    for _ in range(reps):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for _ in range(4):
+            a @ a
+        cpu.append((time.thread_time() - c0) * 1e3)
+        wall.append((time.perf_counter() - t0) * 1e3)
+    return {"wall": _percentiles(wall), "cpu": _percentiles(cpu)}
+
+
 def bench_dense_draws(quick: bool) -> dict[str, Any]:
     """sample_scores (dense Beta draws) in us for a scorer-sized request: 140 candidates x 20
     draws, by share of candidates with evidence."""
@@ -249,6 +265,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "k": K,
         "quick": quick,
         "select_ms": bench_select(quick),
+        "noise_floor_ms": bench_noise_floor(quick),
         "dense_draws_us": bench_dense_draws(quick),
         "update_us": bench_update(quick),
         "propensity_quality": bench_propensity_quality(quick),

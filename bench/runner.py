@@ -337,6 +337,18 @@ def _adapt_bandits(r: dict[str, Any]) -> list[Figure]:
                         higher_is_better=False,
                     )
                 )
+    floor = r.get("noise_floor_ms") or {}
+    if floor:
+        out.append(
+            _fig(
+                "fixed ~1 ms numpy work timed as a select, p99 (cpu time): the machine's noise",
+                round(_get(floor, "cpu", "p99"), 3),
+                "ms",
+                "the same work, median",
+                round(_get(floor, "cpu", "p50"), 3),
+                higher_is_better=False,
+            )
+        )
     updates = dict(r.get("update_us") or {})
     peer_label = next((k for k in updates if k.startswith("peer:")), None)
     peer = updates.pop(peer_label) if peer_label else None

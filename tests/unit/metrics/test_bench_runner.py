@@ -68,3 +68,12 @@ def test_markdown_has_machine_versions_command_and_table() -> None:
 def test_peak_rss_of_this_process() -> None:
     assert peak_rss_mb(os.getpid()) > 10
     assert peak_rss_mb(2**22 + 12345) == 0.0
+
+
+def test_bandits_figures_carry_the_machine_noise_floor() -> None:
+    sel = {"greedy, 10% warm": {"cpu": {"p99": 0.4}}, "in-slate-ts, 10% warm": {"cpu": {"p99": 1}}}
+    floor = {"cpu": {"p50": 1.0, "p99": 5.0}, "wall": {"p50": 1.0, "p99": 5.2}}
+    figs = figures_of("bench_bandits", {"select_ms": sel, "noise_floor_ms": floor})
+    noise = [f for f in figs if "noise" in f["name"]]
+    assert len(noise) == 1 and noise[0]["value"] == 5.0 and noise[0]["baseline"] == 1.0
+    assert any(f["name"].endswith("in-slate-ts, 10% warm") for f in figs)
