@@ -53,7 +53,8 @@ async def scenario(
         SLATESTREAM_SESSION_TIMEOUT_S=str(session_s),
     )
     workers = [start_worker(env, "features", tmp / "features.log")]
-    scorers = [start_worker(env, "scorer", tmp / f"scorer{i}.log") for i in range(2)]
+    # INFO: the logs show every rebalance and assignment (kept when a request goes unanswered)
+    scorers = [start_worker(env, "scorer", tmp / f"scorer{i}.log", "info") for i in range(2)]
     producer = AIOKafkaProducer(bootstrap_servers=boot, linger_ms=0)
     consumer = AIOKafkaConsumer(
         f"{prefix}.recommendations",
@@ -124,6 +125,7 @@ async def scenario(
         "max_wait_s": round(float(waits.max()), 2) if waits.size else None,
         "p99_wait_s": round(float(np.percentile(waits, 99)), 2) if waits.size else None,
         "waited_over_1s": int((waits > 1.0).sum()),
+        **({"logs": str(tmp)} if len(got.keys() & sent.keys()) < len(sent) else {}),
     }
 
 

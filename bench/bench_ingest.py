@@ -279,11 +279,14 @@ def worker_env(
     return env
 
 
-def start_worker(env: dict[str, str], roles: str, log_path: Path) -> subprocess.Popen[bytes]:
-    """`python -m streams worker --role ROLES` in its own process group."""
+def start_worker(
+    env: dict[str, str], roles: str, log_path: Path, loglevel: str | None = None
+) -> subprocess.Popen[bytes]:
+    """`python -m streams worker --role ROLES [--loglevel L]` in its own process group."""
     log = log_path.open("ab")
+    level = ["--loglevel", loglevel] if loglevel else []
     return subprocess.Popen(
-        [sys.executable, "-m", "streams", "worker", "--role", roles],
+        [sys.executable, "-m", "streams", "worker", "--role", roles, *level],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
