@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
 from streams.config import Settings
+from streams.errors import ConfigError
 from streams.metrics import for_role
 from streams.metrics.common import RoleMetrics, instrument_in_place
 from streams.runtime import Handler
@@ -82,7 +83,14 @@ def start_metrics_server(
     """
     if not settings.metrics_port:
         return None
-    srv = serve(settings.metrics_host, settings.metrics_port, registry)
+    try:
+        srv = serve(settings.metrics_host, settings.metrics_port, registry)
+    except OSError as exc:  # port taken (another worker on this host), address not local
+        raise ConfigError(
+            f"SLATESTREAM_METRICS_PORT: cannot serve /metrics on "
+            f"{settings.metrics_host}:{settings.metrics_port} ({exc.strerror or exc}); give "
+            "each worker on a host its own port"
+        ) from None
     role_names = list(roles or [h.name for h in handlers])
     targets = []
     for i, handler in enumerate(handlers):

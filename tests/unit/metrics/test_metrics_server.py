@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from streams.config import Settings
+from streams.errors import ConfigError
 from streams.metrics.scorer import ScorerMetrics
 from streams.metrics.server import group_id, serve, start_metrics_server
 
@@ -45,3 +47,13 @@ def test_settings_pick_port_and_zero_means_off() -> None:
     finally:
         started.close()
     assert group_id(Settings(topic_prefix="abc"), "scorer") == "abc-scorer"
+
+
+def test_a_taken_metrics_port_is_one_config_error_naming_the_variable() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        settings = Settings(metrics_port=port)
+        with pytest.raises(ConfigError, match=f"SLATESTREAM_METRICS_PORT: .*127.0.0.1:{port}"):
+            start_metrics_server(settings, CollectorRegistry())
