@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     candidates_fresh: int = Field(
         default=10, ge=0, le=10_000, description="... plus the N newest catalogue items"
     )
+    exclude_interacted: bool = Field(
+        default=True, description="Scorer leaves out items in the user's recent sequence"
+    )
+    exclude_shown_slates: int = Field(
+        default=1, ge=0, le=100, description="... and the items of the user's last N slates"
+    )
     metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="/metrics port (0 = off)")
     log_level: str = Field(default="INFO", description="Python logging level")

@@ -64,6 +64,8 @@ def build_handlers(settings: Settings, roles: Sequence[str], store: Any = None) 
                 candidates_popular=settings.candidates_popular,
                 candidates_fresh=settings.candidates_fresh,
                 ts_temperature=settings.ts_temperature,
+                exclude_interacted=settings.exclude_interacted,
+                exclude_shown_slates=settings.exclude_shown_slates,
             )
             watcher = SnapshotWatcher(ModelRegistry(settings.effective_registry))
             out.append(ScorerHandler(settings, ScorerService(StoreView(store), watcher, cfg)))

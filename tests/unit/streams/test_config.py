@@ -33,11 +33,14 @@ def test_scorer_candidate_settings_reach_the_scorer(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("SLATESTREAM_CANDIDATES_POPULAR", "0")
     monkeypatch.setenv("SLATESTREAM_CANDIDATES_FRESH", "5")
     monkeypatch.setenv("SLATESTREAM_TS_TEMPERATURE", "0.125")
+    monkeypatch.setenv("SLATESTREAM_EXCLUDE_INTERACTED", "false")
+    monkeypatch.setenv("SLATESTREAM_EXCLUDE_SHOWN_SLATES", "3")
     [handler] = build_handlers(load_settings(store_url="memory://"), ["scorer"])
     assert isinstance(handler, ScorerHandler)
     cfg = handler.service.config
     assert (cfg.candidates_model, cfg.candidates_popular, cfg.candidates_fresh) == (40, 0, 5)
     assert handler.service.posterior.ctr.temperature == 0.125
+    assert (cfg.exclude_interacted, cfg.exclude_shown_slates) == (False, 3)
 
 
 @pytest.mark.timeout(30)
