@@ -137,6 +137,16 @@ def ensure_redis_server() -> str:
     return path
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id (a UUID in URL-safe base64, as `kafka-storage random-uuid` prints)
+    that does not start with '-': the storage tool's argument parser would take such an id
+    for an option ("--cluster-id/-t: expected one argument"), 1 start in 64."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def _kafka_config(root: Path, port: int, controller_port: int) -> Path:
     props = {
         "process.roles": "broker,controller",
@@ -337,7 +347,7 @@ def up(
     cport = free_port()
     rport = redis_port or free_port()
     props = _kafka_config(root, kport, cport)
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = new_cluster_id()
     classpath = f"{jars}/*"
     jvm = [
         java,

@@ -186,3 +186,18 @@ def test_grafana_provisioning_matches_compose_and_dashboard() -> None:
     assert uids == {ds["uid"]}
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_kafka_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka-storage reads an id starting with '-' as an option (1 start in 64 failed)."""
+    import uuid
+
+    from deploy import stack
+
+    dash = uuid.UUID(bytes=bytes([0xF8]) + bytes(15))  # base64url '-' is 62: 0b111110xx
+    plain = uuid.UUID(bytes=bytes(range(16)))
+    ids = iter([dash, plain])
+    monkeypatch.setattr(stack.uuid, "uuid4", lambda: next(ids))
+    cid = stack.new_cluster_id()
+    assert not cid.startswith("-") and len(cid) == 22
+    assert cid == stack.base64.urlsafe_b64encode(plain.bytes).decode().rstrip("=")
