@@ -70,9 +70,13 @@ class FeedbackBroadcast:
                 t0 = time.perf_counter()
                 for tp, msgs in batch.items():
                     for m in msgs:
-                        self.learn(
-                            Record(self.topic, m.value, m.key, tp.partition, m.offset, m.timestamp)
+                        rec = Record(
+                            self.topic, m.value, m.key, tp.partition, m.offset, m.timestamp
                         )
+                        try:
+                            self.learn(rec)
+                        except Exception as exc:  # one record must not stall the reader
+                            log.warning("feedback reader: skipped %s:%d (%s)", tp, m.offset, exc)
                         self.records += 1
                     positions[tp.partition] = msgs[-1].offset + 1
                 # give the loop back for as long as learning held it: a replay takes at most

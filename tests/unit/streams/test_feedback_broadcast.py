@@ -1,0 +1,82 @@
+"""The feedback reader's loop without a broker: a fake consumer stands in for aiokafka."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import pytest
+
+from streams.feedback_broadcast import FeedbackBroadcast
+from streams.runtime import Record
+
+pytestmark = pytest.mark.timeout(20)
+
+
+class FakeConsumer:
+    """Two partitions; one fetch with three records, then nothing."""
+
+    seeks: ClassVar[list[tuple[int, int]]] = []
+
+    def __init__(self, **_: Any) -> None:
+        self.fetches = 0
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def assign(self, tps: list[Any]) -> None:
+        self.tps = tps
+
+    async def offsets_for_times(self, wanted: dict[Any, int]) -> dict[Any, Any]:
+        return {tp: (SimpleNamespace(offset=5) if tp.partition == 0 else None) for tp in wanted}
+
+    def seek(self, tp: Any, offset: int) -> None:
+        FakeConsumer.seeks.append((tp.partition, offset))
+
+    async def seek_to_end(self, *tps: Any) -> None:
+        FakeConsumer.seeks += [(tp.partition, -1) for tp in tps]
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
+        self.fetches += 1
+        if self.fetches > 1:
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        tp = self.tps[0]
+        msg = [
+            SimpleNamespace(value=v, key=b"k", offset=5 + i, timestamp=1)
+            for i, v in enumerate([b"poison", b"ok1", b"ok2"])
+        ]
+        return {tp: msg}
+
+
+async def test_replays_from_the_window_skips_a_failing_record_and_keeps_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aiokafka
+
+    monkeypatch.setattr(aiokafka, "AIOKafkaConsumer", FakeConsumer)
+    learned: list[Record] = []
+
+    def learn(rec: Record) -> None:
+        if rec.value == b"poison":
+            raise RuntimeError("bad posterior input")
+        learned.append(rec)
+
+    reader = FeedbackBroadcast("127.0.0.1:9", "t.feedback", 600.0, learn)
+    monkeypatch.setattr(reader, "_partition_ids", lambda: {0, 1})
+    task = asyncio.create_task(reader.run())
+    for _ in range(100):
+        if len(learned) == 2:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [r.value for r in learned] == [b"ok1", b"ok2"]
+    assert [(r.partition, r.offset) for r in learned] == [(0, 6), (0, 7)]
+    # partition 0 from the offset of the window's start, partition 1 (nothing that recent)
+    # from its end
+    assert sorted(FakeConsumer.seeks) == [(0, 5), (1, -1)]
+    assert reader.records == 3
