@@ -90,12 +90,17 @@ def ensure_topics(settings: Settings) -> list[str]:
 COPARTITIONED = ("impressions", "interactions")
 
 
-def _check_copartitioned(admin: Any, names: list[str]) -> None:
-    """ConfigError when topics the joiner reads side by side differ in partition count."""
-    counts = {
-        d.get("name", d.get("topic")): len(d.get("partitions", []))
+def partition_counts(admin: Any, names: list[str]) -> dict[str, int]:
+    """Partitions of each topic, from the broker's metadata (0 for a topic without any)."""
+    return {
+        d.get("name", d.get("topic")): len(d.get("partitions", []))  # kafka-python 2.x/3.x
         for d in admin.describe_topics(names)
     }
+
+
+def _check_copartitioned(admin: Any, names: list[str]) -> None:
+    """ConfigError when topics the joiner reads side by side differ in partition count."""
+    counts = partition_counts(admin, names)
     if len(set(counts.values())) > 1:
         listed = ", ".join(f"{name} has {n}" for name, n in counts.items())
         raise ConfigError(

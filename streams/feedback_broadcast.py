@@ -95,16 +95,16 @@ class FeedbackBroadcast:
         raise RuntimeError(f"topic {self.topic} has no partitions")
 
     def _partition_ids(self) -> set[int] | None:
-        """The topic's partition ids from the broker's metadata (kafka-python fetches them;
-        aiokafka's consumer only knows topics it subscribed to or was assigned)."""
-        from kafka import KafkaConsumer
+        """The topic's partition ids from the broker's metadata (aiokafka's consumer only
+        knows topics it subscribed to or was assigned)."""
+        from streams.broker import admin_client, partition_counts
 
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        admin = admin_client(self.bootstrap, timeout_s=10.0)
         try:
-            parts = consumer.partitions_for_topic(self.topic)
-            return set(parts) if parts else None
+            n = partition_counts(admin, [self.topic]).get(self.topic, 0)
         finally:
-            consumer.close()
+            admin.close()
+        return set(range(n)) if n else None
 
     async def _seek(self, consumer: Any, tps: list[Any], positions: dict[int, int]) -> None:
         """Resume where this reader was; otherwise `replay_s` back (the end if 0 or older)."""

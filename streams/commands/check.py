@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from streams.broker import admin_client, check_broker
-from streams.config import Settings, load_settings
+from streams.config import load_settings
 from streams.errors import ConfigError
 
 
@@ -34,20 +34,11 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"SLATESTREAM_REDIS_URL: Redis does not answer at {url} ({exc})"
             ) from exc
-        for msg in asyncio.run(_durability_warnings(settings)):
+        from streams.services.feature_service import durability_warnings
+
+        for msg in asyncio.run(durability_warnings(settings)):
             print(f"slatestream: warning: {msg}", file=sys.stderr)
     print(f"kafka_bootstrap={settings.kafka_bootstrap or '(embedded)'}")
     print(f"store={settings.effective_store_url}")
     print(f"topic_prefix={settings.topic_prefix}")
     return 0
-
-
-async def _durability_warnings(settings: Settings) -> list[str]:
-    """The feature store's warnings about Redis's eviction and persistence settings."""
-    from streams.services.feature_service import open_feature_store
-
-    store = open_feature_store(settings)
-    try:
-        return await store.durability_warnings()
-    finally:
-        await store.close()

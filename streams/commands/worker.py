@@ -88,17 +88,10 @@ def _warn_about_store(app: Any, settings: Settings, roles: Sequence[str]) -> Non
 
     @app.task
     async def store_check() -> None:
-        from features import StoreUnavailable
-        from streams.services.feature_service import open_feature_store
+        from streams.services.feature_service import durability_warnings
 
-        store = open_feature_store(settings)
-        try:
-            for msg in await store.durability_warnings():
-                logging.getLogger(__name__).warning("feature store: %s", msg)
-        except StoreUnavailable:
-            pass  # an outage is reported by the writers themselves, with their retries
-        finally:
-            await store.close()
+        for msg in await durability_warnings(settings):
+            logging.getLogger(__name__).warning("feature store: %s", msg)
 
 
 def _broadcast_feedback(app: Any, settings: Settings, handlers: Sequence[Any]) -> None:

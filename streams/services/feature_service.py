@@ -140,6 +140,19 @@ def open_feature_store(settings: Settings) -> FeatureStore:
     return open_store(settings.effective_store_url, store_config(settings))
 
 
+async def durability_warnings(settings: Settings) -> list[str]:
+    """What in the configured store's backend can lose features or count events twice
+    (`FeatureStore.durability_warnings`); none when it does not answer (the writers report
+    an outage themselves, with their retries)."""
+    store = open_feature_store(settings)
+    try:
+        return await store.durability_warnings()
+    except StoreUnavailable:
+        return []
+    finally:
+        await store.close()
+
+
 def to_update(event: schemas.Event, weights: dict[str, float]) -> FeatureEvent:
     """Convert a validated contract event to the store's input (weight from settings)."""
     if isinstance(event, schemas.Interaction):
