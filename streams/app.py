@@ -28,6 +28,7 @@ from typing import Any
 import faust
 
 from streams.config import Settings
+from streams.consumer_stop import install_clean_consumer_stop
 from streams.runtime import Emit, Handler, Record
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def create_app(settings: Settings, group: str, **overrides: Any) -> faust.App:
     # Faust creates datadir without parents: make sure a fresh state dir works
     Path(str(conf["datadir"])).parent.mkdir(parents=True, exist_ok=True)
     install_fast_drain()
+    install_clean_consumer_stop()
     return faust.App(f"{settings.topic_prefix}-{group}", **conf)
 
 

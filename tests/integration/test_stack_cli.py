@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from bench.bench_ingest import start_worker, worker_env
 from deploy import stack
 
 pytestmark = [pytest.mark.integration]
@@ -64,6 +68,53 @@ def test_stack_up_status_down_leaves_no_process(tmp_path: Path) -> None:
     assert down.returncode == 0
     assert _pids_under(state / "stack") == []
     assert _cli("status", state=state).returncode == 1
+
+
+# a worker's SIGTERM used to wait mode's 60 s shutdown_timeout once the broker was gone;
+# an orchestrator (Kubernetes: 30 s) would have killed it first
+STOP_DEADLINE_S = 20.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_worker_stops_promptly_after_the_broker_is_gone(tmp_path: Path) -> None:
+    state = tmp_path / "st"
+    state.mkdir()
+    jars = stack.ensure_kafka_jars(stack.default_state_dir())
+    (state / jars.name).symlink_to(jars)
+    up = _cli("up", state=state)
+    assert up.returncode == 0, up.stderr
+    addr = dict(line.split("=", 1) for line in up.stdout.strip().splitlines())
+    services = SimpleNamespace(kafka_bootstrap=addr["KAFKA_BOOTSTRAP"], redis_url=addr["REDIS_URL"])
+    log_path = tmp_path / "worker.log"
+    env = worker_env(
+        services, f"stop{os.getpid()}", "stop", str(tmp_path / "w"), SLATESTREAM_METRICS_PORT="0"
+    )
+    proc = start_worker(env, "features", log_path, loglevel="info")
+    try:
+        deadline = time.monotonic() + 90
+        while "Successfully synced group" not in log_path.read_text(errors="replace"):
+            assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "the worker never joined its group"
+            time.sleep(0.5)
+        assert _cli("down", state=state).returncode == 0
+        time.sleep(3)  # the worker notices: fetches fail and back off
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit {STOP_DEADLINE_S:.0f} s after SIGTERM without a broker")
+        took = time.monotonic() - t0
+        log = log_path.read_text(errors="replace")
+        assert "Kafka consumer closed without the broker" in log
+        assert "Error while stopping child" not in log, log[-3000:]
+        print(f"stopped {took:.1f} s after SIGTERM, rc {proc.returncode}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        _cli("down", state=state)
 
 
 @pytest.mark.timeout(60)
