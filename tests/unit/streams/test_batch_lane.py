@@ -358,3 +358,59 @@ async def test_run_lane_overlapped_failure_releases_the_batch_behind_it(
     with pytest.raises(RuntimeError, match="write failed"):
         await task
     assert app.consumer._n_acked == 0 and not app.consumer.unacked
+
+
+def _fetching(app: Any, records: dict[Any, list[Rec]]) -> list[tuple[Any, int]]:
+    """Make the app's consumer return `records` from its next fetch; returns its seeks."""
+    consumer = app.consumer
+    seeks: list[tuple[Any, int]] = []
+
+    async def wait_next_records(timeout: float) -> tuple[dict[Any, list[Rec]], None]:
+        return records, None
+
+    async def seek(tp: Any, offset: int) -> None:
+        seeks.append((tp, offset))
+        consumer._read_offset[tp] = offset  # as Faust's seek does
+
+    consumer._wait_next_records = wait_next_records
+    consumer.seek = seek
+    consumer.highwater = lambda tp: 100
+    return seeks
+
+
+async def test_drain_seeks_back_what_it_fetched_while_a_rebalance_suspends_the_flow(
+    tmp_path: Path,
+) -> None:
+    """Records fetched during a rebalance are dropped and their partition sought back to
+    them: Faust's own seek to the committed offset may already have run (it seeks before it
+    resumes the flow), and without this the records were never fetched again."""
+    from faust.types import TP
+
+    from streams.app import _drain_fetch_with_lanes
+
+    app = _app(tmp_path)
+    consumer = app.consumer
+    lane = BatchLane(["t"], 100)
+    tp0, tp1 = TP("t", 0), TP("t", 1)
+    fetched = {
+        tp0: [Rec("t", 0, o, b"v") for o in (5, 6, 7)],
+        tp1: [Rec("t", 1, o, b"v") for o in (3, 4)],
+    }
+    consumer._read_offset[tp1] = 4  # offset 3 was read before: not fetched again
+    seeks = _fetching(app, fetched)
+
+    consumer.stop_flow()  # the rebalance began while the fetch waited
+    await _drain_fetch_with_lanes(consumer, {"t": (lane,)})
+    assert sorted(seeks) == [(tp0, 5), (tp1, 4)] and not lane.pending
+
+    consumer.resume_flow()
+    app.flow_control.suspend()  # suspended between the fetch and its hand-over
+    seeks.clear()
+    await _drain_fetch_with_lanes(consumer, {"t": (lane,)})
+    assert sorted(seeks) == [(tp0, 5), (tp1, 4)] and not lane.pending
+
+    app.flow_control.resume()  # flowing: handed to the lane, nothing sought
+    seeks.clear()
+    await _drain_fetch_with_lanes(consumer, {"t": (lane,)})
+    assert seeks == [] and [len(c.records) for c in lane.pending] == [3, 1]
+    assert consumer._read_offset[tp0] == 7 and consumer._read_offset[tp1] == 4

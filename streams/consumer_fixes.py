@@ -1,0 +1,81 @@
+"""Two fixes to how Faust's consumer gives up its partitions, installed by every worker.
+
+On a rebalance: Faust's `Consumer.on_partitions_revoked` forgets the offsets acked since the
+last commit (every 0.25 s) without committing them, so the records behind them were processed
+again once the partitions were assigned anew: a scorer answered 1-6 requests twice whenever a
+peer left the group. The patch commits what is acked first; Kafka accepts that commit while
+the group prepares the rebalance, and the revocation listener is where clients commit.
+
+On stop without a broker: aiokafka's `Fetcher.close` awaits the fetch requests it just
+cancelled without catching their `CancelledError`. With the broker unreachable a request is
+always pending, so closing the consumer raised; Faust's consumer thread then never reported
+its shutdown and its parent waited mode's 60 s `shutdown_timeout` (SIGTERM took 61 s, past an
+orchestrator's grace period). Stopping without the broker loses nothing: the offsets not
+committed are redelivered and every handler is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_PATCHED = "_slatestream_patched"
+
+
+def committing_revoke(
+    original: Callable[[Any, Any], Awaitable[None]],
+) -> Callable[[Any, Any], Awaitable[None]]:
+    """Wrap `Consumer.on_partitions_revoked` to commit the acked offsets before Faust drops
+    them; a failed commit is logged (the records are then processed again, as before)."""
+
+    async def on_partitions_revoked(self: Any, revoked: Any) -> None:
+        if not self.app.should_stop:
+            try:
+                await self.commit()
+            except Exception as exc:  # the commit is an optimisation of the handover
+                log.warning("commit before giving up partitions failed: %r", exc)
+        await original(self, revoked)
+
+    setattr(on_partitions_revoked, _PATCHED, True)
+    return on_partitions_revoked
+
+
+def tolerant_thread_stop(
+    original: Callable[[Any], Awaitable[None]],
+) -> Callable[[Any], Awaitable[None]]:
+    """Wrap a consumer thread's `on_thread_stop` so an error while closing the Kafka consumer
+    is logged in one line instead of leaving the thread's shutdown unreported."""
+
+    async def on_thread_stop(self: Any) -> None:
+        try:
+            await original(self)
+        except (asyncio.CancelledError, Exception) as exc:
+            # the thread is stopping anyway: what remains is to report its shutdown
+            log.warning(
+                "Kafka consumer closed without the broker (%s); records not committed "
+                "are delivered again",
+                type(exc).__name__,
+            )
+
+    setattr(on_thread_stop, _PATCHED, True)
+    return on_thread_stop
+
+
+def install_consumer_fixes() -> None:
+    """Patch Faust's consumer and its aiokafka thread once (idempotent)."""
+    from faust.transport.consumer import Consumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    if not getattr(Consumer.on_partitions_revoked, _PATCHED, False):
+        Consumer.on_partitions_revoked = committing_revoke(  # type: ignore[method-assign]
+            Consumer.on_partitions_revoked
+        )
+    thread = AIOKafkaConsumerThread
+    if not getattr(thread.on_thread_stop, _PATCHED, False):
+        thread.on_thread_stop = tolerant_thread_stop(  # type: ignore[method-assign,assignment]
+            thread.on_thread_stop
+        )

@@ -1,0 +1,98 @@
+"""Faust consumer fixes: acked offsets committed before a revocation drops them; a Kafka
+consumer that fails to close (broker gone) still lets Faust's thread shut down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from streams.consumer_fixes import committing_revoke, install_consumer_fixes, tolerant_thread_stop
+
+
+class _Consumer:
+    """Stands in for Faust's consumer: records the order of commit and revocation."""
+
+    def __init__(self, stopping: bool = False, commit_error: Exception | None = None) -> None:
+        self.app = SimpleNamespace(should_stop=stopping)
+        self.commit_error = commit_error
+        self.calls: list[str] = []
+
+    async def commit(self) -> bool:
+        self.calls.append("commit")
+        if self.commit_error is not None:
+            raise self.commit_error
+        return True
+
+    async def on_partitions_revoked(self, revoked: set[str]) -> None:
+        self.calls.append(f"revoke {sorted(revoked)}")  # Faust forgets the acked offsets here
+
+
+@pytest.mark.timeout(10)
+def test_acked_offsets_are_committed_before_the_revocation() -> None:
+    consumer = _Consumer()
+    asyncio.run(committing_revoke(_Consumer.on_partitions_revoked)(consumer, {"t-0"}))
+    assert consumer.calls == ["commit", "revoke ['t-0']"]
+
+
+@pytest.mark.timeout(10)
+def test_no_commit_while_the_app_stops() -> None:
+    consumer = _Consumer(stopping=True)  # Faust's stop commits on its own
+    asyncio.run(committing_revoke(_Consumer.on_partitions_revoked)(consumer, {"t-0"}))
+    assert consumer.calls == ["revoke ['t-0']"]
+
+
+@pytest.mark.timeout(10)
+def test_a_failed_commit_is_logged_and_the_revocation_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = _Consumer(commit_error=RuntimeError("coordinator gone"))
+    with caplog.at_level(logging.WARNING, logger="streams.consumer_fixes"):
+        asyncio.run(committing_revoke(_Consumer.on_partitions_revoked)(consumer, {"t-1"}))
+    assert consumer.calls == ["commit", "revoke ['t-1']"]
+    assert "commit before giving up partitions failed" in caplog.text
+
+
+class _Thread:
+    """Stands in for Faust's consumer thread: closing its consumer raises like aiokafka's
+    Fetcher.close does with the broker unreachable."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.closed = False
+
+    async def on_thread_stop(self) -> None:
+        self.closed = True
+        raise self.error
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("error", [asyncio.CancelledError(), ConnectionError("refused")])
+def test_close_error_is_logged_not_raised(
+    error: BaseException, caplog: pytest.LogCaptureFixture
+) -> None:
+    thread = _Thread(error)
+    stop = tolerant_thread_stop(_Thread.on_thread_stop)
+    with caplog.at_level(logging.WARNING, logger="streams.consumer_fixes"):
+        asyncio.run(stop(thread))  # the unwrapped method raises here
+    assert thread.closed
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Kafka consumer closed without the broker ({type(error).__name__}); records not "
+        "committed are delivered again"
+    ]
+
+
+@pytest.mark.timeout(10)
+def test_install_patches_faust_once() -> None:
+    from faust.transport.consumer import Consumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    install_consumer_fixes()
+    revoke, stop = Consumer.on_partitions_revoked, AIOKafkaConsumerThread.on_thread_stop
+    install_consumer_fixes()
+    assert Consumer.on_partitions_revoked is revoke
+    assert AIOKafkaConsumerThread.on_thread_stop is stop
+    assert getattr(revoke, "_slatestream_patched", False)
+    assert getattr(stop, "_slatestream_patched", False)
