@@ -201,9 +201,17 @@ async def fetch_again(consumer: Any, tp: Any, records: Sequence[Any]) -> None:
     if not unread:
         return
     try:
-        await consumer.seek(tp, unread[0])
+        await seek_in_thread(consumer, tp, unread[0])
     except Exception as exc:  # IllegalStateError: revoked meanwhile
         log.debug("not fetching %s again from %d: %r", tp, unread[0], exc)
+
+
+async def seek_in_thread(consumer: Any, tp: Any, offset: int) -> None:
+    """Faust's `Consumer.seek`, run in the consumer's thread: Faust's own calls aiokafka's
+    seek from the app's loop, which completes futures of the thread's loop."""
+    thread = consumer._thread
+    await thread.call_thread(thread._ensure_consumer().seek, tp, offset)
+    consumer._read_offset[tp] = offset
 
 
 async def _deliver_per_message(

@@ -360,7 +360,9 @@ async def test_run_lane_overlapped_failure_releases_the_batch_behind_it(
     assert app.consumer._n_acked == 0 and not app.consumer.unacked
 
 
-def _fetching(app: Any, records: dict[Any, list[Rec]]) -> list[tuple[Any, int]]:
+def _fetching(
+    app: Any, records: dict[Any, list[Rec]], monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[Any, int]]:
     """Make the app's consumer return `records` from its next fetch; returns its seeks."""
     consumer = app.consumer
     seeks: list[tuple[Any, int]] = []
@@ -368,18 +370,18 @@ def _fetching(app: Any, records: dict[Any, list[Rec]]) -> list[tuple[Any, int]]:
     async def wait_next_records(timeout: float) -> tuple[dict[Any, list[Rec]], None]:
         return records, None
 
-    async def seek(tp: Any, offset: int) -> None:
+    async def seek(c: Any, tp: Any, offset: int) -> None:
         seeks.append((tp, offset))
-        consumer._read_offset[tp] = offset  # as Faust's seek does
+        c._read_offset[tp] = offset  # as Faust's seek does
 
     consumer._wait_next_records = wait_next_records
-    consumer.seek = seek
     consumer.highwater = lambda tp: 100
+    monkeypatch.setattr("streams.app.seek_in_thread", seek)
     return seeks
 
 
 async def test_drain_seeks_back_what_it_fetched_while_a_rebalance_suspends_the_flow(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Records fetched during a rebalance are dropped and their partition sought back to
     them: Faust's own seek to the committed offset may already have run (it seeks before it
@@ -397,7 +399,7 @@ async def test_drain_seeks_back_what_it_fetched_while_a_rebalance_suspends_the_f
         tp1: [Rec("t", 1, o, b"v") for o in (3, 4)],
     }
     consumer._read_offset[tp1] = 4  # offset 3 was read before: not fetched again
-    seeks = _fetching(app, fetched)
+    seeks = _fetching(app, fetched, monkeypatch)
 
     consumer.stop_flow()  # the rebalance began while the fetch waited
     await _drain_fetch_with_lanes(consumer, {"t": (lane,)})
@@ -414,3 +416,22 @@ async def test_drain_seeks_back_what_it_fetched_while_a_rebalance_suspends_the_f
     await _drain_fetch_with_lanes(consumer, {"t": (lane,)})
     assert seeks == [] and [len(c.records) for c in lane.pending] == [3, 1]
     assert consumer._read_offset[tp0] == 7 and consumer._read_offset[tp1] == 4
+
+
+async def test_seek_in_thread_runs_aiokafkas_seek_through_the_consumer_thread() -> None:
+    from types import SimpleNamespace
+
+    from streams.app import seek_in_thread
+
+    calls: list[tuple[str, Any, int]] = []
+    kafka = SimpleNamespace(seek=lambda tp, offset: calls.append(("seek", tp, offset)))
+
+    async def call_thread(fun: Any, *args: Any) -> Any:
+        calls.append(("in thread", *args))
+        return fun(*args)
+
+    thread = SimpleNamespace(call_thread=call_thread, _ensure_consumer=lambda: kafka)
+    consumer = SimpleNamespace(_thread=thread, _read_offset={})
+    await seek_in_thread(consumer, "tp", 42)
+    assert calls == [("in thread", "tp", 42), ("seek", "tp", 42)]
+    assert consumer._read_offset == {"tp": 42}
