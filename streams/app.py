@@ -124,9 +124,8 @@ async def _drain_fetch_with_lanes(
     read offset are skipped, offset gaps are registered (`_add_gap`) as the per-message
     loop does, and the read offset moves to the last record. While the flow is suspended
     (a rebalance) the chunk is dropped and its partition sought back to it (`fetch_again`).
-    Lanes are only enabled when every agent
-    of the app has one (`LaneRegistry`); records of other topics (Faust's own leader topic)
-    take the per-message path.
+    Lanes are only enabled when every agent of the app has one (`LaneRegistry`); records of
+    other topics (Faust's own leader topic) take the per-message path.
     """
     records, active = await self._wait_next_records(1.0)
     if not records or self.should_stop:
