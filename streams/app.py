@@ -203,6 +203,8 @@ async def fetch_again(consumer: Any, tp: Any, records: Sequence[Any]) -> None:
         await seek_in_thread(consumer, tp, unread[0])
     except Exception as exc:  # IllegalStateError: revoked meanwhile
         log.debug("not fetching %s again from %d: %r", tp, unread[0], exc)
+    else:
+        log.info("rebalance: fetching %s again from offset %d", tp, unread[0])
 
 
 async def seek_in_thread(consumer: Any, tp: Any, offset: int) -> None:
