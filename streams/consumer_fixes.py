@@ -24,6 +24,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _PATCHED = "_slatestream_patched"
+# a revocation must finish well within the group's rebalance timeout (the session timeout,
+# 10 s by default): past this the records are processed again, as without the commit
+REVOKE_COMMIT_TIMEOUT_S = 3.0
 
 
 def committing_revoke(
@@ -35,8 +38,11 @@ def committing_revoke(
     async def on_partitions_revoked(self: Any, revoked: Any) -> None:
         if not self.app.should_stop:
             try:
-                await self.commit()
-            except Exception as exc:  # the commit is an optimisation of the handover
+                # a commit already running (the 0.25 s timer's) makes a call only wait for
+                # it, not commit what was acked since: the second call does that
+                for _ in range(2):
+                    await asyncio.wait_for(self.commit(), REVOKE_COMMIT_TIMEOUT_S)
+            except Exception as exc:  # a timeout too: the commit only spares a redo
                 log.warning("commit before giving up partitions failed: %r", exc)
         await original(self, revoked)
 

@@ -34,7 +34,27 @@ class _Consumer:
 def test_acked_offsets_are_committed_before_the_revocation() -> None:
     consumer = _Consumer()
     asyncio.run(committing_revoke(_Consumer.on_partitions_revoked)(consumer, {"t-0"}))
+    # twice: a first call may only wait for the timer's commit already under way
+    assert consumer.calls == ["commit", "commit", "revoke ['t-0']"]
+
+
+@pytest.mark.timeout(10)
+def test_a_hanging_commit_gives_up_and_the_revocation_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("streams.consumer_fixes.REVOKE_COMMIT_TIMEOUT_S", 0.05)
+    consumer = _Consumer()
+
+    async def hang() -> bool:
+        consumer.calls.append("commit")
+        await asyncio.sleep(60)  # a coordinator that never answers
+        return True
+
+    consumer.commit = hang  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="streams.consumer_fixes"):
+        asyncio.run(committing_revoke(_Consumer.on_partitions_revoked)(consumer, {"t-0"}))
     assert consumer.calls == ["commit", "revoke ['t-0']"]
+    assert "commit before giving up partitions failed" in caplog.text
 
 
 @pytest.mark.timeout(10)
