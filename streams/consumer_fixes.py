@@ -2,7 +2,7 @@
 
 On a rebalance: Faust's `Consumer.on_partitions_revoked` forgets the offsets acked since the
 last commit (every 0.25 s) without committing them, so the records behind them were processed
-again once the partitions were assigned anew: a scorer answered 1-6 requests twice whenever a
+again once the partitions were assigned anew: a scorer answered 0-8 requests twice whenever a
 peer left the group. The patch commits what is acked first; Kafka accepts that commit while
 the group prepares the rebalance, and the revocation listener is where clients commit.
 
