@@ -435,3 +435,65 @@ async def test_seek_in_thread_runs_aiokafkas_seek_through_the_consumer_thread() 
     await seek_in_thread(consumer, "tp", 42)
     assert calls == [("in thread", "tp", 42), ("seek", "tp", 42)]
     assert consumer._read_offset == {"tp": 42}
+
+
+async def _stop_while_publishing(
+    app: Any, monkeypatch: pytest.MonkeyPatch, release_acks: bool
+) -> tuple[Recorder, list[int]]:
+    """Run a lane until its batch is being published, stop the agent (cancel, as Faust does on
+    shutdown), then let the broker's acks arrive (or never); returns the handler and the
+    offsets published."""
+    published: list[int] = []
+    acks = asyncio.Event()
+
+    async def publish(app: Any, emits: list[Emit]) -> None:
+        published.extend(int(e.value) for e in emits)
+        await acks.wait()
+
+    monkeypatch.setattr("streams.app.publish", publish)
+    lane = _filled_lane(_chunk(0, [1, 2]), _chunk(1, [3]))
+    handler = Recorder(app)
+    handler.handle = _echo_offsets(handler)  # type: ignore[method-assign]
+    task = asyncio.ensure_future(run_lane(app, handler, lane, 100))
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if published:
+            break
+    task.cancel()
+    await asyncio.sleep(0)
+    if release_acks:
+        acks.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return handler, published
+
+
+def _echo_offsets(handler: Recorder) -> Any:
+    async def handle(records: Sequence[Record]) -> list[Emit]:
+        handler.batches.append(records)
+        return [Emit("out", str(r.offset).encode(), r.key) for r in records]
+
+    return handle
+
+
+async def test_a_stopping_lane_finishes_the_batch_it_is_publishing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped while its answers await the broker's acks, the lane waits for them and acks
+    the batch, so the offsets committed on stop cover the answers already sent (before, the
+    batch was released and the next owner of the partitions answered it again)."""
+    app = _app(tmp_path)
+    handler, published = await _stop_while_publishing(app, monkeypatch, release_acks=True)
+    assert published == [1, 2, 3] and len(handler.batches) == 1
+    assert app.consumer._n_acked == 3 and not app.consumer.unacked
+
+
+async def test_a_stopping_lane_gives_up_after_its_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("streams.app.STOP_GRACE_S", 0.05)
+    app = _app(tmp_path)
+    _, published = await _stop_while_publishing(app, monkeypatch, release_acks=False)
+    assert published == [1, 2, 3]
+    assert app.consumer._n_acked == 0 and not app.consumer.unacked  # released, not acked
+    assert "left unfinished" in caplog.text
