@@ -44,16 +44,22 @@ def _pids_under(root: Path) -> list[int]:
     return out
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_stack_up_status_down_leaves_no_process(tmp_path: Path) -> None:
+def _up(tmp_path: Path) -> tuple[Path, subprocess.CompletedProcess[str], dict[str, str]]:
+    """`stack up` in a private state dir (the cached Kafka jars linked in): the state dir,
+    the finished command and the addresses it printed."""
     state = tmp_path / "st"
     state.mkdir()
     jars = stack.ensure_kafka_jars(stack.default_state_dir())
     (state / jars.name).symlink_to(jars)
     up = _cli("up", state=state)
     assert up.returncode == 0, up.stderr
-    env = dict(line.split("=", 1) for line in up.stdout.strip().splitlines())
+    return state, up, dict(line.split("=", 1) for line in up.stdout.strip().splitlines())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_stack_up_status_down_leaves_no_process(tmp_path: Path) -> None:
+    state, up, env = _up(tmp_path)
     assert env["KAFKA_BOOTSTRAP"].startswith("127.0.0.1:")
     assert env["REDIS_URL"].startswith("redis://127.0.0.1:")
     assert len(_pids_under(state / "stack")) >= 2
@@ -78,13 +84,7 @@ STOP_DEADLINE_S = 20.0
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_worker_stops_promptly_after_the_broker_is_gone(tmp_path: Path) -> None:
-    state = tmp_path / "st"
-    state.mkdir()
-    jars = stack.ensure_kafka_jars(stack.default_state_dir())
-    (state / jars.name).symlink_to(jars)
-    up = _cli("up", state=state)
-    assert up.returncode == 0, up.stderr
-    addr = dict(line.split("=", 1) for line in up.stdout.strip().splitlines())
+    state, _, addr = _up(tmp_path)
     services = SimpleNamespace(kafka_bootstrap=addr["KAFKA_BOOTSTRAP"], redis_url=addr["REDIS_URL"])
     log_path = tmp_path / "worker.log"
     env = worker_env(
