@@ -28,7 +28,7 @@ from typing import Any
 import faust
 
 from streams.config import Settings
-from streams.consumer_fixes import install_consumer_fixes
+from streams.consumer_fixes import STOP_GRACE_S, install_consumer_fixes
 from streams.runtime import Emit, Handler, Record
 
 log = logging.getLogger(__name__)
@@ -525,11 +525,6 @@ async def _run_lane_overlapped(
             task.cancel()
             for c in chunks:
                 release_chunk(consumer, c)
-
-
-# how long a stopping worker may spend finishing the batches it has taken (a rebalance or an
-# orchestrator's grace period waits for it)
-STOP_GRACE_S = 5.0
 
 
 async def _finish_on_stop(

@@ -1,4 +1,4 @@
-"""Two fixes to how Faust's consumer gives up its partitions, installed by every worker.
+"""Fixes to how Faust's consumer gives up its partitions, installed by every worker.
 
 On a rebalance: Faust's `Consumer.on_partitions_revoked` forgets the offsets acked since the
 last commit (every 0.25 s) without committing them, so the records behind them were processed
@@ -12,6 +12,11 @@ always pending, so closing the consumer raised; Faust's consumer thread then nev
 its shutdown and its parent waited mode's 60 s `shutdown_timeout` (SIGTERM took 61 s, past an
 orchestrator's grace period). Stopping without the broker loses nothing: the offsets not
 committed are redelivered and every handler is idempotent.
+
+On stop with records in flight: Faust's app waits, unbounded, for every record taken to be
+acked before it stops the agents. A features worker whose Redis is down retries its write
+forever, so its SIGTERM never finished. At shutdown (not in a rebalance) the wait is now
+bounded by `STOP_GRACE_S`; the lanes then finish or release what they hold (streams.app).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ _PATCHED = "_slatestream_patched"
 # a revocation must finish well within the group's rebalance timeout (the session timeout,
 # 10 s by default): past this the records are processed again, as without the commit
 REVOKE_COMMIT_TIMEOUT_S = 3.0
+# how long a stopping worker waits for the records it has taken, first in Faust's wait for
+# the streams, then in the lanes' own finish (an orchestrator's grace period is ~30 s)
+STOP_GRACE_S = 5.0
 
 
 def committing_revoke(
@@ -71,10 +79,42 @@ def tolerant_thread_stop(
     return on_thread_stop
 
 
+def bounded_stop_wait(
+    original: Callable[[Any, Any, Any], Awaitable[None]],
+) -> Callable[[Any, Any, Any], Awaitable[None]]:
+    """Wrap `App._consumer_wait_empty` so that at shutdown it waits at most STOP_GRACE_S for
+    the records in flight (a rebalance still waits for them: the next owner needs the
+    commit)."""
+
+    async def _consumer_wait_empty(self: Any, consumer: Any, logger: Any) -> None:
+        if not self.should_stop:
+            await original(self, consumer, logger)
+            return
+        # not wait_for: Faust's wait swallows a cancellation (its 1 s ack wait catches it) and
+        # would hold wait_for forever; left running, it ends once the consumer stops
+        waiting = asyncio.ensure_future(original(self, consumer, logger))
+        done, _ = await asyncio.wait({waiting}, timeout=STOP_GRACE_S)
+        if not done:
+            log.warning(
+                "stopping: records still in flight after %.0f s; not waiting for them "
+                "(they are delivered again)",
+                STOP_GRACE_S,
+            )
+
+    setattr(_consumer_wait_empty, _PATCHED, True)
+    return _consumer_wait_empty
+
+
 def install_consumer_fixes() -> None:
-    """Patch Faust's consumer and its aiokafka thread once (idempotent)."""
+    """Patch Faust's app, consumer and its aiokafka thread once (idempotent)."""
+    from faust.app.base import App
     from faust.transport.consumer import Consumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    if not getattr(App._consumer_wait_empty, _PATCHED, False):
+        App._consumer_wait_empty = bounded_stop_wait(  # type: ignore[method-assign,assignment]
+            App._consumer_wait_empty
+        )
 
     if not getattr(Consumer.on_partitions_revoked, _PATCHED, False):
         Consumer.on_partitions_revoked = committing_revoke(  # type: ignore[method-assign]

@@ -4,12 +4,19 @@ consumer that fails to close (broker gone) still lets Faust's thread shut down."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from types import SimpleNamespace
 
 import pytest
 
-from streams.consumer_fixes import committing_revoke, install_consumer_fixes, tolerant_thread_stop
+from streams.consumer_fixes import (
+    bounded_stop_wait,
+    committing_revoke,
+    install_consumer_fixes,
+    tolerant_thread_stop,
+)
 
 
 class _Consumer:
@@ -75,6 +82,50 @@ def test_a_failed_commit_is_logged_and_the_revocation_goes_on(
     assert "commit before giving up partitions failed" in caplog.text
 
 
+class _App:
+    """Stands in for Faust's app: its wait for the streams hangs like a handler retrying a
+    write to a Redis that is down."""
+
+    def __init__(self, stopping: bool, hang_s: float) -> None:
+        self.should_stop = stopping
+        self.hang_s = hang_s
+        self.waited = False
+
+    async def _consumer_wait_empty(self, consumer: object, logger: object) -> None:
+        deadline = time.monotonic() + self.hang_s
+        while time.monotonic() < deadline:  # like Faust's wait_empty: deaf to cancellation
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.01)
+        self.waited = True
+
+
+@pytest.mark.timeout(10)
+def test_the_wait_for_streams_is_bounded_at_shutdown(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("streams.consumer_fixes.STOP_GRACE_S", 0.05)
+    app = _App(stopping=True, hang_s=1.0)
+    wait = bounded_stop_wait(_App._consumer_wait_empty)
+
+    async def stop() -> float:
+        t0 = time.monotonic()
+        await wait(app, None, None)  # the unwrapped wait takes 1 s and ignores cancellation
+        return time.monotonic() - t0
+
+    with caplog.at_level(logging.WARNING, logger="streams.consumer_fixes"):
+        took = asyncio.run(stop())
+    assert took < 0.5  # (asyncio.run then waits for the deaf wait to end by itself)
+    assert "records still in flight after 0 s; not waiting for them" in caplog.text
+
+
+@pytest.mark.timeout(10)
+def test_a_rebalance_still_waits_for_the_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streams.consumer_fixes.STOP_GRACE_S", 0.01)
+    app = _App(stopping=False, hang_s=0.2)  # the next owner needs what is in flight acked
+    asyncio.run(bounded_stop_wait(_App._consumer_wait_empty)(app, None, None))
+    assert app.waited
+
+
 class _Thread:
     """Stands in for Faust's consumer thread: closing its consumer raises like aiokafka's
     Fetcher.close does with the broker unreachable."""
@@ -106,13 +157,19 @@ def test_close_error_is_logged_not_raised(
 
 @pytest.mark.timeout(10)
 def test_install_patches_faust_once() -> None:
+    from faust.app.base import App
     from faust.transport.consumer import Consumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
+    def patched() -> list[object]:
+        return [
+            App._consumer_wait_empty,
+            Consumer.on_partitions_revoked,
+            AIOKafkaConsumerThread.on_thread_stop,
+        ]
+
     install_consumer_fixes()
-    revoke, stop = Consumer.on_partitions_revoked, AIOKafkaConsumerThread.on_thread_stop
+    first = patched()
     install_consumer_fixes()
-    assert Consumer.on_partitions_revoked is revoke
-    assert AIOKafkaConsumerThread.on_thread_stop is stop
-    assert getattr(revoke, "_slatestream_patched", False)
-    assert getattr(stop, "_slatestream_patched", False)
+    assert patched() == first
+    assert all(getattr(f, "_slatestream_patched", False) for f in first)
