@@ -28,7 +28,7 @@ from typing import Any
 import faust
 
 from streams.config import Settings
-from streams.consumer_fixes import STOP_GRACE_S, install_consumer_fixes
+from streams.consumer_fixes import install_consumer_fixes
 from streams.runtime import Emit, Handler, Record
 
 log = logging.getLogger(__name__)
@@ -484,67 +484,41 @@ async def run_lane(app: faust.App, handler: Handler, lane: BatchLane, batch_size
     decoded while N's write runs. Batches are still finished — published, then acked — one
     at a time in order; when one fails, the one behind it is cancelled and released too.
     """
+    consumer = app.consumer
     if getattr(handler, "overlap_batches", False):
         await _run_lane_overlapped(app, handler, lane, batch_size)
         return
-    await _run_lane_overlapped(app, handler, lane, batch_size, depth=1)
+    while True:
+        batch = await _take_batch(app, lane, batch_size)
+        if batch is not None:
+            chunks, records = batch
+            await _finish(app, consumer, handler.handle(records), chunks)
 
 
 async def _run_lane_overlapped(
-    app: faust.App, handler: Handler, lane: BatchLane, batch_size: int, depth: int = 2
+    app: faust.App, handler: Handler, lane: BatchLane, batch_size: int
 ) -> None:
-    """`run_lane` with up to `depth` batches in flight (2 for `overlap_batches`).
-
-    When the worker stops (the agent is cancelled), the batches already taken are still
-    finished — published, then acked — for up to `STOP_GRACE_S`, so the offsets Faust commits
-    on stop cover what was computed: a scorer stopped under load used to drop answers it had
-    already sent, and its successor sent them again."""
+    """`run_lane` for a handler with `overlap_batches`: up to two batches in flight."""
     consumer = app.consumer
     inflight: deque[tuple[asyncio.Future[list[Emit]], list[LaneChunk]]] = deque()
-    finishing: asyncio.Future[None] | None = None
     try:
         while True:
-            if inflight and (len(inflight) >= depth or not lane.pending):
-                # full, or nothing to overlap with: finish (ack) now, not after the next fetch;
-                # shielded, so that a stop lets it complete (`_finish_on_stop`)
-                finishing = asyncio.ensure_future(_finish(app, consumer, *inflight.popleft()))
-                await asyncio.shield(finishing)
-                finishing = None
-                continue
+            if inflight and not lane.pending:
+                # nothing to overlap with: finish (ack) now rather than after the next fetch
+                await _finish(app, consumer, *inflight.popleft())
             batch = await _take_batch(app, lane, batch_size)
             if batch is None:
                 continue
             chunks, records = batch
             inflight.append((asyncio.ensure_future(handler.handle(records)), chunks))
-    except asyncio.CancelledError:
-        await _finish_on_stop(app, consumer, finishing, inflight)
-        raise
+            if len(inflight) > 1:
+                await _finish(app, consumer, *inflight.popleft())
     finally:
-        # a batch failed, or the stop's grace ran out: what is still in flight is never acked
+        # a batch failed or the agent stops: what is still in flight is never acked
         for task, chunks in inflight:
             task.cancel()
             for c in chunks:
                 release_chunk(consumer, c)
-
-
-async def _finish_on_stop(
-    app: faust.App,
-    consumer: Any,
-    finishing: asyncio.Future[None] | None,
-    inflight: deque[tuple[asyncio.Future[list[Emit]], list[LaneChunk]]],
-) -> None:
-    """Finish, in order, the batch being finished and those in flight, within STOP_GRACE_S;
-    stop at the first that fails or runs out of time (it and the rest are released)."""
-    deadline = time.monotonic() + STOP_GRACE_S
-    try:
-        if finishing is not None:
-            await asyncio.wait_for(finishing, max(deadline - time.monotonic(), 0.0))
-        while inflight:
-            handled, chunks = inflight.popleft()  # _finish acks or releases them from here on
-            fin = _finish(app, consumer, handled, chunks)
-            await asyncio.wait_for(fin, max(deadline - time.monotonic(), 0.0))
-    except (Exception, asyncio.CancelledError) as exc:
-        log.warning("stopping: %d batch(es) left unfinished (%r)", len(inflight) + 1, exc)
 
 
 async def _take_batch(

@@ -16,7 +16,9 @@ committed are redelivered and every handler is idempotent.
 On stop with records in flight: Faust's app waits, unbounded, for every record taken to be
 acked before it stops the agents. A features worker whose Redis is down retries its write
 forever, so its SIGTERM never finished. At shutdown (not in a rebalance) the wait is now
-bounded by `STOP_GRACE_S`; the lanes then finish or release what they hold (streams.app).
+bounded by `STOP_GRACE_S`; the agents are then cancelled and the lanes release, unacked,
+what they still hold (it is delivered again). Within the bound this wait is also what lets a
+stopping scorer publish and ack the batches it has taken, so its last commit covers them.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ _PATCHED = "_slatestream_patched"
 # a revocation must finish well within the group's rebalance timeout (the session timeout,
 # 10 s by default): past this the records are processed again, as without the commit
 REVOKE_COMMIT_TIMEOUT_S = 3.0
-# how long a stopping worker waits for the records it has taken, first in Faust's wait for
-# the streams, then in the lanes' own finish (an orchestrator's grace period is ~30 s)
+# how long a stopping worker waits for the records it has taken to be processed (an
+# orchestrator's grace period is ~30 s)
 STOP_GRACE_S = 5.0
 
 
