@@ -168,15 +168,45 @@ def run(quick: bool, services: Any = None) -> dict[str, Any]:
     return asyncio.run(run_async(services))
 
 
+async def repeat(services: Any, sig: signal.Signals, runs: int, session_s: float) -> dict:
+    """One scenario `runs` times (a rare failure needs many): each run's line, then totals."""
+    after_s = session_s + 15.0 if sig == signal.SIGKILL else 15.0
+    results = []
+    for _ in range(runs):
+        r = await scenario(services, sig, session_s, 5.0, after_s)
+        print(json.dumps(r), flush=True)
+        results.append(r)
+    waits = [r["max_wait_s"] for r in results if r["max_wait_s"] is not None]
+    return {
+        "signal": sig.name,
+        "runs": runs,
+        "runs_with_unanswered": sum(1 for r in results if r["unanswered"]),
+        "unanswered": sum(r["unanswered"] for r in results),
+        "answered_twice_per_run": sorted(r["duplicates"] for r in results),
+        "longest_wait_s": [min(waits), max(waits)] if waits else None,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI: print the figures as JSON."""
+    """CLI: print the figures as JSON (or, with --runs, one scenario repeated)."""
     p = argparse.ArgumentParser(prog="python -m bench.bench_failover", description=__doc__)
     p.add_argument("--kafka", required=True)
     p.add_argument("--redis", required=True)
     p.add_argument("--session-timeout", type=float, default=10.0)
+    p.add_argument(
+        "--runs", type=int, default=0, help="repeat one scenario this many times (1-100)"
+    )
+    p.add_argument("--signal", choices=("SIGTERM", "SIGKILL"), default="SIGTERM")
     args = p.parse_args(argv)
+    if args.runs and not 1 <= args.runs <= 100:
+        p.error("--runs must be between 1 and 100")
     services = SimpleNamespace(kafka_bootstrap=args.kafka, redis_url=args.redis)
-    print(json.dumps(asyncio.run(run_async(services, args.session_timeout)), indent=2))
+    if args.runs:
+        sig = signal.Signals[args.signal]
+        out = asyncio.run(repeat(services, sig, args.runs, args.session_timeout))
+    else:
+        out = asyncio.run(run_async(services, args.session_timeout))
+    print(json.dumps(out, indent=2))
     return 0
 
 
