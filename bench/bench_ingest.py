@@ -295,15 +295,22 @@ def start_worker(
     )
 
 
+def sigterm_and_wait(proc: subprocess.Popen[bytes], timeout_s: float) -> float | None:
+    """SIGTERM the worker's group; the seconds it took to exit, None if not within timeout_s."""
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
+    return time.monotonic() - t0
+
+
 def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
     """SIGTERM the worker's group, then SIGKILL."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    if proc.poll() is None and sigterm_and_wait(proc, timeout_s) is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def rss_mb(pid: int) -> float:

@@ -4,16 +4,20 @@ it within an orchestrator's grace period, and nothing it had not written may be 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from bench.bench_ingest import generate_events, produce, start_worker, stop_worker, worker_env
+from bench.bench_ingest import (
+    generate_events,
+    produce,
+    sigterm_and_wait,
+    start_worker,
+    stop_worker,
+    worker_env,
+)
 from features import ALL, open_store
 from streams.broker import ensure_topics
 from streams.config import Settings
@@ -57,13 +61,8 @@ async def test_sigterm_stops_a_worker_stuck_on_a_dead_redis(
         stop_redis(redis)
         await produce(boot, topic_prefix, gen.records[half:])  # a batch now retries forever
         await asyncio.sleep(3)
-        t0 = time.monotonic()
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(STOP_DEADLINE_S)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"no exit {STOP_DEADLINE_S:.0f} s after SIGTERM with Redis down")
-        took = time.monotonic() - t0
+        took = sigterm_and_wait(worker, STOP_DEADLINE_S)
+        assert took is not None, f"no exit {STOP_DEADLINE_S:.0f} s after SIGTERM with Redis down"
         text = log.read_text(errors="replace")
         assert "store unavailable" in text  # it was stuck retrying when stopped
         assert "records still in flight after" in text
