@@ -153,11 +153,21 @@ def _figures(kill: dict[str, Any], base: dict[str, Any], term: dict[str, Any]) -
     return out
 
 
+def _after_s(sig: signal.Signals, session_s: float) -> float:
+    """Load after the stop: 15 s, plus the session timeout a SIGKILLed worker holds its
+    partitions for."""
+    return session_s + 15.0 if sig == signal.SIGKILL else 15.0
+
+
 async def run_async(services: Any, session_s: float = 10.0) -> dict[str, Any]:
     """The three scenarios, one after the other, on the same broker and Redis."""
-    kill = await scenario(services, signal.SIGKILL, session_s, 5.0, session_s + 15.0)
-    base = await scenario(services, signal.SIGKILL, 60.0, 5.0, 75.0)
-    term = await scenario(services, signal.SIGTERM, session_s, 5.0, 15.0)
+    kill = await scenario(
+        services, signal.SIGKILL, session_s, 5.0, _after_s(signal.SIGKILL, session_s)
+    )
+    base = await scenario(services, signal.SIGKILL, 60.0, 5.0, _after_s(signal.SIGKILL, 60.0))
+    term = await scenario(
+        services, signal.SIGTERM, session_s, 5.0, _after_s(signal.SIGTERM, session_s)
+    )
     return {"figures": _figures(kill, base, term), "runs": [kill, base, term]}
 
 
@@ -170,10 +180,9 @@ def run(quick: bool, services: Any = None) -> dict[str, Any]:
 
 async def repeat(services: Any, sig: signal.Signals, runs: int, session_s: float) -> dict:
     """One scenario `runs` times (a rare failure needs many): each run's line, then totals."""
-    after_s = session_s + 15.0 if sig == signal.SIGKILL else 15.0
     results = []
     for _ in range(runs):
-        r = await scenario(services, sig, session_s, 5.0, after_s)
+        r = await scenario(services, sig, session_s, 5.0, _after_s(sig, session_s))
         print(json.dumps(r), flush=True)
         results.append(r)
     waits = [r["max_wait_s"] for r in results if r["max_wait_s"] is not None]

@@ -192,7 +192,7 @@ async def fetch_again(consumer: Any, tp: Any, records: Sequence[Any]) -> None:
     while a rebalance suspends the flow and are dropped. The rebalance's own seek to the
     committed offset brings them back only if it runs later, but Faust resumes partitions
     and seeks before it resumes the flow: a fetch landing in between was lost, the position
-    already past it (a scorer left ~1 s of requests unanswered in 1 of ~15 failovers). A
+    already past it (a scorer left ~1 s of requests unanswered in ~1 of 12 failovers). A
     partition no longer assigned is left alone: its new owner starts from the committed
     offset."""
     r_offset = consumer._read_offset[tp]

@@ -88,23 +88,22 @@ class FeedbackBroadcast:
     async def _partitions(self, tp_cls: Any) -> list[Any]:
         """Every partition of the topic (the workers create it before they start)."""
         for _ in range(30):
-            parts = await asyncio.to_thread(self._partition_ids)
-            if parts:
-                return [tp_cls(self.topic, p) for p in sorted(parts)]
+            n = await asyncio.to_thread(self._partition_count)
+            if n:
+                return [tp_cls(self.topic, p) for p in range(n)]
             await asyncio.sleep(1.0)
         raise RuntimeError(f"topic {self.topic} has no partitions")
 
-    def _partition_ids(self) -> set[int] | None:
-        """The topic's partition ids from the broker's metadata (aiokafka's consumer only
+    def _partition_count(self) -> int:
+        """The topic's partition count from the broker's metadata (aiokafka's consumer only
         knows topics it subscribed to or was assigned)."""
         from streams.broker import admin_client, partition_counts
 
         admin = admin_client(self.bootstrap, timeout_s=10.0)
         try:
-            n = partition_counts(admin, [self.topic]).get(self.topic, 0)
+            return partition_counts(admin, [self.topic]).get(self.topic, 0)
         finally:
             admin.close()
-        return set(range(n)) if n else None
 
     async def _seek(self, consumer: Any, tps: list[Any], positions: dict[int, int]) -> None:
         """Resume where this reader was; otherwise `replay_s` back (the end if 0 or older)."""

@@ -65,7 +65,7 @@ async def test_replays_from_the_window_skips_a_failing_record_and_keeps_reading(
         learned.append(rec)
 
     reader = FeedbackBroadcast("127.0.0.1:9", "t.feedback", 600.0, learn)
-    monkeypatch.setattr(reader, "_partition_ids", lambda: {0, 1})
+    monkeypatch.setattr(reader, "_partition_count", lambda: 2)
     task = asyncio.create_task(reader.run())
     for _ in range(100):
         if len(learned) == 2:
