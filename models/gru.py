@@ -449,17 +449,48 @@ class GRUModel(SequentialModel):
         nz = np.nonzero(lens)[0]
         if nz.size == 0:
             return out
-        width = int(lens.max())
-        x = np.zeros((nz.size, width), np.int64)
-        for j, i in enumerate(nz):
+        # longest first: the rows still running at step t are then a prefix of the batch
+        order = nz[np.argsort(-lens[nz], kind="stable")]
+        x = np.zeros((order.size, int(lens[order[0]])), np.int64)
+        for j, i in enumerate(order):
             x[j, : lens[i]] = seqs[i]
-        self.net.eval()
-        with torch.no_grad():
-            m = torch.from_numpy(self._np()["M"])
-            hs = self._encode(torch.from_numpy(x), m, train=False)
-            last = hs[torch.arange(nz.size), torch.from_numpy(lens[nz] - 1)]
-        out[nz] = last.numpy()
+        out[order] = self._gru_last(x, lens[order])
         return out
+
+    def _gru_last(self, x: np.ndarray, lens: np.ndarray) -> np.ndarray:
+        """Final GRU hidden state of each right-padded row sequence x (B, L), lens descending.
+
+        Inference in numpy, the same equations as torch.nn.GRU: a step is one (B, hidden) x
+        (hidden, 3 hidden) product and a few element-wise ops, where torch's GRU costs ~37 µs
+        a step at batch 1 (1.9 ms for a 50-item history; this: 2-4x less)."""
+        c = self._np()
+        if "Wih" not in c:
+            w = {k: v.detach().numpy() for k, v in self.net.gru.named_parameters()}
+            c["Wih"] = np.ascontiguousarray(w["weight_ih_l0"].T)
+            c["bih"] = w["bias_ih_l0"].copy()
+            c["Whh"] = np.ascontiguousarray(w["weight_hh_l0"].T)
+            c["bhh"] = w["bias_hh_l0"].copy()
+        hid = self.config.hidden
+        gi = c["M"][x] @ c["Wih"]  # input projections of every step, (B, L, 3 hidden)
+        gi += c["bih"]
+        h = np.zeros((x.shape[0], hid), np.float32)
+        running = np.searchsorted(-lens, -np.arange(x.shape[1]), side="left")  # len > t
+        for t in range(x.shape[1]):
+            b = int(running[t])
+            hb, g = h[:b], gi[:b, t]
+            gh = hb @ c["Whh"]
+            gh += c["bhh"]
+            rz = g[:, : 2 * hid] + gh[:, : 2 * hid]
+            np.tanh(rz * 0.5, out=rz)  # sigmoid(v) = (tanh(v / 2) + 1) / 2
+            rz += 1.0
+            rz *= 0.5
+            n = rz[:, :hid] * gh[:, 2 * hid :]
+            n += g[:, 2 * hid :]
+            np.tanh(n, out=n)
+            hb -= n  # h' = (1 - z) n + z h = n + z (h - n)
+            hb *= rz[:, hid:]
+            hb += n
+        return h
 
     def user_vectors(self, states: np.ndarray) -> np.ndarray:
         """Output-layer user vectors (..., dim) from states (..., hidden), posterior mean."""

@@ -86,6 +86,34 @@ def test_scores_align_with_candidates_and_rows() -> None:
     np.testing.assert_allclose(everything[model.items.rows(ids) - 1], by_id, rtol=1e-5)
 
 
+@pytest.mark.parametrize("cls", [GRUModel, BayesGRUModel])
+def test_batched_user_states_equal_torch_gru_per_user(cls: type[GRUModel]) -> None:
+    """The numpy inference path gives torch.nn.GRU's last hidden state, for a batch of mixed
+    lengths (empty, unknown items, longer than max_len) in any order."""
+    import torch
+
+    model = cls(_cfg(max_len=6))
+    _train(model, 20)
+    seqs = [
+        ["a1", "a2", "a3"],
+        [],
+        [f"b{i % 8}" for i in range(11)],  # longer than max_len: its last 6
+        ["a5"],
+        ["zzz", "b2"],  # an unknown item is row 0
+        ["b1", "a1", "b2", "a2", "b3", "a3"],
+    ]
+    got = model.user_states_rows([model.user_rows(s) for s in seqs])
+    table = torch.from_numpy(model._np()["M"])
+    for i, seq in enumerate(seqs):
+        rows = model.user_rows(seq)[-6:]
+        if rows.size == 0:
+            np.testing.assert_array_equal(got[i], 0.0)
+            continue
+        with torch.no_grad():
+            want = model._encode(torch.from_numpy(rows[None]), table, train=False)[0, -1]
+        np.testing.assert_allclose(got[i], want.numpy(), atol=1e-6, rtol=1e-5)
+
+
 def test_empty_and_unknown_history_gives_finite_scores() -> None:
     model = GRUModel(_cfg())
     _train(model, 5)
