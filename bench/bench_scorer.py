@@ -273,7 +273,6 @@ async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict
         )
         for role in ("features", "scorer")
     ]
-    started = time.monotonic()
     echo = subprocess.Popen(
         [
             sys.executable,
@@ -332,9 +331,10 @@ async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict
                 make_req,
                 rid_json,
             )
-        # steady state: past the worker's one-time warm-up (a full GC and freeze WARMUP_S after
-        # start, ~0.1-0.2 s), which otherwise lands in the first load phase
-        await asyncio.sleep(max(0.0, started + WARMUP_S + 5.0 - time.monotonic()))
+        # steady state: past the worker's warm-up freeze (WARMUP_S after its app started, which
+        # is before its first answer; until then full collections of the start-up objects take
+        # 50-200 ms), which otherwise lands in the first load phase (start-up can take ~8 s)
+        await asyncio.sleep(WARMUP_S + 2.0)
         # below capacity first (a backlog from the target rate would spill into them)
         by_rate: dict[float, tuple[list[float], int, list[float], int]] = {}
         fresh: list[float] = []
