@@ -11,6 +11,9 @@
 3. Freshness: during that load, a click is published every 100 ms and timed until the
    feature store shows it to the scorer (what the user's next slate is built from), beside
    the bare produce → consume latency of the echo.
+4. Throughput through Kafka: last, a backlog of requests sent at once; the worker's
+   answers per second from the first request sent to the last answer (its drain rate: what
+   1. measures in-process, plus Faust, the broker and the producer), beside the echo's.
 Every load loop is bounded in count and time and runs on loopback.
 """
 
@@ -195,10 +198,25 @@ asyncio.run(main(*sys.argv[1:4]))
 """
 
 
+@dataclass
+class _Answers:
+    """What one load phase got back: latencies (ms) of the answers, requests sent, and the
+    seconds from the first request sent to the last answer received."""
+
+    lat: list[float]
+    n: int
+    span_s: float
+
+    @property
+    def rate(self) -> float:
+        """Answers per second over the phase (a backlog's drain rate)."""
+        return len(self.lat) / self.span_s if self.span_s > 0 else 0.0
+
+
 async def _load(
     boot: str, req_topic: str, rec_topic: str, rate: float, seconds: float, make: Any, rid_of: Any
-) -> tuple[list[float], int]:
-    """Send `rate` requests/s for `seconds`; latencies (ms) of the answers received."""
+) -> _Answers:
+    """Send `rate` requests/s for `seconds` (rate=inf: all at once, a backlog); the answers."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     consumer = AIOKafkaConsumer(
@@ -212,7 +230,8 @@ async def _load(
     await producer.start()
     sent: dict[str, float] = {}
     lat: list[float] = []
-    n = int(rate * seconds)
+    n = int(seconds) if rate == float("inf") else int(rate * seconds)
+    last = [0.0]
 
     async def receive() -> None:
         while len(lat) < n:
@@ -223,6 +242,7 @@ async def _load(
                     rid = rid_of(m.value)
                     if rid in sent:
                         lat.append((now - sent.pop(rid)) * 1000)
+                        last[0] = now
 
     task = asyncio.create_task(receive())
     await asyncio.sleep(1.0)  # consumer assignment before the first send
@@ -235,12 +255,12 @@ async def _load(
         sent[rid] = time.perf_counter()
         await producer.send(req_topic, value, key=key)
     try:
-        await asyncio.wait_for(task, timeout=30)
+        await asyncio.wait_for(task, timeout=max(30.0, n / 100))
     except TimeoutError:
         task.cancel()
     await producer.stop()
     await consumer.stop()
-    return lat, n
+    return _Answers(lat, n, max(last[0] - start, 0.0))
 
 
 async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict[str, Any]]:
@@ -287,6 +307,12 @@ async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict
         stderr=subprocess.DEVNULL,
     )
     seconds = 10.0 if quick else 30.0
+    backlog = 4000 if quick else 10_000
+    boot, req_topic, rec_topic = (
+        services.kafka_bootstrap,
+        f"{prefix}.requests",
+        f"{prefix}.recommendations",
+    )
     try:
         producer = AIOKafkaProducer(bootstrap_servers=services.kafka_bootstrap, linger_ms=5)
         await producer.start()
@@ -311,58 +337,45 @@ async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict
             return str(json.loads(value).get("request_id"))
 
         # wait until the scorer answers (workers started, groups joined, model loaded)
-        probe, _ = await _load(
-            services.kafka_bootstrap,
-            f"{prefix}.requests",
-            f"{prefix}.recommendations",
-            2.0,
-            1.0,
-            make_req,
-            rid_json,
-        )
         deadline = time.monotonic() + 120
-        while not probe and time.monotonic() < deadline:
-            probe, _ = await _load(
-                services.kafka_bootstrap,
-                f"{prefix}.requests",
-                f"{prefix}.recommendations",
-                2.0,
-                1.0,
-                make_req,
-                rid_json,
-            )
+        probe = await _load(boot, req_topic, rec_topic, 2.0, 1.0, make_req, rid_json)
+        while not probe.lat and time.monotonic() < deadline:
+            probe = await _load(boot, req_topic, rec_topic, 2.0, 1.0, make_req, rid_json)
         # steady state: past the worker's warm-up freeze (WARMUP_S after its app started, which
         # is before its first answer; until then full collections of the start-up objects take
         # 50-200 ms), which otherwise lands in the first load phase (start-up can take ~8 s)
         await asyncio.sleep(WARMUP_S + 2.0)
-        # below capacity first (a backlog from the target rate would spill into them)
-        by_rate: dict[float, tuple[list[float], int, list[float], int]] = {}
+        # below capacity first (a backlog from the target rate would spill into them); last,
+        # a backlog sent at once: the worker's own throughput through Kafka (its drain rate)
+        by_rate: dict[float, tuple[_Answers, _Answers]] = {}
         fresh: list[float] = []
-        for j, r in enumerate(sorted({*LOW_RATES, rate})):
+        for j, r in enumerate([*sorted({*LOW_RATES, rate}), float("inf")]):
             fresh_task = (
                 asyncio.create_task(freshness(services, prefix, seconds + 1)) if r == rate else None
             )
-            lat, n = await _load(
-                services.kafka_bootstrap,
-                f"{prefix}.requests",
-                f"{prefix}.recommendations",
+            # a backlog phase sends `backlog` requests: _load's "seconds" is the count there
+            span = backlog if r == float("inf") else seconds
+            got = await _load(
+                boot,
+                req_topic,
+                rec_topic,
                 r,
-                seconds,
+                span,
                 lambda i, j=j: make_req(100_000 * (j + 1) + i),
                 rid_json,
             )
             if fresh_task is not None:
                 fresh = await fresh_task
-            echo_lat, echo_n = await _load(
-                services.kafka_bootstrap,
+            echo_got = await _load(
+                boot,
                 f"{prefix}.echo-in",
                 f"{prefix}.echo-out",
                 r,
-                seconds,
+                span,
                 lambda i, j=j: (b"k", f"{j}-{i}".encode(), f"{j}-{i}"),
                 lambda v: v.decode(),
             )
-            by_rate[r] = (lat, n, echo_lat, echo_n)
+            by_rate[r] = (got, echo_got)
     finally:
         for p in (*procs, echo):
             if p.poll() is None:
@@ -372,21 +385,39 @@ async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+    drained, echo_drained = by_rate.pop(float("inf"))
     out = []
-    for r, (lat, n, echo_lat, echo_n) in sorted(by_rate.items()):
-        answered = {"answered": f"{len(lat)}/{n}", "echo_answered": f"{len(echo_lat)}/{echo_n}"}
+    for r, (got, echo_got) in sorted(by_rate.items()):
+        answered = {
+            "answered": f"{len(got.lat)}/{got.n}",
+            "echo_answered": f"{len(echo_got.lat)}/{echo_got.n}",
+        }
         for q in (50, 99):
             out.append(
                 _latency_figure(
                     f"end-to-end request->recommendation p{q} at {r:.0f} req/s (model {version})",
-                    _pct(lat, q),
+                    _pct(got.lat, q),
                     f"bare aiokafka echo p{q}, same rate",
-                    _pct(echo_lat, q),
+                    _pct(echo_got.lat, q),
                     target="<= 20 ms" if q == 99 and r == rate else "",
                     **answered,
                 )
             )
-    echo_lat = by_rate[rate][2]
+    out.append(
+        {
+            "name": f"scorer throughput through Kafka, in-slate-ts, 1 worker process, a backlog "
+            f"of {backlog} requests sent at once",
+            "value": round(drained.rate, 1),
+            "unit": "requests/s",
+            "baseline_name": "bare aiokafka echo process, same backlog",
+            "baseline": round(echo_drained.rate, 1),
+            "ratio": round(drained.rate / echo_drained.rate, 3) if echo_drained.rate else None,
+            "target": "",
+            "answered": f"{len(drained.lat)}/{drained.n}",
+            "echo_answered": f"{len(echo_drained.lat)}/{echo_drained.n}",
+        }
+    )
+    echo_lat = by_rate[rate][1].lat
     for q in (50, 99):
         base = _pct(echo_lat, q)
         target = {99: "<= 1000 ms"}.get(q, "")
