@@ -214,9 +214,16 @@ class _Answers:
 
 
 async def _load(
-    boot: str, req_topic: str, rec_topic: str, rate: float, seconds: float, make: Any, rid_of: Any
+    boot: str,
+    req_topic: str,
+    rec_topic: str,
+    rate: float,
+    seconds: float,
+    make: Any,
+    rid_of: Any,
+    backlog: int = 0,
 ) -> _Answers:
-    """Send `rate` requests/s for `seconds` (rate=inf: all at once, a backlog); the answers."""
+    """Send `rate` requests/s for `seconds`, or `backlog` requests at once; the answers."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     consumer = AIOKafkaConsumer(
@@ -230,7 +237,9 @@ async def _load(
     await producer.start()
     sent: dict[str, float] = {}
     lat: list[float] = []
-    n = int(seconds) if rate == float("inf") else int(rate * seconds)
+    n = backlog or int(rate * seconds)
+    if backlog:
+        rate = float("inf")  # no pacing: i / inf is 0
     last = [0.0]
 
     async def receive() -> None:
@@ -353,16 +362,16 @@ async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict
             fresh_task = (
                 asyncio.create_task(freshness(services, prefix, seconds + 1)) if r == rate else None
             )
-            # a backlog phase sends `backlog` requests: _load's "seconds" is the count there
-            span = backlog if r == float("inf") else seconds
+            count = backlog if r == float("inf") else 0
             got = await _load(
                 boot,
                 req_topic,
                 rec_topic,
                 r,
-                span,
+                seconds,
                 lambda i, j=j: make_req(100_000 * (j + 1) + i),
                 rid_json,
+                backlog=count,
             )
             if fresh_task is not None:
                 fresh = await fresh_task
@@ -371,9 +380,10 @@ async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict
                 f"{prefix}.echo-in",
                 f"{prefix}.echo-out",
                 r,
-                span,
+                seconds,
                 lambda i, j=j: (b"k", f"{j}-{i}".encode(), f"{j}-{i}"),
                 lambda v: v.decode(),
+                backlog=count,
             )
             by_rate[r] = (got, echo_got)
     finally:

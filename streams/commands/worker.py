@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 def make_worker(app: Any, loglevel: str) -> Any:
     """A Faust worker without the terminal spinner: to spin on every log line, Faust sets the
     root logger to DEBUG and leaves it there, so every debug call of aiokafka, Faust and mode
-    built a record for nothing (~10% of a scorer's CPU at 100 requests/s)."""
+    built a record for nothing (~10% of a scorer's GIL time at 100 requests/s, by py-spy)."""
     import faust
 
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
