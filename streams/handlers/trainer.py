@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -53,16 +54,21 @@ class TrainerHandler:
             except SchemaError:
                 svc.stats.rejected += 1
                 continue
+            stepped = False
             try:
                 if isinstance(event, schemas.Interaction):
-                    svc.on_interaction(event)
+                    stepped = svc.on_interaction(event)
                 elif isinstance(event, schemas.Item):
                     svc.on_item(event)
                 elif isinstance(event, schemas.Feedback):
-                    svc.on_feedback(event)
+                    stepped = svc.on_feedback(event)
             except ValueError as exc:  # e.g. a slate the model cannot use; never crash
                 svc.stats.rejected += 1
                 log.warning("trainer skipped %s@%s: %s", rec.topic, rec.offset, exc)
+            if stepped:
+                # a step holds the loop for 50-300 ms: let Faust's commit and other timers run
+                # between steps, not only after the whole batch (a backlog's batch is seconds)
+                await asyncio.sleep(0)
         self._tick()
         return []
 

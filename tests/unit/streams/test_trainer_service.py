@@ -3,6 +3,7 @@ and retried after the snapshot interval; training goes on and never crashes the 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from models.gru import GRUConfig, GRUModel
 from models.online_trainer import OnlineTrainer, TrainerConfig
 from models.registry import ModelRegistry
 from streams import schemas
+from streams.config import Settings
+from streams.handlers.trainer import TrainerHandler
+from streams.runtime import Record
 from streams.services.trainer_service import TrainerService
 
 pytestmark = pytest.mark.timeout(60)
@@ -91,3 +95,32 @@ def test_an_item_version_from_a_fast_clock_does_not_hold_for_a_day(tmp_path: Pat
     svc.on_item(item(now + 12 * 3600_000, ["books"]))  # counted as at most a minute ahead
     svc.on_item(item(int(time.time() * 1000) + 300_000, ["games"]))
     assert svc._items["i1"][1] == "games"
+
+
+def test_the_handler_lets_the_loop_run_between_training_steps(tmp_path: Path) -> None:
+    """A batch that takes several steps yields to the event loop after each one, so Faust's
+    commit and other timers are not held up for the whole batch."""
+    trainer = OnlineTrainer(
+        GRUModel(GRUConfig(dim=8, hidden=8)), TrainerConfig(step_every_events=8)
+    )
+    svc = TrainerService(trainer, ModelRegistry(tmp_path / "reg"))
+    settings = Settings(topic_prefix="t", state_dir=tmp_path)
+    handler = TrainerHandler(settings, svc)
+    records = [Record("t.interactions", _interaction(j).to_json()) for j in range(40)]
+    updates_seen: list[int] = []
+
+    async def main() -> None:
+        async def watch() -> None:
+            while True:
+                updates_seen.append(trainer.updates)
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0)
+        await handler.handle(records)
+        watcher.cancel()
+
+    asyncio.run(main())
+    assert trainer.updates >= 4
+    # the watcher ran while the batch was in the middle of its steps, not only before/after
+    assert any(0 < u < trainer.updates for u in updates_seen), updates_seen
