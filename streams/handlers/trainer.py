@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Sequence
 
 from streams import schemas
@@ -36,9 +37,22 @@ class TrainerHandler:
             topic_name(settings, "feedback"): schemas.Feedback,
         }
         self.topics = tuple(self._kinds)
+        # one batch or tick at a time touches the model (they run in worker threads)
+        self._model_lock = threading.Lock()
 
     async def handle(self, records: Sequence[Record]) -> list[Emit]:
-        """Learn from a batch; publish a snapshot when one is due."""
+        """Learn from a batch; publish a snapshot when one is due. In a worker thread: a
+        training step takes 50 ms to over a second on a busy machine, and the event loop must
+        keep committing offsets and running Faust's timers meanwhile."""
+        await asyncio.to_thread(self._learn_batch, records)
+        return []
+
+    def _learn_batch(self, records: Sequence[Record]) -> None:
+        with self._model_lock:
+            self._learn_records(records)
+            self._tick()
+
+    def _learn_records(self, records: Sequence[Record]) -> None:
         svc = self.service
         for rec in records:
             cls = self._kinds.get(rec.topic)
@@ -54,28 +68,27 @@ class TrainerHandler:
             except SchemaError:
                 svc.stats.rejected += 1
                 continue
-            stepped = False
             try:
                 if isinstance(event, schemas.Interaction):
-                    stepped = svc.on_interaction(event)
+                    svc.on_interaction(event)
                 elif isinstance(event, schemas.Item):
                     svc.on_item(event)
                 elif isinstance(event, schemas.Feedback):
-                    stepped = svc.on_feedback(event)
+                    svc.on_feedback(event)
             except ValueError as exc:  # e.g. a slate the model cannot use; never crash
                 svc.stats.rejected += 1
                 log.warning("trainer skipped %s@%s: %s", rec.topic, rec.offset, exc)
-            if stepped:
-                # a step holds the loop for 50-300 ms: let Faust's commit and other timers run
-                # between steps, not only after the whole batch (a backlog's batch is seconds)
-                await asyncio.sleep(0)
-        self._tick()
-        return []
 
     async def tick(self) -> list[Emit]:
-        """Time-driven training step and snapshot when no events arrive."""
-        self._tick()
+        """Time-driven training step and snapshot when no events arrive (in a worker thread,
+        like a batch). Skipped while a batch trains: the batch ends with a tick."""
+        if not self._model_lock.locked():
+            await asyncio.to_thread(self._locked_tick)
         return []
+
+    def _locked_tick(self) -> None:
+        with self._model_lock:
+            self._tick()
 
     def _tick(self) -> None:
         # loss, steps, snapshots are derived from service.stats by streams.metrics.instrument()

@@ -109,12 +109,11 @@ class TrainerService:
         self.trainer.on_item(item.item_id, item.category or None)
         self.stats.items += 1
 
-    def on_interaction(self, ev: Interaction) -> bool:
-        """One interaction into the user's replay buffer (once per event_id); True when it
-        completed a mini-batch and the model took a training step."""
+    def on_interaction(self, ev: Interaction) -> None:
+        """One interaction into the user's replay buffer (once per event_id)."""
         if not self._seen.add(ev.event_id):
             self.stats.duplicates += 1
-            return False
+            return
         held = self._items.get(ev.item_id)
         loss = self.trainer.on_interaction(
             ev.user_id, ev.item_id, ev.type, ev.ts, held[1] if held else None
@@ -122,18 +121,16 @@ class TrainerService:
         self.stats.interactions += 1
         if loss is not None:
             self.stats.last_loss = loss
-        return loss is not None
 
-    def on_feedback(self, fb: Feedback) -> bool:
+    def on_feedback(self, fb: Feedback) -> None:
         """A joined slate (slate likelihood with the no-click option), once per event_id;
-        late feedback is not learned: its slate was, from the on-time record. True when the
-        model took a training step."""
+        late feedback is not learned: its slate was, from the on-time record."""
         if not self._seen_feedback.add(fb.event_id):
             self.stats.duplicates += 1
-            return False
+            return
         if fb.late:
             self.stats.late_feedback += 1
-            return False
+            return
         record = SlateFeedback(
             user_id=fb.user_id,
             slate=list(fb.slate),
@@ -148,7 +145,6 @@ class TrainerService:
         self.stats.last_feedback_lag_ms = max(0.0, time.time() * 1000 - fb.ts)
         if loss is not None:
             self.stats.last_loss = loss
-        return loss is not None
 
     def take_feedback_ts(self) -> list[int]:
         """Event times of feedback learned since the last call (for model freshness)."""
