@@ -238,8 +238,7 @@ async def _load(
     sent: dict[str, float] = {}
     lat: list[float] = []
     n = backlog or int(rate * seconds)
-    if backlog:
-        rate = float("inf")  # no pacing: i / inf is 0
+    gap_s = 0.0 if backlog else 1.0 / rate  # a backlog goes out unpaced
     last = [0.0]
 
     async def receive() -> None:
@@ -257,7 +256,7 @@ async def _load(
     await asyncio.sleep(1.0)  # consumer assignment before the first send
     start = time.perf_counter()
     for i in range(n):
-        delay = start + i / rate - time.perf_counter()
+        delay = start + i * gap_s - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         key, value, rid = make(i)

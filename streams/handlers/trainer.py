@@ -50,7 +50,8 @@ class TrainerHandler:
     def _learn_batch(self, records: Sequence[Record]) -> None:
         with self._model_lock:
             self._learn_records(records)
-            self._tick()
+            # loss, steps, snapshots are derived from service.stats by metrics.instrument()
+            self.service.tick()
 
     def _learn_records(self, records: Sequence[Record]) -> None:
         svc = self.service
@@ -88,8 +89,4 @@ class TrainerHandler:
 
     def _locked_tick(self) -> None:
         with self._model_lock:
-            self._tick()
-
-    def _tick(self) -> None:
-        # loss, steps, snapshots are derived from service.stats by streams.metrics.instrument()
-        self.service.tick()
+            self.service.tick()
