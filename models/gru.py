@@ -431,8 +431,9 @@ class GRUModel(SequentialModel):
                 if self.is_bayesian:
                     rho = self.net.offset_rho[:n]
                     self._cache["S2"] = F.softplus(rho).pow(2).numpy().astype(np.float32)
-                    self._cache["Wstd"] = F.softplus(self.net.out_w_rho).detach().numpy()
-                    self._cache["bstd"] = F.softplus(self.net.out_b_rho).detach().numpy()
+                    # variances of the output layer: what each draw's user vector needs
+                    self._cache["Wvar"] = F.softplus(self.net.out_w_rho).pow(2).detach().numpy()
+                    self._cache["bvar"] = F.softplus(self.net.out_b_rho).pow(2).detach().numpy()
         return self._cache
 
     def user_state(self, item_seq: Sequence[str], user_id: str | None = None) -> np.ndarray:
@@ -587,7 +588,7 @@ class BayesGRUModel(GRUModel):
         # u = W h + b with independent Gaussian entries of W and b is itself Gaussian with
         # independent coordinates: sample u directly (exact, d normals per draw, not d*h)
         u_mean = c["W"] @ h + c["b"]
-        u_std = np.sqrt((c["Wstd"] ** 2) @ (h * h) + c["bstd"] ** 2)
+        u_std = np.sqrt(c["Wvar"] @ (h * h) + c["bvar"])
         u = u_mean[None] + u_std[None] * rng.standard_normal(
             (n_samples, u_mean.size), dtype=np.float32
         )  # (S, d)

