@@ -38,8 +38,11 @@ class StackState:
     root: str
 
     def env_lines(self) -> str:
-        """Lines a shell can eval."""
-        return f"KAFKA_BOOTSTRAP={self.kafka_bootstrap}\nREDIS_URL={self.redis_url}"
+        """Lines a shell can eval: the settings the workers, demo and bench read."""
+        return (
+            f"export SLATESTREAM_KAFKA_BOOTSTRAP={self.kafka_bootstrap}\n"
+            f"export SLATESTREAM_REDIS_URL={self.redis_url}"
+        )
 
 
 def default_state_dir() -> Path:

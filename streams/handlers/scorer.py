@@ -94,6 +94,8 @@ class ScorerHandler:
             SCORER.observe_reload(self.service.model_version, self.service.snapshot_written_at)
         for read, n in self.service.pop_store_failures().items():
             SCORER.store_unavailable.labels(read=read).inc(n)
+        for read, seconds in self.service.pop_store_timings():
+            SCORER.store_op_seconds.labels(op=read).observe(seconds)
         for served in answered:
             rec_ev = served.recommendation
             SCORER.observe_served(

@@ -18,7 +18,8 @@ Besides the common role metrics (see `streams.metrics.common`) it measures:
 - `store_unavailable_total{read}`: feature reads that failed (store unavailable) and were
   served without (`user_views`: as new users; `lists`: the last popular/fresh lists;
   `categories`: uncategorised);
-- `store_op_seconds{op}`: latency of the feature reads of a batch;
+- `store_op_seconds{op}`: latency of the feature reads that succeeded (`user_views` once per
+  batch, `lists` every `lists_ttl_s`, `categories` for items not cached);
 - `model_version`, `snapshot_timestamp_seconds`, `snapshot_age_seconds`: the loaded model;
 - `reloads_total` and `snapshot_load_seconds`: hot reloads, and freshness "snapshot written
   → loaded by the scorer".

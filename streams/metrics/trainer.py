@@ -14,9 +14,10 @@ Besides the common role metrics (see `streams.metrics.common`) it measures:
 - `freshness_seconds`: feedback event time to the model having learned it (model updated).
 
 `instrument(handler)` records feedback freshness from the records and, after each batch,
-reads the handler's `service.stats` (interactions, feedback, last_loss, snapshots,
-last_version — `streams.services.trainer_service.TrainerStats`) into the counters and
-gauges; a loss change counts as one step. A trainer without such stats calls instead::
+reads the handler's `service.stats` (interactions, feedback, last_loss, steps, snapshots,
+last_version and the step and snapshot durations — `streams.services.trainer_service.
+TrainerStats`) into the counters, gauges and histograms. A trainer without such stats calls
+instead::
 
     from streams.metrics import TRAINER
     with TRAINER.train_step_seconds.time():
@@ -85,6 +86,7 @@ class TrainerMetrics(RoleMetrics):
         self._last_snapshot = math.nan
         self._seen_events = 0
         self._seen_snapshots = 0
+        self._seen_steps = 0
         self._last_loss = math.nan
 
     def _snapshot_age(self) -> float:
@@ -136,11 +138,24 @@ class TrainerMetrics(RoleMetrics):
             self.train_events.inc(learned - self._seen_events)
         self._seen_events = max(self._seen_events, learned)
         loss = getattr(stats, "last_loss", None)
-        if isinstance(loss, float) and math.isfinite(loss) and loss != self._last_loss:
+        new_loss = isinstance(loss, float) and math.isfinite(loss) and loss != self._last_loss
+        if new_loss and isinstance(loss, float):
             self._last_loss = loss
             self.loss.set(loss)
             self.loss_observed.observe(loss)
+        steps = getattr(stats, "steps", None)
+        if isinstance(steps, int):
+            if steps > self._seen_steps:
+                self.train_steps.inc(steps - self._seen_steps)
+            self._seen_steps = max(self._seen_steps, steps)
+        elif new_loss:  # stats without a step count: a new loss is one step
             self.train_steps.inc()
+        take = getattr(stats, "take_timings", None)
+        step_s, snap_s = take() if callable(take) else ((), ())
+        for s in step_s:
+            self.train_step_seconds.observe(s)
+        for s in snap_s:
+            self.snapshot_seconds.observe(s)
         failures = int(getattr(stats, "snapshot_failures", 0))
         if failures > self._seen_snapshot_failures:
             self.snapshot_failures.inc(failures - self._seen_snapshot_failures)

@@ -274,6 +274,8 @@ class ScorerService:
         self._reload_task: asyncio.Task[OnlineModel | None] | None = None
         # reads that failed (store unavailable) since the last `pop_store_failures`, by read
         self._store_failures: Counter[str] = Counter()
+        # (read, seconds) of the reads that succeeded since the last `pop_store_timings`
+        self._store_timings: list[tuple[str, float]] = []
         self._feedback_seen = SeenIds(cfg.max_users_tracked)
         self.feedback_skipped: Counter[str] = Counter()  # "duplicate", "late"
 
@@ -332,7 +334,9 @@ class ScorerService:
             self.maybe_reload()
         users = list({r.user_id for r in requests})
         try:
+            t0 = time.perf_counter()
             views = await self.features.user_views(users)
+            self._read_took("user_views", t0)
         except StoreUnavailable as exc:  # answer now, as for new users, rather than not at all
             self._store_failed("user_views", exc)
             views = {}
@@ -354,8 +358,10 @@ class ScorerService:
             return cached
         cfg = self.config
         try:
+            t0 = time.perf_counter()
             ranked = await self.features.popular(max(cfg.candidates_popular, 200))
             fresh = await self.features.fresh(cfg.candidates_fresh)
+            self._read_took("lists", t0)
         except StoreUnavailable as exc:  # keep serving the lists read last (or none)
             self._store_failed("lists", exc)
             self._lists_at = now  # retried after lists_ttl_s, not on every batch
@@ -550,7 +556,9 @@ class ScorerService:
         missing = [i for i in items if i not in cache]
         if missing:
             try:
+                t0 = time.perf_counter()
                 found = await self.features.categories(missing)
+                self._read_took("categories", t0)
             except StoreUnavailable as exc:  # uncached items count as uncategorised for now
                 self._store_failed("categories", exc)
                 return cache
@@ -563,6 +571,16 @@ class ScorerService:
         `streams.log_limits`)."""
         self._store_failures[read] += 1
         log.warning("feature store unavailable (%s: %s): serving without it", read, exc)
+
+    def _read_took(self, read: str, started: float) -> None:
+        if len(self._store_timings) < 10_000:  # bounded for a caller that never pops them
+            self._store_timings.append((read, time.perf_counter() - started))
+
+    def pop_store_timings(self) -> list[tuple[str, float]]:
+        """(read, seconds) of the feature reads since the last call (for the handler's
+        `store_op_seconds{op}`; the same read names as `pop_store_failures`)."""
+        out, self._store_timings = self._store_timings, []
+        return out
 
     def pop_store_failures(self) -> dict[str, int]:
         """Failed reads by kind since the last call (the handler turns them into a metric)."""

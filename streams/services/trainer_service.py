@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from models.base import OnlineModel, SlateFeedback
 from models.gru import BayesGRUModel, GRUConfig, GRUModel
@@ -19,6 +19,8 @@ from streams.runtime import SeenIds
 from streams.schemas import Feedback, Interaction, Item, capped_ts
 
 log = logging.getLogger(__name__)
+
+MAX_PENDING_TIMINGS = 10_000  # durations kept for a metrics reader that stopped reading
 
 
 @dataclass
@@ -36,6 +38,26 @@ class TrainerStats:
     last_version: int | None = None
     last_loss: float | None = None
     last_feedback_lag_ms: float = 0.0
+    steps: int = 0
+    # durations (s) of the steps and snapshot writes since the metrics last took them
+    step_seconds: list[float] = field(default_factory=list)
+    snapshot_seconds: list[float] = field(default_factory=list)
+
+    def learned(self, loss: float | None, started: float) -> None:
+        """Count a call that returned a step's loss (None: no step was due), timed from
+        `started` (a `time.perf_counter()` reading)."""
+        if loss is None:
+            return
+        self.last_loss = loss
+        self.steps += 1
+        if len(self.step_seconds) < MAX_PENDING_TIMINGS:
+            self.step_seconds.append(time.perf_counter() - started)
+
+    def take_timings(self) -> tuple[list[float], list[float]]:
+        """Step and snapshot durations recorded since the last call."""
+        out = (self.step_seconds, self.snapshot_seconds)
+        self.step_seconds, self.snapshot_seconds = [], []
+        return out
 
 
 def build_model(settings: Settings, registry: ModelRegistry | None = None) -> OnlineModel:
@@ -115,12 +137,12 @@ class TrainerService:
             self.stats.duplicates += 1
             return
         held = self._items.get(ev.item_id)
+        t0 = time.perf_counter()
         loss = self.trainer.on_interaction(
             ev.user_id, ev.item_id, ev.type, ev.ts, held[1] if held else None
         )
         self.stats.interactions += 1
-        if loss is not None:
-            self.stats.last_loss = loss
+        self.stats.learned(loss, t0)
 
     def on_feedback(self, fb: Feedback) -> None:
         """A joined slate (slate likelihood with the no-click option), once per event_id;
@@ -138,13 +160,13 @@ class TrainerService:
             propensities=list(fb.propensities) if fb.propensities else None,
             ts=fb.ts,
         )
+        t0 = time.perf_counter()
         loss = self.trainer.on_feedback(record)
         self.stats.feedback += 1
         if len(self._feedback_ts) < 10_000:
             self._feedback_ts.append(fb.ts)
         self.stats.last_feedback_lag_ms = max(0.0, time.time() * 1000 - fb.ts)
-        if loss is not None:
-            self.stats.last_loss = loss
+        self.stats.learned(loss, t0)
 
     def take_feedback_ts(self) -> list[int]:
         """Event times of feedback learned since the last call (for model freshness)."""
@@ -153,11 +175,12 @@ class TrainerService:
 
     def tick(self, force_snapshot: bool = False) -> int | None:
         """Step if due and publish a snapshot if due; returns the new version, if any."""
-        loss = self.trainer.maybe_step()
-        if loss is not None:
-            self.stats.last_loss = loss
+        t0 = time.perf_counter()
+        self.stats.learned(self.trainer.maybe_step(), t0)
         if force_snapshot:
-            self.trainer.flush()
+            t0 = time.perf_counter()
+            self.stats.learned(self.trainer.flush(), t0)
+        t0 = time.perf_counter()
         try:  # the trainer tries a failed write again after snapshot_every_s
             version = self.trainer.maybe_snapshot(self.registry, force=force_snapshot)
         except (OSError, SnapshotError) as exc:  # full disk, registry unmounted: keep learning
@@ -171,4 +194,6 @@ class TrainerService:
         if version is not None:
             self.stats.snapshots += 1
             self.stats.last_version = version
+            if len(self.stats.snapshot_seconds) < MAX_PENDING_TIMINGS:
+                self.stats.snapshot_seconds.append(time.perf_counter() - t0)
         return version

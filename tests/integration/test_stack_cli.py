@@ -53,15 +53,17 @@ def _up(tmp_path: Path) -> tuple[Path, subprocess.CompletedProcess[str], dict[st
     (state / jars.name).symlink_to(jars)
     up = _cli("up", state=state)
     assert up.returncode == 0, up.stderr
-    return state, up, dict(line.split("=", 1) for line in up.stdout.strip().splitlines())
+    lines = up.stdout.strip().splitlines()
+    assert all(line.startswith("export SLATESTREAM_") for line in lines), lines
+    return state, up, dict(line.removeprefix("export ").split("=", 1) for line in lines)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_stack_up_status_down_leaves_no_process(tmp_path: Path) -> None:
     state, up, env = _up(tmp_path)
-    assert env["KAFKA_BOOTSTRAP"].startswith("127.0.0.1:")
-    assert env["REDIS_URL"].startswith("redis://127.0.0.1:")
+    assert env["SLATESTREAM_KAFKA_BOOTSTRAP"].startswith("127.0.0.1:")
+    assert env["SLATESTREAM_REDIS_URL"].startswith("redis://127.0.0.1:")
     assert len(_pids_under(state / "stack")) >= 2
     st = _cli("status", state=state)
     assert st.returncode == 0 and "# kafka: up" in st.stdout
@@ -85,7 +87,9 @@ STOP_DEADLINE_S = 20.0
 @pytest.mark.timeout(240)
 def test_worker_stops_promptly_after_the_broker_is_gone(tmp_path: Path) -> None:
     state, _, addr = _up(tmp_path)
-    services = SimpleNamespace(kafka_bootstrap=addr["KAFKA_BOOTSTRAP"], redis_url=addr["REDIS_URL"])
+    services = SimpleNamespace(
+        kafka_bootstrap=addr["SLATESTREAM_KAFKA_BOOTSTRAP"], redis_url=addr["SLATESTREAM_REDIS_URL"]
+    )
     log_path = tmp_path / "worker.log"
     env = worker_env(
         services, f"stop{os.getpid()}", "stop", str(tmp_path / "w"), SLATESTREAM_METRICS_PORT="0"

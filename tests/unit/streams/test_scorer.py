@@ -351,6 +351,9 @@ async def test_store_outage_answers_every_request_and_counts_failed_reads(tmp_pa
     first = await svc.recommend_many([request("r0", "u1", k=10)])
     assert first[0].recommendation.slate and not set(seen) & set(first[0].recommendation.slate)
     assert svc.pop_store_failures() == {}
+    timed = svc.pop_store_timings()
+    assert {r for r, _ in timed} == {"user_views", "lists", "categories"}
+    assert all(sec >= 0 for _, sec in timed) and svc.pop_store_timings() == []
     view.down = True
     svc._cat_cache.clear()  # categories must be read again, and fail
     out = await svc.recommend_many([request(f"d{j}", f"u{j}", k=10) for j in range(6)])
@@ -358,6 +361,7 @@ async def test_store_outage_answers_every_request_and_counts_failed_reads(tmp_pa
     assert all(len(s.recommendation.slate) == 10 and not s.recommendation.error for s in out)
     failures = svc.pop_store_failures()
     assert failures.keys() == {"user_views", "lists", "categories"}
+    assert svc.pop_store_timings() == []  # a failed read is counted, not timed
     assert svc.pop_store_failures() == {}  # popped
     view.down = False
     back = await svc.recommend_many([request("b0", "u1", k=10), request("b1", "u1", k=10)])
@@ -365,7 +369,7 @@ async def test_store_outage_answers_every_request_and_counts_failed_reads(tmp_pa
     assert svc.pop_store_failures() == {}
 
 
-async def test_handler_exports_store_failures_as_a_metric() -> None:
+async def test_handler_exports_store_read_latency_and_failures_as_metrics() -> None:
     from streams.metrics import SCORER
 
     settings = load_settings(topic_prefix="t")
@@ -377,8 +381,12 @@ async def test_handler_exports_store_failures_as_a_metric() -> None:
         ScorerService(view, None, ScorerConfig(reload_interval_s=0.0, reload_in_background=False)),
     )
     log = MemoryLog()
+    timed = SCORER.store_op_seconds.labels(op="user_views")
+    reads_before = timed._sum.get(), sum(b.get() for b in timed._buckets)
     log.publish("t.requests", request("ok", "u1").to_json(), b"u1")
     await drain(log, handler)  # lists read while the store is up
+    assert sum(b.get() for b in timed._buckets) == reads_before[1] + 1
+    assert timed._sum.get() > reads_before[0]
     before = SCORER.store_unavailable.labels(read="user_views")._value.get()
     view.down = True
     for j in range(3):

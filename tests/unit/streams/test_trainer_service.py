@@ -124,3 +124,30 @@ def test_the_event_loop_runs_while_a_batch_trains(tmp_path: Path) -> None:
     assert trainer.updates >= 8
     # the watcher ran while the batch was in the middle of its steps, not only before/after
     assert any(0 < u < trainer.updates for u in updates_seen), updates_seen
+
+
+def test_steps_and_snapshot_writes_reach_the_metrics_with_their_durations(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.metrics.common import InstrumentedHandler
+    from streams.metrics.trainer import TrainerMetrics
+
+    trainer = OnlineTrainer(
+        GRUModel(GRUConfig(dim=8, hidden=8)),
+        TrainerConfig(step_every_events=8, snapshot_every_s=1e-6, snapshot_every_updates=1),
+    )
+    svc = TrainerService(trainer, ModelRegistry(tmp_path / "reg"))
+    reg = CollectorRegistry()
+    h = InstrumentedHandler(TrainerHandler(Settings(topic_prefix="p"), svc), TrainerMetrics(reg))
+    recs = [Record("p.interactions", _interaction(j).to_json()) for j in range(24)]
+    asyncio.run(h.handle(recs))
+
+    def val(name: str) -> float:
+        v = reg.get_sample_value(f"slatestream_trainer_{name}")
+        return 0.0 if v is None else v
+
+    assert svc.stats.steps == 3 and val("train_steps_total") == 3
+    assert val("train_step_seconds_count") == 3 and val("train_step_seconds_sum") > 0
+    assert svc.stats.snapshots >= 1
+    assert val("snapshot_seconds_count") == svc.stats.snapshots == val("snapshots_total")
+    assert svc.stats.take_timings() == ([], [])  # the metrics took them
