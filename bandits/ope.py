@@ -18,10 +18,13 @@ from bandits.posteriors import BetaBernoulliPosterior
 
 __all__ = [
     "ESTIMATORS",
+    "FeedbackLog",
     "OPEResult",
     "evaluate",
     "load_feedback",
+    "load_feedback_log",
     "parse_feedback_lines",
+    "parse_feedback_log",
     "require_propensities",
 ]
 
@@ -51,9 +54,51 @@ class OPEResult:
         }
 
 
-def parse_feedback_lines(lines: Iterable[str], source: str = "<logs>") -> list[Feedback]:
-    """Parse JSON-lines feedback records; errors name the line."""
-    out = []
+@dataclass(frozen=True)
+class FeedbackLog:
+    """A parsed feedback log: the usable records, the line each came from, and how many records
+    were skipped and why ("late", "duplicate"), as the scorer skips them."""
+
+    records: list[Feedback]
+    lines: list[int]
+    skipped: dict[str, int]
+
+
+def _pipeline_clicks(rec: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The record with the feedback topic's click objects ({position, item_id, ...}) turned
+    into the distinct clicked positions the estimators use (as the scorer reads them)."""
+    clicks = rec.get("clicks")
+    if not isinstance(clicks, list) or not any(isinstance(c, Mapping) for c in clicks):
+        return rec
+    slate = rec.get("slate")
+    positions: set[int] = set()
+    for j, c in enumerate(clicks):
+        if not isinstance(c, Mapping):
+            raise FeedbackError(f"'clicks' mixes click objects and positions (entry {j})")
+        pos = c.get("position")
+        if isinstance(pos, bool) or not isinstance(pos, int):
+            raise FeedbackError(f"click {j} has no integer 'position'")
+        item = c.get("item_id")
+        if (
+            item is not None
+            and isinstance(slate, list)
+            and 0 <= pos < len(slate)
+            and slate[pos] != item
+        ):
+            raise FeedbackError(f"click {j}: item {item!r} is not at position {pos} of the slate")
+        positions.add(pos)
+    return {**rec, "clicks": sorted(positions)}
+
+
+def parse_feedback_log(lines: Iterable[str], source: str = "<logs>") -> FeedbackLog:
+    """Parse JSON-lines feedback: either plain records (clicks = clicked positions) or the
+    pipeline's own feedback-topic records (clicks = objects with a position); like the scorer,
+    late records and redelivered ones (an event_id seen before) are skipped and counted.
+    Errors name the line."""
+    out: list[Feedback] = []
+    line_nos: list[int] = []
+    skipped = {"late": 0, "duplicate": 0}
+    seen: set[str] = set()
     for no, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -61,20 +106,51 @@ def parse_feedback_lines(lines: Iterable[str], source: str = "<logs>") -> list[F
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             raise FeedbackError(f"{source}:{no}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise FeedbackError(f"{source}:{no}: not valid JSON (nested too deeply)") from None
+        except ValueError as exc:  # e.g. an integer literal over Python's digit limit
+            raise FeedbackError(f"{source}:{no}: not valid JSON ({exc})") from None
         try:
+            if isinstance(rec, Mapping):
+                event_id = rec.get("event_id")
+                if isinstance(event_id, str):
+                    if event_id in seen:
+                        skipped["duplicate"] += 1
+                        continue
+                    seen.add(event_id)
+                late = rec.get("late", False)
+                if not isinstance(late, bool):
+                    raise FeedbackError(f"'late' must be true or false, got {late!r}")
+                if late:
+                    skipped["late"] += 1
+                    continue
+                rec = _pipeline_clicks(rec)
             out.append(Feedback.from_dict(rec))
+            line_nos.append(no)
         except PropensityError as exc:
             raise PropensityError(f"{source}:{no}: {exc}") from None
         except FeedbackError as exc:
             raise FeedbackError(f"{source}:{no}: {exc}") from None
-    return out
+        except OverflowError:  # an integer too large for a float (a propensity, say)
+            raise FeedbackError(f"{source}:{no}: a number is out of range") from None
+    return FeedbackLog(out, line_nos, skipped)
+
+
+def parse_feedback_lines(lines: Iterable[str], source: str = "<logs>") -> list[Feedback]:
+    """Parse JSON-lines feedback records (see `parse_feedback_log`); errors name the line."""
+    return parse_feedback_log(lines, source).records
+
+
+def load_feedback_log(path: str | Path) -> FeedbackLog:
+    """Read a JSON-lines feedback log, with the lines of its records and the skipped counts."""
+    p = Path(path)
+    with p.open(encoding="utf-8") as fh:
+        return parse_feedback_log(fh, str(p))
 
 
 def load_feedback(path: str | Path) -> list[Feedback]:
     """Read a JSON-lines feedback log."""
-    p = Path(path)
-    with p.open(encoding="utf-8") as fh:
-        return parse_feedback_lines(fh, str(p))
+    return load_feedback_log(path).records
 
 
 def require_propensities(logs: Sequence[Feedback]) -> None:

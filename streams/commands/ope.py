@@ -1,5 +1,6 @@
 """`slatestream ope`: off-policy estimates of a slate policy's expected clicks per slate from a
-JSON-lines feedback log (user_id, slate, clicks = clicked positions, propensities)."""
+JSON-lines feedback log (user_id, slate, clicks = clicked positions, propensities), or from a
+dump of the pipeline's own `<prefix>.feedback` topic (clicks = objects with a position)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from bandits import make_policy
-from bandits.base import BanditError
-from bandits.ope import ESTIMATORS, evaluate, load_feedback, results_table
+from bandits.base import BanditError, FeedbackError, PropensityError
+from bandits.ope import ESTIMATORS, FeedbackLog, evaluate, load_feedback_log, results_table
 
 _CLI_POLICIES = ("random", "greedy", "epsilon-greedy", "ts", "in-slate-ts", "river-ts")
 
@@ -29,7 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "the log and is evaluated on the rest."
         ),
     )
-    p.add_argument("--logs", required=True, help="JSON-lines feedback file")
+    p.add_argument(
+        "--logs",
+        required=True,
+        help="JSON-lines feedback file (plain records or a dump of the feedback topic)",
+    )
     p.add_argument("--policy", required=True, choices=_CLI_POLICIES, help="target policy")
     p.add_argument("--k", type=int, default=None, help="evaluate the first k positions")
     p.add_argument("--train-fraction", type=float, default=0.5)
@@ -48,6 +53,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _fail(msg: str) -> int:
     print(f"slatestream: error: {msg}", file=sys.stderr)
     return 2
+
+
+def _check_propensities(log: FeedbackLog, start: int, source: str) -> None:
+    """Raise PropensityError naming the file line of the first evaluated record without
+    propensities (the estimators need one per slate position)."""
+    for fb, line in zip(log.records[start:], log.lines[start:], strict=True):
+        if fb.propensities is None:
+            raise PropensityError(
+                f"{source}:{line}: no propensities logged; off-policy evaluation needs the "
+                "logging policy's propensity for every slate position"
+            )
+
+
+def _skipped_note(skipped: dict[str, int]) -> str:
+    """`late records and duplicates skipped` summary ('' when none were)."""
+    parts = []
+    if skipped.get("late"):
+        parts.append(f"{skipped['late']} late (their slates count in the on-time records)")
+    if skipped.get("duplicate"):
+        parts.append(f"{skipped['duplicate']} redelivered (event_id seen before)")
+    return "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,9 +95,16 @@ def run(args: argparse.Namespace) -> int:
                 return _fail("the random policy takes no prior")
             kw[name] = value
     try:
-        logs = load_feedback(args.logs)
+        log = load_feedback_log(args.logs)
+        logs = log.records
+        if not logs:
+            note = _skipped_note(log.skipped)
+            raise FeedbackError(
+                f"{args.logs}: no feedback records to evaluate" + (f" ({note})" if note else "")
+            )
         policy = make_policy(args.policy, **kw)
         n_train = int(len(logs) * args.train_fraction)
+        _check_propensities(log, n_train, args.logs)
         for fb in logs[:n_train]:
             policy.update(fb)
         results = evaluate(
@@ -93,11 +126,15 @@ def run(args: argparse.Namespace) -> int:
             "policy": args.policy,
             "train_records": n_train,
             "eval_records": len(logs) - n_train,
+            "skipped": log.skipped,
             "results": {k: r.to_dict() for k, r in results.items()},
         }
         print(json.dumps(out, indent=1))
     else:
         print(f"# policy {args.policy}: trained on {n_train}, evaluated on {len(logs) - n_train}")
+        note = _skipped_note(log.skipped)
+        if note:
+            print(f"# skipped records: {note}")
         print(f"# expected clicks per slate, {100 * (1 - args.alpha):.0f}% CI")
         print(results_table(results))
         if "pi" in estimators and "pi" not in results:
