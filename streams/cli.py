@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import NoReturn
 
 from features.base import StoreUnavailable
 from streams import __version__, commands
+from streams.config import ENV_PREFIX, LOG_LEVELS
 from streams.errors import SlatestreamError
 
 
@@ -48,8 +50,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    level = os.environ.get(f"{ENV_PREFIX}LOG_LEVEL", "WARNING").strip().upper()
+    if level not in LOG_LEVELS:
+        print(
+            f"slatestream: error: {ENV_PREFIX}LOG_LEVEL: unknown log level {level!r} "
+            f"({', '.join(LOG_LEVELS)})",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+        level=logging.DEBUG if args.verbose else getattr(logging, level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     func = getattr(args, "func", None)
@@ -61,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlatestreamError as exc:
         print(f"slatestream: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an unwritable --out, a full disk, a missing file
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"slatestream: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except StoreUnavailable as exc:  # a command that needs Redis, which does not answer
         print(
             f"slatestream: error: feature store unavailable ({exc}); check "
@@ -71,6 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("slatestream: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line, the traceback with -v
+        if args.verbose:
+            raise
+        print(
+            f"slatestream: error: unexpected {type(exc).__name__}: {exc} (run with -v for the "
+            "traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -48,7 +48,14 @@ def _check_url(value: str, schemes: tuple[str, ...], example: str) -> str:
         _ = parsed.port
     except ValueError as exc:
         raise ValueError(f"invalid URL {value!r}: bad port (expected {example})") from exc
+    db = parsed.path.strip("/")
+    if parsed.scheme in ("redis", "rediss") and db and not db.isdigit():
+        # redis-py would read a non-numeric path as database 0: writes would land elsewhere
+        raise ValueError(f"invalid URL {value!r}: the database must be a number (/0, /1, …)")
     return value
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -59,7 +66,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         default=None, description="Kafka bootstrap servers host:port[,host:port]; unset = embedded"
     )
-    redis_url: str | None = Field(default=None, description="Redis URL for features and registry")
+    redis_url: str | None = Field(
+        default=None, description="Redis URL of the feature store and the joiner's open slates"
+    )
     store_url: str | None = Field(
         default=None, description="Feature store URL (redis://… or memory://); default redis_url"
     )
@@ -138,7 +147,10 @@ class Settings(BaseSettings):
     )
     metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="/metrics port (0 = off)")
-    log_level: str = Field(default="INFO", description="Python logging level")
+    log_level: str = Field(
+        default="WARNING",
+        description="Log level of commands and workers (a worker's --loglevel overrides it)",
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -164,6 +176,26 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return None
         return _check_url(value, ("redis", "rediss", "unix", "memory"), "redis://… or memory://")
+
+    @field_validator("registry_url")
+    @classmethod
+    def _registry(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if "://" in value:  # a URL would become a local directory named after it
+            raise ValueError(
+                f"{value!r} is a URL; the registry is a directory path shared by the trainer "
+                "and the scorers (other backends are not implemented)"
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r} ({', '.join(LOG_LEVELS)})")
+        return level
 
     @field_validator("topic_prefix")
     @classmethod

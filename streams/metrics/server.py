@@ -12,6 +12,7 @@ never touch Kafka.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import threading
 from collections.abc import Sequence
@@ -86,10 +87,15 @@ def start_metrics_server(
     try:
         srv = serve(settings.metrics_host, settings.metrics_port, registry)
     except OSError as exc:  # port taken (another worker on this host), address not local
+        taken = exc.errno == errno.EADDRINUSE
         raise ConfigError(
-            f"SLATESTREAM_METRICS_PORT: cannot serve /metrics on "
-            f"{settings.metrics_host}:{settings.metrics_port} ({exc.strerror or exc}); give "
-            "each worker on a host its own port"
+            f"SLATESTREAM_METRICS_{'PORT' if taken else 'HOST'}: cannot serve /metrics on "
+            f"{settings.metrics_host}:{settings.metrics_port} ({exc.strerror or exc}); "
+            + (
+                "give each worker on a host its own port"
+                if taken
+                else "give an address of this host (127.0.0.1, 0.0.0.0)"
+            )
         ) from None
     role_names = list(roles or [h.name for h in handlers])
     targets = []

@@ -57,3 +57,15 @@ def test_a_taken_metrics_port_is_one_config_error_naming_the_variable() -> None:
         settings = Settings(metrics_port=port)
         with pytest.raises(ConfigError, match=f"SLATESTREAM_METRICS_PORT: .*127.0.0.1:{port}"):
             start_metrics_server(settings, CollectorRegistry())
+
+
+def test_an_address_not_of_this_host_names_the_host_variable() -> None:
+    settings = Settings(metrics_host="203.0.113.7", metrics_port=_free_port())
+    with pytest.raises(ConfigError, match="SLATESTREAM_METRICS_HOST: .*203.0.113.7"):
+        start_metrics_server(settings, CollectorRegistry())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

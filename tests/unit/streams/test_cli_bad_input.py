@@ -478,3 +478,29 @@ def test_worker_checks_policy_and_loglevel_before_the_broker(
     assert_one_line_error(["worker", "--loglevel", "bogus"], capsys, "--loglevel")
     monkeypatch.setenv("SLATESTREAM_POLICY", "nope")
     assert_one_line_error(["worker", "--role", "scorer"], capsys, "SLATESTREAM_POLICY", "nope")
+
+
+def test_an_os_error_is_one_line_and_a_bug_is_one_line_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command hitting an unwritable path, or failing on a bug, prints one line (the
+    traceback only with -v)."""
+    from streams.commands import check
+
+    def unwritable(args: object) -> int:
+        raise PermissionError(13, "Permission denied", "/ro/report.md")
+
+    monkeypatch.setattr(check, "run", unwritable)
+    assert _main(["check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["slatestream: error: Permission denied: /ro/report.md"]
+
+    def buggy(args: object) -> int:
+        raise KeyError("values")
+
+    monkeypatch.setattr(check, "run", buggy)
+    assert _main(["check"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unexpected KeyError" in err[0] and "-v" in err[0]
+    with pytest.raises(KeyError):
+        _main(["-v", "check"])

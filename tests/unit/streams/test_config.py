@@ -76,6 +76,12 @@ def test_session_timeout_reaches_the_faust_app(
         ("SLATESTREAM_SESSION_TIMEOUT_S", "3", "SLATESTREAM_SESSION_TIMEOUT_S"),
         ("SLATESTREAM_POLICY_ARMS", '{"ts": -1}', "SLATESTREAM_POLICY_ARMS"),
         ("SLATESTREAM_POLICY_ARMS", '{"ts": 0}', "SLATESTREAM_POLICY_ARMS"),
+        # redis-py would read these as database 0: the writes would land in another database
+        ("SLATESTREAM_REDIS_URL", "redis://127.0.0.1:6379/abc", "SLATESTREAM_REDIS_URL"),
+        ("SLATESTREAM_STORE_URL", "redis://h:6379/1x", "SLATESTREAM_STORE_URL"),
+        # would become a local directory named "redis:/…": trainer and scorers never meet
+        ("SLATESTREAM_REGISTRY_URL", "redis://127.0.0.1:6379/1", "SLATESTREAM_REGISTRY_URL"),
+        ("SLATESTREAM_LOG_LEVEL", "garbage", "SLATESTREAM_LOG_LEVEL"),
     ],
 )
 def test_invalid_settings_name_the_variable(
@@ -110,3 +116,36 @@ def test_cli_prints_one_line_not_a_traceback(env: dict[str, str], needle: str) -
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert needle in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_valid_urls_and_log_levels_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLATESTREAM_REDIS_URL", "redis://127.0.0.1:6379/3")
+    monkeypatch.setenv("SLATESTREAM_STORE_URL", "redis://127.0.0.1:6379")
+    monkeypatch.setenv("SLATESTREAM_REGISTRY_URL", "/shared/registry")
+    monkeypatch.setenv("SLATESTREAM_LOG_LEVEL", "info")
+    s = load_settings()
+    assert s.redis_url == "redis://127.0.0.1:6379/3" and s.log_level == "INFO"
+    assert s.effective_registry == "/shared/registry"
+
+
+@pytest.mark.timeout(60)
+def test_cli_log_level_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from streams import cli
+
+    monkeypatch.setenv("SLATESTREAM_LOG_LEVEL", "nonsense")
+    assert cli.main(["check"]) == 2  # refused before the command runs
+    root = logging.getLogger()
+    old = root.level, list(root.handlers)
+    root.handlers.clear()  # basicConfig configures only an unconfigured root logger
+    try:
+        monkeypatch.setenv("SLATESTREAM_LOG_LEVEL", "error")
+        monkeypatch.delenv("SLATESTREAM_KAFKA_BOOTSTRAP", raising=False)
+        monkeypatch.delenv("SLATESTREAM_REDIS_URL", raising=False)
+        monkeypatch.delenv("SLATESTREAM_STORE_URL", raising=False)
+        cli.main(["check"])
+        assert root.level == logging.ERROR
+    finally:
+        root.setLevel(old[0])
+        root.handlers[:] = old[1]
