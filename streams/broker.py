@@ -78,8 +78,17 @@ def ensure_topics(settings: Settings) -> list[str]:
             _check_copartitioned(admin, joined)
         return [t.name for t in new]
     except KafkaError as exc:
+        name = type(exc).__name__
+        if name == "InvalidReplicationFactorError":
+            raise ConfigError(
+                f"SLATESTREAM_REPLICATION_FACTOR: the broker refused replication factor "
+                f"{settings.replication_factor} (more than the brokers of the cluster?)"
+            ) from None
+        # kafka-python's message carries the whole request: the error's name and its
+        # description are what a user can act on
+        detail = getattr(exc, "description", "") or str(exc).split("(", 1)[0]
         raise BrokerUnavailable(
-            f"SLATESTREAM_KAFKA_BOOTSTRAP: creating topics failed ({exc})"
+            f"SLATESTREAM_KAFKA_BOOTSTRAP: creating topics failed ({name}: {detail})"[:300]
         ) from None
     finally:
         admin.close()

@@ -53,3 +53,16 @@ def test_existing_topics_with_equal_counts_pass(services: Any, topic_prefix: str
     settings = Settings(kafka_bootstrap=services.kafka_bootstrap, topic_prefix=topic_prefix)
     assert len(ensure_topics(settings)) == 7
     assert ensure_topics(settings) == []  # all exist now, co-partitioned: checked, accepted
+
+
+def test_a_replication_factor_above_the_brokers_is_one_line_naming_the_setting(
+    services: Any, topic_prefix: str
+) -> None:
+    settings = Settings(
+        kafka_bootstrap=services.kafka_bootstrap, topic_prefix=topic_prefix, replication_factor=3
+    )
+    with pytest.raises(ConfigError) as err:
+        ensure_topics(settings)  # the local stack has one broker
+    msg = str(err.value)
+    assert msg.startswith("SLATESTREAM_REPLICATION_FACTOR: ") and "3" in msg
+    assert "Request" not in msg and "\n" not in msg
