@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from features import FeatureStore, open_store
 from streams.config import Settings, load_settings
-from streams.errors import SlatestreamError
+from streams.errors import BrokerUnavailable, SlatestreamError
 from streams.runtime import Record
 from streams.services.feature_service import FeatureService, store_config
 from streams.topics import topic_name
@@ -33,17 +35,54 @@ class RebuildResult:
     duplicates: int = 0
     dead: int = 0
     seconds: float = 0.0
+    #: records each replayed topic held when the rebuild started (absent topics: 0)
+    held: dict[str, int] = field(default_factory=dict)
 
 
-def _partitions(bootstrap: str, topic: str) -> set[int]:
-    """Partition ids of a topic (empty when it does not exist), via kafka-python metadata."""
-    from kafka import KafkaConsumer
+def _held(settings: Settings) -> dict[str, dict[int, tuple[int, int]]]:
+    """Per replayed topic, its partitions' (first, end) offsets: {} for a topic the broker does
+    not have. Read before the store is touched, so a broker that is down or a mistyped prefix
+    never empties it. BrokerUnavailable (one line) when no Kafka broker answers."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
 
-    probe = KafkaConsumer(bootstrap_servers=bootstrap)
+    from streams.broker import admin_client, check_broker, partition_counts
+
+    check_broker(settings)  # a closed port: one line, at once
+    bootstrap = settings.kafka_bootstrap or ""  # set: check_broker raised otherwise
+    admin = admin_client(bootstrap, timeout_s=10.0)  # a port that is not Kafka: one line
+    _quiet_kafka_logs()  # admin_client sets the `kafka` loggers back to WARNING
     try:
-        return set(probe.partitions_for_topic(topic) or ())
+        existing = set(admin.list_topics())  # a metadata request for all: creates nothing
+        names = [topic_name(settings, t) for t in REPLAY_ORDER]
+        counts = partition_counts(admin, [n for n in names if n in existing])
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"SLATESTREAM_KAFKA_BOOTSTRAP: {bootstrap}: {exc}") from None
+    finally:
+        admin.close()
+    out: dict[str, dict[int, tuple[int, int]]] = {name: {} for name in names}
+    tps = [TopicPartition(n, p) for n, k in counts.items() for p in range(k)]
+    if not tps:
+        return out
+    # no auto-creation: asking for offsets must not create a topic on a permissive broker
+    probe = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, allow_auto_create_topics=False
+    )
+    try:
+        first, end = probe.beginning_offsets(tps), probe.end_offsets(tps)
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"SLATESTREAM_KAFKA_BOOTSTRAP: {bootstrap}: {exc}") from None
     finally:
         probe.close()
+    for tp in tps:
+        out[tp.topic][tp.partition] = (first[tp], end[tp])
+    return out
+
+
+def _quiet_kafka_logs() -> None:
+    """kafka-python logs WARNINGs for what is expected here (no group id, so no auto-commit)
+    and one ERROR line per failed connection: the command's own one line says what matters."""
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -80,19 +119,40 @@ async def rebuild(
     force: bool = False,
     batch: int = 2000,
     timeout_s: float = 30.0,
+    announce: Callable[[str], None] | None = None,
 ) -> RebuildResult:
     """Replay items, impressions and interactions from offset 0 to the current end into
-    `store` (which must be empty unless `force`, which clears it)."""
+    `store` (which must be empty unless `force`, which clears it). The broker is checked
+    first: the store is left untouched unless the interactions topic exists and holds
+    records (`announce` gets one line saying how many each topic holds)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     if not settings.kafka_bootstrap:
         raise SlatestreamError("SLATESTREAM_KAFKA_BOOTSTRAP: not set (rebuild reads the log)")
+    # the log first: the store is cleared only once the broker answers and holds interactions
+    offsets = await asyncio.to_thread(_held, settings)
+    res = RebuildResult(
+        held={t: sum(e - f for f, e in parts.values()) for t, parts in offsets.items()}
+    )
+    source = topic_name(settings, "interactions")
+    if not offsets[source]:
+        raise SlatestreamError(
+            f"rebuild: topic {source} does not exist on {settings.kafka_bootstrap} (check "
+            "SLATESTREAM_TOPIC_PREFIX); the store was not touched"
+        )
+    if res.held[source] <= 0:
+        raise SlatestreamError(
+            f"rebuild: topic {source} holds no records (check SLATESTREAM_TOPIC_PREFIX); "
+            "the store was not touched"
+        )
+    if announce is not None:
+        held = ", ".join(f"{n} {t}" for t, n in res.held.items())
+        announce(f"# rebuilding from {held} records")
     if not await store.is_empty():
         if not force:
             raise SlatestreamError("the target store is not empty (use --force to clear it)")
         await store.clear()
     service = FeatureService(settings, store, worker="features-rebuild")
-    res = RebuildResult()
     t0 = time.perf_counter()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -101,18 +161,19 @@ async def rebuild(
         auto_offset_reset="earliest",
         max_poll_records=batch,
     )
-    await consumer.start()
     try:
+        await consumer.start()
         for logical in REPLAY_ORDER:
             topic = topic_name(settings, logical)
-            parts = await asyncio.to_thread(_partitions, settings.kafka_bootstrap, topic)
+            parts = offsets[topic]
             if not parts:
                 continue
             tps = [TopicPartition(topic, p) for p in sorted(parts)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
-            todo = {tp: end for tp, end in ends.items() if end > 0}
+            # a partition whose records retention deleted has nothing to wait for
+            todo = {tp: end for tp, end in ends.items() if end > parts[tp.partition][0]}
             deadline = time.monotonic() + timeout_s
             while todo:
                 got = await consumer.getmany(*todo, timeout_ms=500, max_records=batch)
@@ -193,6 +254,7 @@ def run_rebuild(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise SlatestreamError(f"--batch must be >= 1, not {args.batch}")
     settings = load_settings()
+    _quiet_kafka_logs()
     url = args.store or settings.effective_store_url
     if url.startswith("memory:"):
         raise SlatestreamError(
@@ -205,7 +267,9 @@ def run_rebuild(args: argparse.Namespace) -> int:
 
     async def go() -> RebuildResult:
         try:
-            return await rebuild(settings, store, force=args.force, batch=args.batch)
+            return await rebuild(
+                settings, store, force=args.force, batch=args.batch, announce=print
+            )
         except RedisError as exc:
             raise SlatestreamError(f"feature store {url}: {exc}") from None
         except KafkaError as exc:
