@@ -209,6 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.runs and not 1 <= args.runs <= 100:
         p.error("--runs must be between 1 and 100")
+    from streams.broker import check_broker
+    from streams.config import load_settings
+    from streams.errors import SlatestreamError
+
+    try:  # one line, not a traceback from deep in the run, for a broker that is not there
+        check_broker(load_settings(kafka_bootstrap=args.kafka, redis_url=args.redis))
+    except SlatestreamError as exc:
+        p.error(str(exc))
     services = SimpleNamespace(kafka_bootstrap=args.kafka, redis_url=args.redis)
     if args.runs:
         sig = signal.Signals[args.signal]

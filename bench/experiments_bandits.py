@@ -388,6 +388,30 @@ def exploration_share(seeds: int = 2, steps: int = 1500) -> str:
     return "\n".join(rows)
 
 
+SIMULATORS = ("synthetic", "movielens")
+
+
+def _check_args(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Usage errors (exit 2, one line) before any run: unknown simulators or policies, no
+    seeds or steps, a bad temperature."""
+    if a.seeds < 1 or a.steps < 1 or a.jobs < 1 or a.first_seed < 0:
+        ap.error("--seeds, --steps and --jobs must be >= 1, --first-seed >= 0")
+    sims = [s for s in a.sims.split(",") if s]
+    unknown = [s for s in sims if s not in SIMULATORS]
+    if not sims or unknown:
+        ap.error(f"--sims: unknown {unknown or 'none given'} (known: {', '.join(SIMULATORS)})")
+    pols = [p for p in a.policies.split(",") if p]
+    if not pols:
+        ap.error("--policies: none given")
+    for name in [*pols, a.baseline]:
+        try:
+            base, tau = split_temperature(name)
+        except ValueError as exc:
+            ap.error(f"--policies: {exc}")
+        if base not in POLICY_ORDER or not 0.0 < tau <= 10.0:
+            ap.error(f"unknown policy {name!r} (known: {', '.join(POLICY_ORDER)}, TS ones @tau)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the grid (simulator x policy x seed) on a process pool and write the report files."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -412,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--why", action="store_true", help="only the exploration-share check")
     a = ap.parse_args(argv)
+    _check_args(ap, a)
     # one BLAS thread per process: threaded BLAS on both shared cores slows the pool down
     from streams.threads import limit_threads
 

@@ -73,3 +73,28 @@ def test_report_order_and_paired_differences() -> None:
     # differences 10, 0, 20 clicks: mean 10, sd 10, s.e. 10 / sqrt(3); ahead in 2 of 3 seeds
     assert paired_vs(runs, "s", "ts", "greedy") == "+10 ± 6 (2/3)"
     assert paired_vs(runs, "s", "greedy", "greedy") == "–"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--policies", "foo"],
+        ["--policies", "greedy@0.5"],
+        ["--policies", "ts@abc"],
+        ["--sims", "nosuchsim"],
+        ["--seeds", "0"],
+        ["--steps", "0"],
+        ["--baseline", "nope"],
+    ],
+)
+def test_bad_arguments_are_usage_errors_before_any_run(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.experiments_bandits import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--out", "/nonexistent/never-written"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("usage: ") is False and "error:" in err[-1]
