@@ -10,8 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from models.datasets import NO_CLICK_ITEM, InteractionData, SlateData
+import numpy as np
+
+from models.datasets import NO_CLICK_ITEM, DatasetError, InteractionData, SlateData
 from streams import schemas
+
+# the contract's limit on a slate (schemas.Impression.slate): wider slates cannot be published;
+# FINN.no's own slates hold at most 25 items, so a wider one is a broken or foreign file
+MAX_SLATE_ITEMS = 1000
 
 Topic = str
 
@@ -56,10 +62,36 @@ def movielens_events(
         )
 
 
+def check_finn(data: SlateData) -> None:
+    """Raise DatasetError if the slates cannot become contract events (a slate wider than
+    MAX_SLATE_ITEMS) or there are none (every step padding): checked on the arrays, before
+    anything is published, so a bad file leaves no half-made replay behind."""
+    live = (data.slate_lengths > 0) & (data.click != 0)
+    if not live.any():
+        raise DatasetError("holds no slates (no step with a slate length > 0 and a click value)")
+    widest = int(data.slate_lengths[live].max())
+    if widest > MAX_SLATE_ITEMS:
+        u, t = (int(x) for x in np.argwhere(live & (data.slate_lengths > MAX_SLATE_ITEMS))[0])
+        raise DatasetError(
+            f"user {u} step {t} has a slate of {int(data.slate_lengths[u, t])} items; "
+            f"the event contract allows at most {MAX_SLATE_ITEMS}"
+        )
+
+
 def finn_events(
     data: SlateData, start_ms: int | None = None, step_ms: int = 1000
 ) -> Iterator[tuple[Topic, str, schemas.Event]]:
-    """(logical topic, key, event): items, then impressions + clicks interleaved by step."""
+    """(logical topic, key, event): items, then impressions + clicks interleaved by step.
+
+    The data are checked (`check_finn`) when this is called, not when the stream is read."""
+    check_finn(data)
+    return _finn_events(data, start_ms, step_ms)
+
+
+def _finn_events(
+    data: SlateData, start_ms: int | None, step_ms: int
+) -> Iterator[tuple[Topic, str, schemas.Event]]:
+    """The event stream of `finn_events`, for data already checked."""
     now = int(time.time() * 1000) if start_ms is None else start_ms
     n_users, n_steps = data.click.shape
     if data.category is not None:
@@ -121,4 +153,4 @@ def count_by_topic(events: Iterator[tuple[Topic, str, schemas.Event]]) -> dict[s
     return out
 
 
-__all__ = ["count_by_topic", "finn_events", "movielens_events"]
+__all__ = ["MAX_SLATE_ITEMS", "check_finn", "count_by_topic", "finn_events", "movielens_events"]

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import itertools
+import logging
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.config import load_settings
-from streams.errors import ConfigError
+from streams.errors import BrokerUnavailable, ConfigError
 from streams.topics import topic_name
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,9 +29,29 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
+def _quiet_kafka_warnings() -> None:
+    """Hide kafka-python's warnings (its log lines are not slatestream's one-line messages);
+    its errors still show, and with -v (debug) everything does."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("kafka").setLevel(logging.ERROR)
+
+
+def _contract_error(dataset: str, n: int, exc: ValidationError) -> str:
+    """One line for event `n` of the data set that the event contract refuses."""
+    errors = exc.errors()
+    if not errors:
+        return f"--dataset {dataset}: event {n} does not fit the event contract"
+    where = ".".join(str(p) for p in errors[0]["loc"]) or exc.title
+    return f"--dataset {dataset}: event {n} does not fit the event contract: {where}: " + str(
+        errors[0]["msg"]
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Publish the events with kafka-python at the requested rate; print a summary."""
     from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+    from pydantic import ValidationError
 
     from models.datasets import DatasetError, load_finn_slates, load_movielens_100k
     from streams.broker import check_broker, ensure_topics
@@ -48,26 +74,45 @@ def run(args: argparse.Namespace) -> int:
             events = movielens_events(load_movielens_100k())
         else:
             events = finn_events(load_finn_slates(args.path, args.itemattr))
+        first = next(events, None)
     except DatasetError as exc:
         raise ConfigError(f"--dataset {args.dataset}: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(_contract_error(args.dataset, 1, exc)) from None
+    if first is None:
+        raise ConfigError(f"--dataset {args.dataset}: the data set holds no events to replay")
+    _quiet_kafka_warnings()
     check_broker(settings)
     ensure_topics(settings)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks=1)
     sent: dict[str, int] = {}
-    start = time.monotonic()
     n = 0
-    for logical, key, event in events:
-        producer.send(topic_name(settings, logical), event.to_json(), key=key.encode())
-        sent[logical] = sent.get(logical, 0) + 1
-        n += 1
-        if args.rate > 0:
-            ahead = n / args.rate - (time.monotonic() - start)
-            if ahead > 0:
-                time.sleep(ahead)
-        if args.limit and n >= args.limit:
-            break
-    producer.flush()
-    producer.close()
+    try:
+        # acks=1 is a choice (throughput over idempotent retries), so idempotence is off on purpose
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            linger_ms=5,
+            acks=1,
+            enable_idempotence=False,
+        )
+        start = time.monotonic()
+        for logical, key, event in itertools.chain([first], events):
+            producer.send(topic_name(settings, logical), event.to_json(), key=key.encode())
+            sent[logical] = sent.get(logical, 0) + 1
+            n += 1
+            if args.rate > 0:
+                ahead = n / args.rate - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+            if args.limit and n >= args.limit:
+                break
+        producer.flush()
+        producer.close()
+    except ValidationError as exc:  # data the up-front checks let through
+        raise ConfigError(_contract_error(args.dataset, n + 1, exc)) from None
+    except KafkaError as exc:
+        raise BrokerUnavailable(
+            f"replay stopped after {n} events: Kafka at {settings.kafka_bootstrap} failed ({exc})"
+        ) from None
     elapsed = time.monotonic() - start
     print(f"replayed {n} events in {elapsed:.1f}s ({n / max(elapsed, 1e-9):.0f}/s): {sent}")
     return 0
