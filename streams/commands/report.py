@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import re
+import tempfile
 import threading
 import time
 import urllib.error
@@ -155,12 +156,43 @@ def query_range(
     """Prometheus range query: (labels, [(unix time, value)]) per series; NaN/Inf dropped."""
     params = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": step})
     data = _get(f"{base.rstrip('/')}/api/v1/query_range?{params}")
+    root = base.split("/api/")[0]
+    kind = data.get("resultType", "matrix")
+    if kind != "matrix":
+        raise SlatestreamError(
+            f"--prometheus: {root} answered a range query with a {kind!r} result, not a time "
+            "series (matrix); is it Prometheus?"
+        )
+    try:
+        return _matrix(data.get("result", []))
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        why = f"a series has no {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+        raise SlatestreamError(
+            f"--prometheus: {root} answers, but not as Prometheus (bad time series: {why})"
+        ) from None
+
+
+def _matrix(result: object) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+    """Parse a matrix result ([{"metric": {...}, "values": [[t, "v"], ...]}, ...]); raises
+    KeyError/TypeError/ValueError on any other shape, which the caller turns into one line."""
+    if not isinstance(result, list):
+        raise TypeError(f"result is {type(result).__name__}, not a list")
     out = []
-    for s in data.get("result", []):  # type: ignore[attr-defined]
-        pts = [(float(t), float(v)) for t, v in s["values"]]
-        pts = [(t, v) for t, v in pts if math.isfinite(v)]
+    for s in result:
+        if not isinstance(s, dict) or not isinstance(s["metric"], dict):
+            raise TypeError("a series is not an object with a 'metric' object")
+        values = s["values"]
+        if not isinstance(values, list):
+            raise TypeError("'values' is not a list")
+        pts = []
+        for pair in values:
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise TypeError(f"point {pair!r} is not a [time, value] pair")
+            t, v = float(pair[0]), float(pair[1])
+            if math.isfinite(v) and math.isfinite(t):
+                pts.append((t, v))
         if pts:
-            out.append((dict(s["metric"]), pts))
+            out.append(({str(k): str(x) for k, x in s["metric"].items()}, pts))
     return out
 
 
@@ -437,6 +469,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
+def check_writable_dir(path: Path, flag: str) -> None:
+    """Raise SlatestreamError unless files can be written in directory `path` (made later if
+    missing): checked up front, so a long query or evaluation is not lost to a bad path.
+    A real write probe (not os.access, which root always passes) also catches read-only mounts."""
+    target = path
+    while not target.exists() and target.parent != target:
+        target = target.parent
+    if not target.is_dir():
+        what = "exists and is not a directory" if target == path else f"{target} is not a directory"
+        raise SlatestreamError(f"{flag} {path}: {what}")
+    try:
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as exc:
+        raise SlatestreamError(
+            f"{flag} {path}: cannot write in {target} ({exc.strerror or exc})"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Query Prometheus over the range, render the panels, print the written paths."""
     if urllib.parse.urlparse(args.prometheus).scheme not in ("http", "https"):
@@ -444,13 +495,15 @@ def run(args: argparse.Namespace) -> int:
             f"--prometheus: expected an http(s):// URL, e.g. http://127.0.0.1:9090, "
             f"not {args.prometheus!r}"
         )
-    if args.out.exists() and not args.out.is_dir():
-        raise SlatestreamError(f"--out {args.out}: exists and is not a directory")
+    check_writable_dir(args.out, "--out")
     range_s = parse_duration(args.range_)
     series = fetch_series(args.prometheus, range_s)
-    paths = render_panels(
-        series, args.out, title=f"slatestream — last {args.range_}", xlabel="seconds into range"
-    )
+    try:
+        paths = render_panels(
+            series, args.out, title=f"slatestream — last {args.range_}", xlabel="seconds into range"
+        )
+    except OSError as exc:  # e.g. the disk filled up or the directory went away meanwhile
+        raise SlatestreamError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
     for path in paths:
         print(path)
     if not series:
