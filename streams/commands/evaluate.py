@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default="gru",
         help="gru | bayes-gru | pop | river-mf | river-lr (comma-separated for prequential)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=100, help="loo: max epochs (early stopping)")
-    p.add_argument("--patience", type=int, default=10, help="loo: epochs without improvement")
+    p.add_argument("--seed", type=int, default=0, help="random seed (>= 0)")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="loo: max epochs (early stopping; default 100)"
+    )
+    p.add_argument(
+        "--patience", type=int, default=None, help="loo: epochs without improvement (default 10)"
+    )
     p.add_argument("--one-pass", action="store_true", help="loo: one streaming pass (trainer)")
     p.add_argument("--exclude-seen", action="store_true", help="loo: drop the user's seen items")
     p.add_argument("--dim", type=int, default=64, help="GRU item embedding size")
@@ -37,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--step-every", type=int, default=None, help="trainer: events per step")
     p.add_argument("--batch-users", type=int, default=None, help="trainer: users per step")
     p.add_argument("--max-events", type=int, default=None, help="prequential: stop early")
-    p.add_argument("--bucket", type=int, default=5000, help="prequential: events per point")
+    p.add_argument(
+        "--bucket", type=int, default=None, help="prequential: events per point (default 5000)"
+    )
     p.add_argument("--plot", default=None, help="prequential: write HR@10 over time (PNG)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--progress", action="store_true", help="progress lines on stderr")
@@ -47,6 +54,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _err(msg: str) -> int:
     print(f"slatestream: error: {msg}", file=sys.stderr)
     return 2
+
+
+# flags that only one protocol reads: given with the other, they would be silently ignored
+_LOO_ONLY = (("epochs", "--epochs"), ("patience", "--patience"))
+_LOO_ONLY_SWITCHES = (("one_pass", "--one-pass"), ("exclude_seen", "--exclude-seen"))
+_PREQUENTIAL_ONLY = (("bucket", "--bucket"), ("max_events", "--max-events"), ("plot", "--plot"))
+
+
+def _protocol_problem(args: argparse.Namespace) -> str | None:
+    """Why a flag given does not apply to the chosen protocol (it would be ignored), or None."""
+    if args.protocol == "prequential":
+        given = [flag for name, flag in _LOO_ONLY if getattr(args, name) is not None]
+        given += [flag for name, flag in _LOO_ONLY_SWITCHES if getattr(args, name)]
+        other = "loo"
+    else:
+        given = [flag for name, flag in _PREQUENTIAL_ONLY if getattr(args, name) is not None]
+        other = "prequential"
+    if not given:
+        return None
+    verb = "applies" if len(given) == 1 else "apply"
+    return f"{', '.join(given)} only {verb} to --protocol {other}, not {args.protocol}"
 
 
 def _plot_problem(path: Path) -> str | None:
@@ -60,6 +88,17 @@ def _plot_problem(path: Path) -> str | None:
     formats = FigureCanvasBase.get_supported_filetypes()
     if path.suffix and path.suffix[1:].lower() not in formats:
         return f"unknown image format {path.suffix!r} (e.g. .png, .svg, .pdf)"
+    # a real write probe (os.access passes everything for root; a read-only mount does not)
+    try:
+        if path.exists():
+            with path.open("ab"):  # opened for writing, nothing written or truncated
+                pass
+        else:
+            with tempfile.TemporaryFile(dir=path.parent):
+                pass
+    except OSError as exc:
+        where = path if path.exists() else path.parent
+        return f"cannot write {'the file' if where == path else f'in {where}'} ({exc.strerror})"
     return None
 
 
@@ -76,13 +115,20 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.protocol == "loo" and len(names) != 1:
         return _err("--protocol loo takes exactly one --model")
-    if args.epochs < 1 or args.patience < 1 or args.dim < 1 or args.hidden < 1:
-        return _err("--epochs, --patience, --dim and --hidden must be >= 1")
-    if args.bucket < 1 or (args.max_events is not None and args.max_events < 1):
-        return _err("--bucket and --max-events must be >= 1")
-    if args.plot and args.protocol != "prequential":
+    if args.plot is not None and args.protocol != "prequential":
         return _err("--plot is for --protocol prequential")
-    if args.plot and (problem := _plot_problem(Path(args.plot))):
+    if problem := _protocol_problem(args):
+        return _err(problem)
+    epochs = 100 if args.epochs is None else args.epochs
+    patience = 10 if args.patience is None else args.patience
+    bucket = 5000 if args.bucket is None else args.bucket
+    if epochs < 1 or patience < 1 or args.dim < 1 or args.hidden < 1:
+        return _err("--epochs, --patience, --dim and --hidden must be >= 1")
+    if bucket < 1 or (args.max_events is not None and args.max_events < 1):
+        return _err("--bucket and --max-events must be >= 1")
+    if args.seed < 0:
+        return _err(f"--seed must be >= 0, not {args.seed}")
+    if args.plot is not None and (problem := _plot_problem(Path(args.plot))):
         return _err(f"--plot {args.plot}: {problem}")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         return _err(f"--lr must be a finite number > 0, not {args.lr}")
@@ -118,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
                 name,
                 data,
                 seed=args.seed,
-                epochs=args.epochs,
-                patience=args.patience,
+                epochs=epochs,
+                patience=patience,
                 one_pass=args.one_pass,
                 exclude_seen=args.exclude_seen,
                 log=log,
@@ -131,13 +177,16 @@ def run(args: argparse.Namespace) -> int:
                 name,
                 data,
                 seed=args.seed,
-                bucket=args.bucket,
+                bucket=bucket,
                 max_events=args.max_events,
                 log=log,
                 **kw,
             )
         results.append(res)
     if args.plot:
-        plot_prequential(results, args.plot)
+        try:
+            plot_prequential(results, args.plot)
+        except OSError as exc:  # the disk filled up or the directory went away meanwhile
+            return _err(f"--plot {args.plot}: cannot write ({exc.strerror or exc})")
     print(json.dumps(results[0] if len(results) == 1 else results))
     return 0
