@@ -61,7 +61,7 @@ def test_a_taken_metrics_port_is_one_config_error_naming_the_variable() -> None:
 
 def test_an_address_not_of_this_host_names_the_host_variable() -> None:
     settings = Settings(metrics_host="203.0.113.7", metrics_port=_free_port())
-    with pytest.raises(ConfigError, match="SLATESTREAM_METRICS_HOST: .*203.0.113.7"):
+    with pytest.raises(ConfigError, match=r"SLATESTREAM_METRICS_HOST: .*203\.0\.113\.7"):
         start_metrics_server(settings, CollectorRegistry())
 
 
