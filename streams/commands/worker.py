@@ -6,13 +6,21 @@ import argparse
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlparse
 
 from streams.broker import check_broker, ensure_topics
 from streams.config import Settings, load_settings
+from streams.errors import ConfigError
 from streams.log_limits import limit_repeats
 from streams.roles import build_handlers, parse_roles
+
+#: roles that read or write the feature store, which separate worker processes share
+STORE_ROLES = ("features", "joiner", "scorer")
+#: how long a starting worker waits for its feature store to answer before giving up
+STORE_PING_S = 10.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     # message per 10 s instead
     limit_repeats()
     settings = load_settings()
+    require_shared_store(settings, roles)
+    ping_store(settings, roles)
     check_broker(settings)
     ensure_topics(settings)
     app = create_app(settings, group="-".join(roles))
@@ -60,6 +70,84 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
     worker.execute_from_commandline()
     return 0
+
+
+def require_shared_store(settings: Settings, roles: Sequence[str]) -> None:
+    """ConfigError (one line) when a store role would keep its features in this process's
+    memory: the worker commits Kafka offsets once features are stored, so they would be lost
+    for good when it stops, and other workers never see them. An explicit
+    SLATESTREAM_STORE_URL=memory:// is accepted when every store role runs in this process."""
+    used = [r for r in roles if r in STORE_ROLES]
+    if not used or not settings.effective_store_url.startswith("memory:"):
+        return
+    if settings.store_url is None:
+        raise ConfigError(
+            "SLATESTREAM_REDIS_URL / SLATESTREAM_STORE_URL: not set, so the feature store of "
+            f"role(s) {', '.join(used)} would be in this process's memory and lost when it "
+            "stops (with the Kafka offsets already committed); set SLATESTREAM_REDIS_URL="
+            "redis://host:6379/0 (a throwaway single-process run: --role all with "
+            "SLATESTREAM_STORE_URL=memory://)"
+        )
+    if not set(STORE_ROLES) <= set(roles):
+        raise ConfigError(
+            "SLATESTREAM_STORE_URL: memory:// is private to one process, so role(s) "
+            f"{', '.join(used)} would share features with no other worker; set "
+            "SLATESTREAM_REDIS_URL / SLATESTREAM_STORE_URL to redis://host:6379/0 "
+            "(memory:// is accepted only with features, joiner and scorer in one process: "
+            "--role all)"
+        )
+    logging.getLogger(__name__).warning(
+        "feature store: memory:// (SLATESTREAM_STORE_URL); features are lost when this "
+        "process stops, while the Kafka offsets stay committed"
+    )
+
+
+def redacted(url: str) -> str:
+    """`url` without its password, fit for an error line or a log."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    host = parsed.netloc.rsplit("@", 1)[-1]
+    user = f"{parsed.username}:***@" if parsed.username else ":***@"
+    return parsed._replace(netloc=user + host).geturl()
+
+
+def ping_store(
+    settings: Settings, roles: Sequence[str] = STORE_ROLES, timeout_s: float | None = None
+) -> None:
+    """Wait up to `timeout_s` (default STORE_PING_S) for the store roles' feature store to
+    answer a PING, then ConfigError (one line naming the URL and the last error): without it
+    a worker whose Redis is wrong or down retries forever and says nothing."""
+    url = settings.effective_store_url
+    if not any(r in STORE_ROLES for r in roles) or url.startswith("memory:"):
+        return
+    from streams.services.feature_service import open_feature_store
+
+    async def once(left: float) -> None:
+        store = open_feature_store(settings)
+        try:
+            ping = getattr(store, "ping", None)
+            if ping is not None:
+                await asyncio.wait_for(ping(), timeout=max(left, 0.1))
+        finally:
+            await store.close()
+
+    timeout_s = STORE_PING_S if timeout_s is None else timeout_s
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            asyncio.run(once(deadline - time.monotonic()))
+            return
+        except Exception as exc:  # redis errors, OSError, timeouts: all mean "not answering"
+            last = str(exc) or type(exc).__name__
+        if time.monotonic() + 0.5 >= deadline:
+            break
+        time.sleep(0.5)
+    var = "SLATESTREAM_STORE_URL" if settings.store_url else "SLATESTREAM_REDIS_URL"
+    raise ConfigError(
+        f"{var}: the feature store at {redacted(url)} does not answer after {timeout_s:.0f} s "
+        f"({last})"
+    )
 
 
 def make_worker(app: Any, loglevel: str) -> Any:

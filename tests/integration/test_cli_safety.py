@@ -30,8 +30,8 @@ def _env(services: Any, prefix: str, **extra: str) -> dict[str, str]:
         SLATESTREAM_KAFKA_BOOTSTRAP=services.kafka_bootstrap,
         SLATESTREAM_REDIS_URL=services.redis_url,
         SLATESTREAM_TOPIC_PREFIX=prefix,
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -87,8 +87,8 @@ def test_rebuild_force_says_what_it_reads_and_is_quiet_on_stderr(
     producer = KafkaProducer(bootstrap_servers=services.kafka_bootstrap)
     now = int(time.time() * 1000)
     for i in range(12):
-        ev = {"event_id": f"e{i}", "user_id": f"u{i % 3}", "item_id": "i1", "type": "click"}
-        ev["ts"] = now
+        ev: dict[str, object] = {"event_id": f"e{i}", "user_id": f"u{i % 3}", "ts": now}
+        ev |= {"item_id": "i1", "type": "click"}
         producer.send(f"{topic_prefix}.interactions", json.dumps(ev).encode(), key=b"u")
     producer.flush()
     producer.close()
@@ -97,3 +97,24 @@ def test_rebuild_force_says_what_it_reads_and_is_quiet_on_stderr(
     assert proc.stderr == ""  # no kafka-python warnings
     assert f"12 {topic_prefix}.interactions" in proc.stdout
     assert ": 12 records, 12 applied" in proc.stdout
+
+
+def test_worker_on_a_real_broker_refuses_a_memory_store(services: Any, topic_prefix: str) -> None:
+    env = _env(services, topic_prefix)
+    del env["SLATESTREAM_REDIS_URL"]
+    proc = _cli(env, "worker", "--role", "features")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SLATESTREAM_REDIS_URL / SLATESTREAM_STORE_URL" in lines[0]
+
+
+def test_worker_with_an_unreachable_redis_gives_up_in_one_line(
+    services: Any, topic_prefix: str
+) -> None:
+    env = _env(services, topic_prefix, SLATESTREAM_REDIS_URL="redis://nohost.invalid:6379/0")
+    t0 = time.monotonic()
+    proc = _cli(env, "worker", "--role", "features", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert time.monotonic() - t0 < 45
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "redis://nohost.invalid:6379/0" in lines[0], lines
