@@ -90,8 +90,61 @@ def _check_args(args: argparse.Namespace) -> None:
     if not arms or unknown:
         what = f"unknown policy {unknown[0]!r}" if unknown else "no policy given"
         raise SlatestreamError(f"--arms: {what}; choose from {', '.join(POLICY_NAMES)}")
+    if args.seed < 0:
+        raise SlatestreamError(f"--seed must be >= 0, not {args.seed}")
     if args.out.exists() and not args.out.is_dir():
         raise SlatestreamError(f"--out {args.out}: exists and is not a directory")
+    _check_out_writable(args.out)
+
+
+def _check_out_writable(out: Path) -> None:
+    """Create `out` and write (then remove) a probe file in it, so a report directory that
+    cannot be written fails now, in one line, not after the whole run with its results lost."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
+        raise SlatestreamError(
+            f"--out {out}: cannot write the report there ({exc.strerror or exc})"
+        ) from None
+
+
+def _check_stack_flag(args: argparse.Namespace, kafka: str | None) -> None:
+    """`--stack local` with SLATESTREAM_KAFKA_BOOTSTRAP set: fine when that is the local
+    stack's own broker (the exports of `slatestream stack up`), an error otherwise, since
+    which broker the demo should create its topics on is then ambiguous."""
+    if args.stack != "local" or not kafka:
+        return
+    from deploy import stack
+
+    state = stack.read_state()
+    alive = (stack.status() or {}) if state is not None else {}
+    if state is not None and all(alive.values()) and state.kafka_bootstrap == kafka:
+        return
+    raise SlatestreamError(
+        f"--stack local conflicts with SLATESTREAM_KAFKA_BOOTSTRAP={kafka} (not the local "
+        "stack's broker): unset SLATESTREAM_KAFKA_BOOTSTRAP to use the local stack, or drop "
+        "--stack local to use that broker"
+    )
+
+
+def _check_shared_store(settings: Settings) -> None:
+    """In Kafka mode the workers are separate processes that share features through Redis:
+    refuse a memory:// store (each would have its own, and no request would be answered)
+    and wait (bounded) for the store to answer, naming the URL when it does not."""
+    from streams.commands.worker import ping_store
+
+    if settings.effective_store_url.startswith("memory:"):
+        raise SlatestreamError(
+            f"SLATESTREAM_REDIS_URL: not set; the demo on the broker {settings.kafka_bootstrap} "
+            "runs its workers as separate processes that share features through Redis: set "
+            "SLATESTREAM_REDIS_URL=redis://host:6379/0, use --stack local without "
+            "SLATESTREAM_KAFKA_BOOTSTRAP, or unset it for the embedded demo"
+        )
+    ping_store(settings)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
     limit_threads()
     base = load_settings()
     kafka, redis_url = base.kafka_bootstrap, base.redis_url
+    _check_stack_flag(args, kafka)
+    if kafka and base.effective_store_url.startswith("memory:"):
+        _check_shared_store(base)  # before any stack is started or any world loaded
     started_stack = False
     if args.stack == "local" and not kafka:
         from deploy import stack
@@ -122,6 +178,15 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     registry = base.state_dir / "demo" / run_id / "registry"
     settings, env = _settings(args, registry, kafka, redis_url, f"demo-{run_id}")
+    if mode == "kafka":
+        try:
+            _check_shared_store(settings)
+        except SlatestreamError:
+            if started_stack:
+                from deploy import stack
+
+                stack.down()
+            raise
     t0 = time.monotonic()
     sampler = RegistrySampler(interval_s=1.0, window_s=10.0)
     print(f"# slatestream demo ({mode}); loading MovieLens-100k ...")
