@@ -39,7 +39,9 @@ def admin_client(bootstrap: str, timeout_s: float | None = None) -> Any:
     kw: dict[str, Any] = {}
     if timeout_s is not None and "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:
         kw["bootstrap_timeout_ms"] = int(timeout_s * 1000)  # kafka-python >= 3
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the one line below says it all
+    kafka_log = logging.getLogger("kafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)  # the one line below says it all
     try:
         return KafkaAdminClient(bootstrap_servers=bootstrap, **kw)
     except KafkaError as exc:
@@ -48,7 +50,7 @@ def admin_client(bootstrap: str, timeout_s: float | None = None) -> Any:
             f"as a Kafka broker ({type(exc).__name__})"
         ) from None
     finally:
-        logging.getLogger("kafka").setLevel(logging.WARNING)
+        kafka_log.setLevel(level)  # a command may have silenced it for good: keep its choice
 
 
 def ensure_topics(settings: Settings) -> list[str]:

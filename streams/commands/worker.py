@@ -29,10 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--role", default="all", help="comma-separated roles, or 'all' (default)")
     p.add_argument(
         "--loglevel",
-        default="warning",
+        default=None,
         type=str.lower,
         choices=("debug", "info", "warning", "error", "critical"),
-        help="Faust/worker log level",
+        help="Faust/worker log level (default: SLATESTREAM_LOG_LEVEL, warning)",
     )
     p.set_defaults(func=run)
 
@@ -64,12 +64,17 @@ def run(args: argparse.Namespace) -> int:
         size = int(getattr(handler, "max_batch", 1000))
         bind_handler(app, handler, partitions=settings.partitions, batch_size=size)
     _broadcast_feedback(app, settings, handlers)
-    worker = make_worker(app, args.loglevel)
+    worker = make_worker(app, worker_loglevel(args.loglevel, settings))
     # everything imported and built so far (torch, faust, the model) lives for the whole
     # run: move it out of the cyclic GC's generations so full collections stay short
     gc.freeze()
     worker.execute_from_commandline()
     return 0
+
+
+def worker_loglevel(flag: str | None, settings: Settings) -> str:
+    """The worker's log level: --loglevel, else SLATESTREAM_LOG_LEVEL (default warning)."""
+    return flag or settings.log_level.lower()
 
 
 def require_shared_store(settings: Settings, roles: Sequence[str]) -> None:

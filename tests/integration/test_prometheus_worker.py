@@ -83,7 +83,7 @@ def worker(services, topic_prefix, tmp_path) -> Iterator[tuple[str, str]]:
         "SLATESTREAM_ATTRIBUTION_WINDOW_MS": "1000",
     }
     env.pop("SLATESTREAM_REDIS_URL", None)
-    env.pop("SLATESTREAM_STORE_URL", None)
+    env["SLATESTREAM_STORE_URL"] = "memory://"  # one process holds every store role
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams", "worker", "--role", "all"],

@@ -34,3 +34,19 @@ def test_debug_records_are_not_built_at_warning_level(tmp_path: Path) -> None:
     assert logging.getLogger().level == logging.WARNING
     for name in ("aiokafka.conn", "aiokafka.consumer.fetcher", "faust", "mode"):
         assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+
+
+def test_the_flag_wins_over_the_setting_which_wins_over_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams.cli import build_parser
+    from streams.commands.worker import worker_loglevel
+    from streams.config import load_settings
+
+    monkeypatch.delenv("SLATESTREAM_LOG_LEVEL", raising=False)
+    no_flag = build_parser().parse_args(["worker", "--role", "scorer"]).loglevel
+    assert worker_loglevel(no_flag, load_settings()) == "warning"
+    monkeypatch.setenv("SLATESTREAM_LOG_LEVEL", "Info")
+    assert worker_loglevel(no_flag, load_settings()) == "info"
+    flag = build_parser().parse_args(["worker", "--loglevel", "ERROR"]).loglevel
+    assert worker_loglevel(flag, load_settings()) == "error"
