@@ -4,12 +4,10 @@ closed ports, a listener that is not Kafka and a fake HTTP server stand in for t
 
 from __future__ import annotations
 
-import http.server
 import json
-import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +16,7 @@ import pytest
 from models.datasets import npz_bytes
 from streams import cli
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No SLATESTREAM_* setting of the shell leaks in; state (demo registries) goes to tmp."""
-    for key in list(os.environ):
-        if key.startswith("SLATESTREAM_") and key != "SLATESTREAM_DATA_DIR":
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SLATESTREAM_STATE_DIR", str(tmp_path / "state"))
+pytestmark = pytest.mark.usefixtures("clean_env")  # state (demo registries) goes to tmp
 
 
 def _closed_port() -> int:
@@ -83,22 +74,6 @@ def not_kafka() -> Iterator[str]:
     for conn in held:
         conn.close()
     srv.close()
-
-
-def _http_server(body: bytes) -> tuple[http.server.HTTPServer, str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 # --- the parser -------------------------------------------------------------------------------
@@ -329,15 +304,13 @@ def test_report_bad_url_out_and_range(tmp_path: Path, capsys: pytest.CaptureFixt
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("body", [b"[1, 2]", b"<html>hello</html>", b'{"status": "success"}'])
 def test_report_server_that_is_not_prometheus(
-    body: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    body: bytes,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    http_server: Callable[[bytes], str],
 ) -> None:
-    server, url = _http_server(body)
-    try:
-        argv = ["report", "--prometheus", url, "--out", str(tmp_path / "r")]
-        assert_one_line_error(argv, capsys, "answers, but not as Prometheus")
-    finally:
-        server.shutdown()
-        server.server_close()
+    argv = ["report", "--prometheus", http_server(body), "--out", str(tmp_path / "r")]
+    assert_one_line_error(argv, capsys, "answers, but not as Prometheus")
 
 
 # --- check and the broker -----------------------------------------------------------------------

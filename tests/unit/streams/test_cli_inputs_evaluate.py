@@ -4,7 +4,6 @@ an unwritable --plot are one error line (exit 2) before any data is loaded or mo
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,24 +58,6 @@ def test_flags_the_protocol_would_ignore_and_bad_seed(
     argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _one_line_error(argv, capsys, fragment)
-
-
-@pytest.fixture
-def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
-    """A directory nobody may write in: mode 555 for a normal user; root ignores modes, so
-    there the read-only /sys stands in."""
-    if os.geteuid() == 0:
-        if not Path("/sys").is_dir():
-            pytest.skip("running as root without /sys: no unwritable directory to test with")
-        yield Path("/sys")
-        return
-    d = tmp_path / "ro"
-    d.mkdir()
-    d.chmod(0o555)
-    try:
-        yield d
-    finally:
-        d.chmod(0o755)
 
 
 @pytest.mark.timeout(30)

@@ -5,7 +5,6 @@ kafka-python warning; a broker failure mid-replay is one line. No broker needed 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,12 +17,8 @@ from streams.replay import MAX_SLATE_ITEMS, check_finn, finn_events
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No SLATESTREAM_* setting of the shell leaks in."""
-    for key in list(os.environ):
-        if key.startswith("SLATESTREAM_") and key != "SLATESTREAM_DATA_DIR":
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SLATESTREAM_STATE_DIR", str(tmp_path / "state"))
+def _env(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SLATESTREAM_* setting of the shell leaks in; the broker is a closed port."""
     monkeypatch.setenv("SLATESTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:1")
 
 

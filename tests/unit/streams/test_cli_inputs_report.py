@@ -4,33 +4,14 @@ latter before Prometheus is asked. A fake HTTP server stands in for Prometheus."
 
 from __future__ import annotations
 
-import http.server
 import json
-import os
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from streams import cli
 from streams.commands import report
-
-
-def _http_server(body: bytes) -> tuple[http.server.HTTPServer, str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -60,14 +41,14 @@ def _ok(data: object) -> bytes:
     ],
 )
 def test_success_without_a_time_series_is_one_line(
-    body: bytes, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    body: bytes,
+    fragment: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    http_server: Callable[[bytes], str],
 ) -> None:
-    server, url = _http_server(body)
-    try:
-        code, _, err = _run(["report", "--prometheus", url, "--out", str(tmp_path / "r")], capsys)
-    finally:
-        server.shutdown()
-        server.server_close()
+    argv = ["report", "--prometheus", http_server(body), "--out", str(tmp_path / "r")]
+    code, _, err = _run(argv, capsys)
     assert code == 2, err
     assert err.startswith("slatestream: error: --prometheus: ") and fragment in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -76,24 +57,6 @@ def test_success_without_a_time_series_is_one_line(
 def test_a_real_matrix_still_parses() -> None:
     body = {"metric": {"policy": "ts"}, "values": [[10, "0.5"], [20, "NaN"], [30, "+Inf"]]}
     assert report._matrix([body]) == [({"policy": "ts"}, [(10.0, 0.5)])]
-
-
-@pytest.fixture
-def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
-    """A directory nobody may write in: mode 555 for a normal user; root ignores modes, so
-    there the read-only /sys stands in."""
-    if os.geteuid() == 0:
-        if not Path("/sys").is_dir():
-            pytest.skip("running as root without /sys: no unwritable directory to test with")
-        yield Path("/sys")
-        return
-    d = tmp_path / "ro"
-    d.mkdir()
-    d.chmod(0o555)
-    try:
-        yield d
-    finally:
-        d.chmod(0o755)
 
 
 @pytest.mark.timeout(30)

@@ -5,7 +5,6 @@ one that does not answer), and `--stack local` next to a different SLATESTREAM_K
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import tempfile
 from pathlib import Path
@@ -19,12 +18,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _no_run(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """No SLATESTREAM_* setting of the shell leaks in; the demo must never start its run."""
-    for key in list(os.environ):
-        if key.startswith("SLATESTREAM_") and key != "SLATESTREAM_DATA_DIR":
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SLATESTREAM_STATE_DIR", str(tmp_path / "state"))
     from deploy import stack
     from streams.demo.world import World
 
