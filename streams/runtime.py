@@ -63,6 +63,9 @@ class SeenIds:
         self.capacity = capacity
         self._ids: OrderedDict[str, None] = OrderedDict()
 
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
     def add(self, event_id: str) -> bool:
         """Remember `event_id`; False if it was already seen (a duplicate)."""
         if event_id in self._ids:

@@ -21,6 +21,10 @@ from streams.roles import build_handlers, parse_roles
 STORE_ROLES = ("features", "joiner", "scorer")
 #: how long a starting worker waits for its feature store to answer before giving up
 STORE_PING_S = 10.0
+#: how far back a starting scorer reads the answers already published (seconds, at least)
+ANSWERS_REPLAY_S = 120.0
+#: answers read per fetch: noting one costs a JSON parse (~10 µs), not a posterior update
+ANSWERS_CHUNK = 500
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         # a handler may cap its batch (the scorer: a slate is published only with its batch)
         size = int(getattr(handler, "max_batch", 1000))
         bind_handler(app, handler, partitions=settings.partitions, batch_size=size)
-    _broadcast_feedback(app, settings, handlers)
+    _broadcast_to_scorers(app, settings, handlers)
     worker = make_worker(app, worker_loglevel(args.loglevel, settings))
     # everything imported and built so far (torch, faust, the model) lives for the whole
     # run: move it out of the cyclic GC's generations so full collections stay short
@@ -198,21 +202,32 @@ def _warn_about_store(app: Any, settings: Settings, roles: Sequence[str]) -> Non
             logging.getLogger(__name__).warning("feature store: %s", msg)
 
 
-def _broadcast_feedback(app: Any, settings: Settings, handlers: Sequence[Any]) -> None:
-    """Scorers learn their CTR posterior from every partition's feedback, replaying the last
-    `feedback_replay_s` at start (`streams.feedback_broadcast`), not only their group's share."""
-    from streams.feedback_broadcast import FeedbackBroadcast
+def _broadcast_to_scorers(app: Any, settings: Settings, handlers: Sequence[Any]) -> None:
+    """Scorers read two topics from every partition, not only their group's share
+    (`streams.broadcast`): feedback, to learn their CTR posterior (replaying the last
+    `feedback_replay_s` at start), and recommendations, to know which requests any scorer
+    has answered (so one delivered again after a failover is not answered twice)."""
+    from streams.broadcast import TopicBroadcast
     from streams.topics import topic_name
 
+    bootstrap = settings.kafka_bootstrap or ""
     for handler in handlers:
         # by name: importing the scorer's handler class would load torch into every role
         if getattr(handler, "name", None) != "scorer":
             continue
         handler.learns_feedback = False
-        reader = FeedbackBroadcast(
-            settings.kafka_bootstrap or "",
-            topic_name(settings, "feedback"),
-            settings.feedback_replay_s,
-            handler.learn,
+        feedback = TopicBroadcast(
+            bootstrap, topic_name(settings, "feedback"), settings.feedback_replay_s, handler.learn
         )
-        app.task(reader.run)
+        app.task(feedback.run)
+        # far enough back for a scorer started to replace one that died: its answers not
+        # yet committed are at most a session timeout plus a restart old
+        replay_s = max(ANSWERS_REPLAY_S, 2 * settings.session_timeout_s)
+        answers = TopicBroadcast(
+            bootstrap,
+            topic_name(settings, "recommendations"),
+            replay_s,
+            handler.note_answer,
+            chunk=ANSWERS_CHUNK,
+        )
+        app.task(answers.run)

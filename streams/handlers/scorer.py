@@ -11,11 +11,14 @@ from streams import schemas
 from streams.config import Settings
 from streams.handlers.edge import decode_or_dead_letter
 from streams.metrics import SCORER
-from streams.runtime import Emit, Record
+from streams.runtime import Emit, Record, SeenIds
 from streams.services.scorer_service import ScorerService
 from streams.topics import topic_name
 
 log = logging.getLogger(__name__)
+
+# request_ids remembered as answered: 2 minutes at 2,000 requests/s
+ANSWERED_CAPACITY = 250_000
 
 
 def _request_id_of(raw: bytes) -> tuple[str | None, str | None]:
@@ -52,7 +55,7 @@ class ScorerHandler:
     def __init__(self, settings: Settings, service: ScorerService) -> None:
         self.settings = settings
         self.service = service
-        # False when a `FeedbackBroadcast` feeds `learn` with every partition's feedback (the
+        # False when a `TopicBroadcast` feeds `learn` with every partition's feedback (the
         # worker on Kafka): the feedback consumed here is then only dead-lettered and counted
         self.learns_feedback = True
         self.requests_topic = topic_name(settings, "requests")
@@ -62,11 +65,17 @@ class ScorerHandler:
         self.topics = (self.requests_topic, self.feedback_topic)
         self.served = 0
         self.errors = 0
+        # request_ids some scorer has published an answer for, read back from the
+        # recommendations topic (`note_answer`, fed by a `TopicBroadcast` on Kafka): a request
+        # delivered again after a failover (its scorer killed before it committed) is skipped
+        self.answered = SeenIds(ANSWERED_CAPACITY)
+        self.already_answered = 0
 
     async def handle(self, records: Sequence[Record]) -> list[Emit]:
         """Answer every request of the batch; learn from feedback records."""
         emits: list[Emit] = []
         requests: list[schemas.Request] = []
+        batch_ids: set[str] = set()  # the same request twice in one batch: one answer
         for rec in records:
             if rec.topic == self.feedback_topic:
                 # the scorer owns dead-lettering bad feedback (the trainer only skips it)
@@ -79,12 +88,13 @@ class ScorerHandler:
                 continue
             req, dead, err = decode_or_dead_letter(rec, schemas.Request, self.settings, self.name)
             if req is not None:
-                requests.append(req)
+                if self._first_answer(req.request_id, batch_ids):
+                    requests.append(req)
                 continue
             assert dead is not None and err is not None
             emits.append(dead)
             rid, uid = _request_id_of(rec.value)
-            if rid is not None:
+            if rid is not None and self._first_answer(rid, batch_ids):
                 emits.append(self._error(rid, uid or "", f"{err.reason}: {err.detail}"[:300]))
         # the service polls the registry itself (in a worker thread, by default): a snapshot
         # load must not stall the event loop, so the handler only reports a switch
@@ -123,8 +133,25 @@ class ScorerHandler:
             self.served += 1
         return emits
 
+    def _first_answer(self, request_id: str, batch_ids: set[str]) -> bool:
+        """False (and counted) when the request was answered already: by a scorer, as read
+        back from the recommendations topic, or earlier in this batch."""
+        if request_id in self.answered or request_id in batch_ids:
+            self.already_answered += 1
+            SCORER.already_answered.inc()
+            return False
+        batch_ids.add(request_id)
+        return True
+
+    def note_answer(self, rec: Record) -> None:
+        """Remember the request_id of a recommendation any scorer published (the read-back
+        of the recommendations topic); a record without one is ignored."""
+        rid, _ = _request_id_of(rec.value)
+        if rid is not None:
+            self.answered.add(rid)
+
     def learn(self, rec: Record) -> None:
-        """Learn from one feedback record of any partition (`FeedbackBroadcast`); a malformed
+        """Learn from one feedback record of any partition (`TopicBroadcast`); a malformed
         one is skipped here: the group member that owns its partition dead-letters it."""
         fb, _, _ = decode_or_dead_letter(rec, schemas.Feedback, self.settings, self.name)
         if fb is not None:

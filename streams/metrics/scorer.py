@@ -11,10 +11,12 @@ Besides the common role metrics (see `streams.metrics.common`) it measures:
 - `clicks_total{policy}` / `feedback_total{policy}`: feedback records of the partitions the
   scorer owns and their clicks — CTR by policy is `clicks / feedback` (or / recommendations);
 - `feedback_learned_total`: feedback records this process's CTR posterior learned from; on
-  Kafka every scorer learns from every partition's feedback (`streams.feedback_broadcast`), so
+  Kafka every scorer learns from every partition's feedback (`streams.broadcast`), so
   each process counts all of them (redeliveries and late records not included);
 - `shadow_ctr{policy}`: IPS estimate of clicks per slate for shadow policies;
 - `request_errors_total{reason}`: requests answered with an error;
+- `already_answered_total`: requests skipped because some scorer had already published an
+  answer to their request_id (delivered again after a failover, or sent twice);
 - `store_unavailable_total{read}`: feature reads that failed (store unavailable) and were
   served without (`user_views`: as new users; `lists`: the last popular/fresh lists;
   `categories`: uncategorised);
@@ -87,6 +89,10 @@ class ScorerMetrics(RoleMetrics):
         )
         self.store_op_seconds = self.histogram(
             "store_op_seconds", "Latency of feature reads", ["op"], LATENCY_BUCKETS
+        )
+        self.already_answered = self.counter(
+            "already_answered",
+            "Requests not answered again: a scorer had published an answer to their request_id",
         )
         self.store_unavailable = self.counter(
             "store_unavailable", "Feature reads that failed and were served without", ["read"]

@@ -468,3 +468,45 @@ async def test_broadcast_feedback_is_learned_once_and_the_group_copy_only_counte
     assert handler.service.feedback_skipped["duplicate"] == 0
     dead = await handler.handle([Record("t.feedback", b"{broken", b"u1")])
     assert [e.topic for e in dead] == ["t.dlq"]
+
+
+async def test_a_request_with_an_answer_on_the_topic_is_not_answered_again() -> None:
+    """Answers read back from the recommendations topic (any scorer's, `note_answer`) and a
+    request twice in one batch: each request_id is answered once; skips are counted."""
+    settings = load_settings(topic_prefix="t")
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    handler = ScorerHandler(settings, service(store))
+    other = schemas.Recommendation(
+        event_id="rec-r1",
+        ts=NOW,
+        request_id="r1",
+        user_id="u1",
+        slate=["x"],
+        scores=[1.0],
+        propensities=[1.0],
+        policy="ts",
+        model_version="v1",
+        served_at=NOW,
+        latency_ms=1.0,
+    )
+    handler.note_answer(Record("t.recommendations", other.to_json(), b"u1"))
+    handler.note_answer(Record("t.recommendations", b"not json", b"u1"))  # ignored
+    before = SCORER.already_answered._value.get()
+    bad = json.dumps({"request_id": "r1", "user_id": "u1", "ts": NOW}).encode()  # no event_id
+    records = [
+        Record("t.requests", request("r1", "u1").to_json(), b"u1"),
+        Record("t.requests", request("r2", "u2").to_json(), b"u2"),
+        Record("t.requests", request("r2", "u2").to_json(), b"u2"),
+        Record("t.requests", bad, b"u1"),
+    ]
+    emits = await handler.handle(records)
+    answered = Counter(
+        schemas.Recommendation.model_validate_json(e.value).request_id
+        for e in emits
+        if e.topic == "t.recommendations"
+    )
+    assert answered == Counter(["r2"])
+    assert sum(e.topic == "t.dlq" for e in emits) == 1  # the malformed one is still a letter
+    assert handler.already_answered == 3
+    assert SCORER.already_answered._value.get() == before + 3

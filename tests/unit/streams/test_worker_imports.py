@@ -17,11 +17,11 @@ from streams.roles import build_handlers
 
 class App:
     def task(self, fun):
-        raise AssertionError("no feedback reader for these roles")
+        raise AssertionError("no topic reader for these roles")
 
 settings = Settings(kafka_bootstrap="127.0.0.1:9", store_url="memory://")
 handlers = build_handlers(settings, ["features", "joiner"])
-worker._broadcast_feedback(App(), settings, handlers)
+worker._broadcast_to_scorers(App(), settings, handlers)
 worker._warn_about_store(type("A", (), {"task": lambda self, f: f})(), settings, ["features"])
 print("torch" in sys.modules)
 """

@@ -1,11 +1,14 @@
-"""Every scorer learns from all feedback: a consumer outside the scorer group, on every
-partition of the feedback topic, starting `feedback_replay_s` back.
+"""Readers outside the scorer group, on every partition of a topic, starting some seconds
+back: what each scorer must see from all partitions, not only its group's share.
 
-The scorer group splits requests (and feedback) by user, but the CTR posterior is per item
-and lives in each scorer's memory: learning only from its own partitions, each of N scorers
-saw 1/N of the clicks, and a restarted scorer started from the prior. This reader (no group,
-no commits) gives every scorer the same feedback and relearns the last window at start. The
-group path keeps owning dead letters and the feedback metrics.
+- Feedback: the CTR posterior is per item and lives in each scorer's memory. Learning only
+  from its own partitions, each of N scorers saw 1/N of the clicks, and a restarted scorer
+  started from the prior. Every scorer reads all feedback and relearns the last window at
+  start; the group path keeps owning dead letters and the feedback metrics.
+- Recommendations: the request_ids every scorer has answered, so a request delivered again
+  after a failover (a scorer killed before it committed) is not answered twice.
+
+No group, no commits: a reader keeps its positions in memory.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ log = logging.getLogger(__name__)
 CHUNK = 20  # records per fetch: learning yields the event loop every ~2 ms (91 us a record)
 
 
-class FeedbackBroadcast:
-    """Reads `topic` from every partition (from `replay_s` ago, then live) into `learn`."""
+class TopicBroadcast:
+    """Reads `topic` from every partition (from `replay_s` ago, then live) into `learn`, at
+    most `chunk` records per fetch (the loop is given back for as long as they took)."""
 
     def __init__(
         self,
@@ -33,12 +37,14 @@ class FeedbackBroadcast:
         replay_s: float,
         learn: Callable[[Record], object],
         retry_s: float = 5.0,
+        chunk: int = CHUNK,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.replay_s = replay_s
         self.learn = learn
         self.retry_s = retry_s
+        self.chunk = chunk
         self.records = 0
 
     async def run(self) -> None:
@@ -51,7 +57,7 @@ class FeedbackBroadcast:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the worker must go on serving: retry later
-                log.warning("feedback reader: %s; restarting in %.0f s", exc, self.retry_s)
+                log.warning("%s reader: %s; restarting in %.0f s", self.topic, exc, self.retry_s)
                 await asyncio.sleep(self.retry_s)
 
     async def _read(self, positions: dict[int, int]) -> None:
@@ -66,7 +72,7 @@ class FeedbackBroadcast:
             consumer.assign(tps)
             await self._seek(consumer, tps, positions)
             while True:
-                batch = await consumer.getmany(timeout_ms=1000, max_records=CHUNK)
+                batch = await consumer.getmany(timeout_ms=1000, max_records=self.chunk)
                 t0 = time.perf_counter()
                 for tp, msgs in batch.items():
                     for m in msgs:
@@ -76,7 +82,7 @@ class FeedbackBroadcast:
                         try:
                             self.learn(rec)
                         except Exception as exc:  # one record must not stall the reader
-                            log.warning("feedback reader: skipped %s:%d (%s)", tp, m.offset, exc)
+                            log.warning("%s reader: skipped %s:%d (%s)", self.topic, tp, m.offset, exc)
                         self.records += 1
                     positions[tp.partition] = msgs[-1].offset + 1
                 # give the loop back for as long as learning held it: a replay takes at most
