@@ -82,7 +82,9 @@ class TopicBroadcast:
                         try:
                             self.learn(rec)
                         except Exception as exc:  # one record must not stall the reader
-                            log.warning("%s reader: skipped %s:%d (%s)", self.topic, tp, m.offset, exc)
+                            log.warning(
+                                "%s reader: skipped %s:%d (%s)", self.topic, tp, m.offset, exc
+                            )
                         self.records += 1
                     positions[tp.partition] = msgs[-1].offset + 1
                 # give the loop back for as long as learning held it: a replay takes at most
