@@ -55,6 +55,16 @@ def _check_url(value: str, schemes: tuple[str, ...], example: str) -> str:
     return value
 
 
+def redacted(url: str) -> str:
+    """`url` without its password, fit for an error line or a log."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    host = parsed.netloc.rsplit("@", 1)[-1]
+    user = f"{parsed.username}:***@" if parsed.username else ":***@"
+    return parsed._replace(netloc=user + host).geturl()
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

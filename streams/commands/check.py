@@ -8,7 +8,7 @@ import asyncio
 import sys
 
 from streams.broker import admin_client, check_broker
-from streams.config import load_settings
+from streams.config import load_settings, redacted
 from streams.errors import ConfigError
 
 
@@ -24,7 +24,6 @@ def _ping(url: str, var: str) -> None:
     import redis
 
     from features.redis_store import parse_url
-    from streams.commands.worker import redacted
 
     try:
         client = redis.Redis.from_url(parse_url(url)[0], socket_timeout=3, socket_connect_timeout=3)
@@ -54,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
         for msg in asyncio.run(durability_warnings(settings)):
             print(f"slatestream: warning: {msg}", file=sys.stderr)
     print(f"kafka_bootstrap={settings.kafka_bootstrap or '(embedded)'}")
-    print(f"store={settings.effective_store_url}")
+    print(f"store={redacted(settings.effective_store_url)}")
     print(f"topic_prefix={settings.topic_prefix}")
     return 0

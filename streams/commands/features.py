@@ -220,6 +220,11 @@ def run_show(args: argparse.Namespace) -> int:
         raise SlatestreamError(f"--popular must be >= 0, not {args.popular}")
     settings = load_settings()
     url = args.store or settings.effective_store_url
+    if url.startswith("memory:"):  # a fresh in-process store: always empty, never the workers'
+        raise SlatestreamError(
+            "show reads the workers' store: set SLATESTREAM_REDIS_URL / SLATESTREAM_STORE_URL "
+            "or pass --store redis://…"
+        )
     try:
         store = open_store(url, store_config(settings))
     except ValueError as exc:

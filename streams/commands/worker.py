@@ -9,10 +9,9 @@ import logging
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlparse
 
 from streams.broker import check_broker, ensure_topics
-from streams.config import Settings, load_settings
+from streams.config import Settings, load_settings, redacted
 from streams.errors import ConfigError
 from streams.log_limits import limit_repeats
 from streams.roles import build_handlers, parse_roles
@@ -109,16 +108,6 @@ def require_shared_store(settings: Settings, roles: Sequence[str]) -> None:
         "feature store: memory:// (SLATESTREAM_STORE_URL); features are lost when this "
         "process stops, while the Kafka offsets stay committed"
     )
-
-
-def redacted(url: str) -> str:
-    """`url` without its password, fit for an error line or a log."""
-    parsed = urlparse(url)
-    if parsed.password is None:
-        return url
-    host = parsed.netloc.rsplit("@", 1)[-1]
-    user = f"{parsed.username}:***@" if parsed.username else ":***@"
-    return parsed._replace(netloc=user + host).geturl()
 
 
 def ping_store(

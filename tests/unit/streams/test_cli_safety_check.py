@@ -3,7 +3,6 @@ SLATESTREAM_REDIS_URL: a store that does not answer is one line naming the varia
 
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest
@@ -13,11 +12,7 @@ from streams import cli
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("SLATESTREAM_"):
-            monkeypatch.delenv(key)
+pytestmark = [pytestmark, pytest.mark.usefixtures("clean_env")]
 
 
 def _closed_port() -> int:
@@ -48,3 +43,10 @@ def test_store_url_that_does_not_answer(
 def test_memory_store_is_not_pinged(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check"]) == 0
     assert "store=memory://" in capsys.readouterr().out
+
+
+def test_features_show_without_a_store_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """An in-process store would be a fresh, empty one: showing it would say nothing true."""
+    assert cli.main(["features", "show", "--user", "u1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "SLATESTREAM_REDIS_URL" in err[0], err

@@ -13,7 +13,7 @@ import pytest
 
 from streams import cli
 from streams.commands import worker
-from streams.config import Settings
+from streams.config import Settings, redacted
 from streams.errors import ConfigError
 from streams.roles import ROLES
 
@@ -121,9 +121,9 @@ def test_ping_store_waits_for_a_store_that_comes_up(monkeypatch: pytest.MonkeyPa
 
 
 def test_redacted_hides_only_the_password() -> None:
-    assert worker.redacted("redis://u:pw@h:1/0") == "redis://u:***@h:1/0"
-    assert worker.redacted("redis://:pw@h:1/0") == "redis://:***@h:1/0"
-    assert worker.redacted("redis://h:1/0?namespace=x") == "redis://h:1/0?namespace=x"
+    assert redacted("redis://u:pw@h:1/0") == "redis://u:***@h:1/0"
+    assert redacted("redis://:pw@h:1/0") == "redis://:***@h:1/0"
+    assert redacted("redis://h:1/0?namespace=x") == "redis://h:1/0?namespace=x"
 
 
 def test_memory_store_with_all_roles_is_only_a_warning(caplog: pytest.LogCaptureFixture) -> None:
