@@ -220,7 +220,8 @@ def run_show(args: argparse.Namespace) -> int:
         raise SlatestreamError(f"--popular must be >= 0, not {args.popular}")
     settings = load_settings()
     url = args.store or settings.effective_store_url
-    if url.startswith("memory:"):  # a fresh in-process store: always empty, never the workers'
+    if not (args.store or settings.store_url or settings.redis_url):
+        # nothing configured: the default in-process store is a fresh, empty one
         raise SlatestreamError(
             "show reads the workers' store: set SLATESTREAM_REDIS_URL / SLATESTREAM_STORE_URL "
             "or pass --store redis://…"
