@@ -33,3 +33,30 @@ def test_features_and_joiner_roles_do_not_import_torch() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+TRITON_PROBE = """
+import sys
+import streams
+from models.gru import GRUConfig, GRUModel
+from models.online_trainer import OnlineTrainer, TrainerConfig
+
+t = OnlineTrainer(GRUModel(GRUConfig(dim=8, hidden=8)), TrainerConfig(step_every_events=8))
+for j in range(40):
+    t.on_interaction(f"u{j % 4}", f"i{j % 10}", "click", 1_764_000_000_000 + j, None)
+print(t.updates, sys.modules.get("triton", "absent"))
+"""
+
+
+def test_workers_train_without_importing_triton() -> None:
+    """Its extension printed ~30 'nanobind: leaked instances' lines at every worker's exit."""
+    out = subprocess.run(
+        [sys.executable, "-c", TRITON_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["5", "None"], out.stdout
+    assert "leaked" not in out.stderr
