@@ -17,6 +17,7 @@ from pathlib import Path
 
 from streams.config import POLICY_NAMES, Settings, load_settings
 from streams.errors import SlatestreamError
+from streams.outputs import check_writable_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -94,22 +95,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise SlatestreamError(f"--seed must be >= 0, not {args.seed}")
     if args.out.exists() and not args.out.is_dir():
         raise SlatestreamError(f"--out {args.out}: exists and is not a directory")
-    _check_out_writable(args.out)
-
-
-def _check_out_writable(out: Path) -> None:
-    """Create `out` and write (then remove) a probe file in it, so a report directory that
-    cannot be written fails now, in one line, not after the whole run with its results lost."""
-    import tempfile
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-"):
-            pass
-    except OSError as exc:
-        raise SlatestreamError(
-            f"--out {out}: cannot write the report there ({exc.strerror or exc})"
-        ) from None
+    # now, in one line, not after the whole run with its results lost
+    check_writable_dir(args.out, "--out")
 
 
 def _check_stack_flag(args: argparse.Namespace, kafka: str | None) -> None:

@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import re
-import tempfile
 import threading
 import time
 import urllib.error
@@ -31,6 +30,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from streams.errors import SlatestreamError
+from streams.outputs import check_writable_dir
 
 Series = dict[str, list[tuple[float, float]]]
 ROLES = ("features", "joiner", "trainer", "scorer")
@@ -467,25 +467,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", type=Path, default=Path("report"), help="output directory")
     p.add_argument("--range", dest="range_", default="15m", help="time range (15m, 1h, 90s)")
     p.set_defaults(func=run)
-
-
-def check_writable_dir(path: Path, flag: str) -> None:
-    """Raise SlatestreamError unless files can be written in directory `path` (made later if
-    missing): checked up front, so a long query or evaluation is not lost to a bad path.
-    A real write probe (not os.access, which root always passes) also catches read-only mounts."""
-    target = path
-    while not target.exists() and target.parent != target:
-        target = target.parent
-    if not target.is_dir():
-        what = "exists and is not a directory" if target == path else f"{target} is not a directory"
-        raise SlatestreamError(f"{flag} {path}: {what}")
-    try:
-        with tempfile.TemporaryFile(dir=target):
-            pass
-    except OSError as exc:
-        raise SlatestreamError(
-            f"{flag} {path}: cannot write in {target} ({exc.strerror or exc})"
-        ) from None
 
 
 def run(args: argparse.Namespace) -> int:

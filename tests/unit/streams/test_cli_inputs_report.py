@@ -12,6 +12,7 @@ import pytest
 
 from streams import cli
 from streams.commands import report
+from streams.outputs import check_writable_dir
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -77,5 +78,5 @@ def test_unwritable_out_is_one_line_before_prometheus_is_asked(
 def test_out_under_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     with pytest.raises(report.SlatestreamError, match="is not a directory"):
-        report.check_writable_dir(tmp_path / "f" / "sub", "--out")
-    report.check_writable_dir(tmp_path / "new" / "deeper", "--out")  # made later: fine
+        check_writable_dir(tmp_path / "f" / "sub", "--out")
+    check_writable_dir(tmp_path / "new" / "deeper", "--out")  # made later: fine

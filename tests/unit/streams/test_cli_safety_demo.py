@@ -55,7 +55,7 @@ def test_negative_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 def test_out_below_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "f").write_text("")
     argv = ["demo", "--out", str(tmp_path / "f" / "report")]
-    _one_line_error(argv, capsys, "--out", "cannot write the report")
+    _one_line_error(argv, capsys, "--out", "is not a directory")
 
 
 def test_out_that_refuses_writes(
@@ -66,15 +66,20 @@ def test_out_that_refuses_writes(
     def read_only(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
     argv = ["demo", "--out", str(tmp_path / "report")]
     _one_line_error(argv, capsys, "--out", "Permission denied")
 
 
-def test_out_is_created_and_left_clean(tmp_path: Path) -> None:
+def test_the_out_check_leaves_nothing_behind(tmp_path: Path) -> None:
+    from streams.outputs import check_writable_dir
+
     out = tmp_path / "a" / "b"
-    demo._check_out_writable(out)
-    assert out.is_dir() and list(out.iterdir()) == []
+    check_writable_dir(out, "--out")  # not made yet: its nearest existing parent is probed
+    assert list(tmp_path.iterdir()) == []
+    out.mkdir(parents=True)
+    check_writable_dir(out, "--out")
+    assert list(out.iterdir()) == []
 
 
 def test_kafka_mode_without_redis(
