@@ -153,14 +153,16 @@ def load_feedback(path: str | Path) -> list[Feedback]:
     return load_feedback_log(path).records
 
 
-def require_propensities(logs: Sequence[Feedback]) -> None:
-    """Raise PropensityError unless every record logs a propensity in (0, 1] per position."""
+def require_propensities(logs: Sequence[Feedback], where: Sequence[str] | None = None) -> None:
+    """Raise PropensityError unless every record logs a propensity in (0, 1] per position;
+    the error names the record by `where[n]` (e.g. "file:line"), else as "record n"."""
     if not logs:
         raise FeedbackError("no feedback records to evaluate")
     for n, fb in enumerate(logs):
         if fb.propensities is None:
+            name = where[n] if where is not None else f"record {n}"
             raise PropensityError(
-                f"record {n}: no propensities logged; off-policy evaluation needs the logging "
+                f"{name}: no propensities logged; off-policy evaluation needs the logging "
                 "policy's propensity for every slate position"
             )
 

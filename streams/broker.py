@@ -53,6 +53,14 @@ def admin_client(bootstrap: str, timeout_s: float | None = None) -> Any:
         kafka_log.setLevel(level)  # a command may have silenced it for good: keep its choice
 
 
+def quiet_kafka_logs(level: int = logging.ERROR) -> None:
+    """Raise kafka-python's loggers to `level` for a command whose own one-line messages say
+    what matters (its warnings there are expected noise; CRITICAL also hides its per-connection
+    ERROR lines); with -v (debug logging) everything still shows."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("kafka").setLevel(level)
+
+
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the pipeline's topics with their partition counts if missing; return created."""
     from kafka.admin import NewTopic

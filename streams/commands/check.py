@@ -8,31 +8,16 @@ import asyncio
 import sys
 
 from streams.broker import admin_client, check_broker
+from streams.commands.worker import ping_store
 from streams.config import load_settings, redacted
-from streams.errors import ConfigError
+
+CHECK_PING_S = 3.0  # how long `check` waits for the feature store to answer
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the `check` subcommand."""
     p = sub.add_parser("check", help="validate settings; check broker and Redis answer")
     p.set_defaults(func=run)
-
-
-def _ping(url: str, var: str) -> None:
-    """ConfigError naming `var` when the Redis at `url` does not answer a PING in ~3 s (the
-    feature store's own `namespace` query parameter is not redis-py's, so it is dropped)."""
-    import redis
-
-    from features.redis_store import parse_url
-
-    try:
-        client = redis.Redis.from_url(parse_url(url)[0], socket_timeout=3, socket_connect_timeout=3)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except (redis.RedisError, OSError, ValueError) as exc:
-        raise ConfigError(f"{var}: Redis does not answer at {redacted(url)} ({exc})") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,12 +27,10 @@ def run(args: argparse.Namespace) -> int:
         check_broker(settings)
         # a port that accepts connections may still not be Kafka (e.g. Redis's port)
         admin_client(settings.kafka_bootstrap, timeout_s=10.0).close()
-    if settings.redis_url:
-        _ping(settings.redis_url, "SLATESTREAM_REDIS_URL")
-    store = settings.effective_store_url
-    if not store.startswith("memory:"):
-        if store != settings.redis_url:  # a feature store of its own (SLATESTREAM_STORE_URL)
-            _ping(store, "SLATESTREAM_STORE_URL")
+    if not settings.effective_store_url.startswith("memory:"):
+        # the workers' own start-up ping (SLATESTREAM_REDIS_URL only matters as the store's
+        # default), with a shorter wait
+        ping_store(settings, timeout_s=CHECK_PING_S)
         from streams.services.feature_service import durability_warnings
 
         for msg in asyncio.run(durability_warnings(settings)):

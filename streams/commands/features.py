@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from features import FeatureStore, open_store
+from streams.broker import quiet_kafka_logs
 from streams.config import Settings, load_settings
 from streams.errors import BrokerUnavailable, SlatestreamError
 from streams.runtime import Record
@@ -51,7 +52,6 @@ def _held(settings: Settings) -> dict[str, dict[int, tuple[int, int]]]:
     check_broker(settings)  # a closed port: one line, at once
     bootstrap = settings.kafka_bootstrap or ""  # set: check_broker raised otherwise
     admin = admin_client(bootstrap, timeout_s=10.0)  # a port that is not Kafka: one line
-    _quiet_kafka_logs()  # admin_client sets the `kafka` loggers back to WARNING
     try:
         existing = set(admin.list_topics())  # a metadata request for all: creates nothing
         names = [topic_name(settings, t) for t in REPLAY_ORDER]
@@ -77,12 +77,6 @@ def _held(settings: Settings) -> dict[str, dict[int, tuple[int, int]]]:
     for tp in tps:
         out[tp.topic][tp.partition] = (first[tp], end[tp])
     return out
-
-
-def _quiet_kafka_logs() -> None:
-    """kafka-python logs WARNINGs for what is expected here (no group id, so no auto-commit)
-    and one ERROR line per failed connection: the command's own one line says what matters."""
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -260,7 +254,9 @@ def run_rebuild(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise SlatestreamError(f"--batch must be >= 1, not {args.batch}")
     settings = load_settings()
-    _quiet_kafka_logs()
+    # kafka-python warns of what is expected here (no group id, so no auto-commit) and logs an
+    # ERROR per failed connection: the command's own one line says what matters
+    quiet_kafka_logs(logging.CRITICAL)
     url = args.store or settings.effective_store_url
     if url.startswith("memory:"):
         raise SlatestreamError(

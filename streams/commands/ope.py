@@ -12,8 +12,14 @@ from typing import Any
 import numpy as np
 
 from bandits import make_policy
-from bandits.base import BanditError, FeedbackError, PropensityError
-from bandits.ope import ESTIMATORS, FeedbackLog, evaluate, load_feedback_log, results_table
+from bandits.base import BanditError, FeedbackError
+from bandits.ope import (
+    ESTIMATORS,
+    evaluate,
+    load_feedback_log,
+    require_propensities,
+    results_table,
+)
 
 _CLI_POLICIES = ("random", "greedy", "epsilon-greedy", "ts", "in-slate-ts", "river-ts")
 
@@ -55,17 +61,6 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def _check_propensities(log: FeedbackLog, start: int, source: str) -> None:
-    """Raise PropensityError naming the file line of the first evaluated record without
-    propensities (the estimators need one per slate position)."""
-    for fb, line in zip(log.records[start:], log.lines[start:], strict=True):
-        if fb.propensities is None:
-            raise PropensityError(
-                f"{source}:{line}: no propensities logged; off-policy evaluation needs the "
-                "logging policy's propensity for every slate position"
-            )
-
-
 def _skipped_note(skipped: dict[str, int]) -> str:
     """`late records and duplicates skipped` summary ('' when none were)."""
     parts = []
@@ -104,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
             )
         policy = make_policy(args.policy, **kw)
         n_train = int(len(logs) * args.train_fraction)
-        _check_propensities(log, n_train, args.logs)
+        # checked before the target learns, naming the file line of a record without them
+        where = [f"{args.logs}:{line}" for line in log.lines[n_train:]]
+        require_propensities(logs[n_train:], where)
         for fb in logs[:n_train]:
             policy.update(fb)
         results = evaluate(

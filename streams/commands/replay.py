@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import logging
 import math
 import time
 from pathlib import Path
@@ -29,13 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def _quiet_kafka_warnings() -> None:
-    """Hide kafka-python's warnings (its log lines are not slatestream's one-line messages);
-    its errors still show, and with -v (debug) everything does."""
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        logging.getLogger("kafka").setLevel(logging.ERROR)
-
-
 def _contract_error(dataset: str, n: int, exc: ValidationError) -> str:
     """One line for event `n` of the data set that the event contract refuses."""
     errors = exc.errors()
@@ -54,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from models.datasets import DatasetError, load_finn_slates, load_movielens_100k
-    from streams.broker import check_broker, ensure_topics
+    from streams.broker import check_broker, ensure_topics, quiet_kafka_logs
     from streams.replay import finn_events, movielens_events
 
     if math.isnan(args.rate) or args.rate < 0:
@@ -81,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(_contract_error(args.dataset, 1, exc)) from None
     if first is None:
         raise ConfigError(f"--dataset {args.dataset}: the data set holds no events to replay")
-    _quiet_kafka_warnings()
+    quiet_kafka_logs()
     check_broker(settings)
     ensure_topics(settings)
     sent: dict[str, int] = {}

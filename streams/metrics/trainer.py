@@ -138,18 +138,14 @@ class TrainerMetrics(RoleMetrics):
             self.train_events.inc(learned - self._seen_events)
         self._seen_events = max(self._seen_events, learned)
         loss = getattr(stats, "last_loss", None)
-        new_loss = isinstance(loss, float) and math.isfinite(loss) and loss != self._last_loss
-        if new_loss and isinstance(loss, float):
+        if isinstance(loss, float) and math.isfinite(loss) and loss != self._last_loss:
             self._last_loss = loss
             self.loss.set(loss)
             self.loss_observed.observe(loss)
-        steps = getattr(stats, "steps", None)
-        if isinstance(steps, int):
-            if steps > self._seen_steps:
-                self.train_steps.inc(steps - self._seen_steps)
-            self._seen_steps = max(self._seen_steps, steps)
-        elif new_loss:  # stats without a step count: a new loss is one step
-            self.train_steps.inc()
+        steps = int(getattr(stats, "steps", 0))
+        if steps > self._seen_steps:
+            self.train_steps.inc(steps - self._seen_steps)
+            self._seen_steps = steps
         take = getattr(stats, "take_timings", None)
         step_s, snap_s = take() if callable(take) else ((), ())
         for s in step_s:

@@ -97,6 +97,7 @@ class _Stats:
     snapshots: int = 0
     last_version: int | None = None
     last_loss: float | None = None
+    steps: int = 0
 
 
 @dataclass
@@ -127,6 +128,7 @@ class Trainerish:
         st.feedback += sum(r.topic == "p.feedback" for r in records)
         st.interactions += sum(r.topic == "p.interactions" for r in records)
         st.last_loss = 1.0 / (st.feedback + st.interactions)
+        st.steps += 1
         if st.feedback >= 2:
             st.snapshots += 1
             st.last_version = st.snapshots

@@ -35,7 +35,8 @@ def test_store_url_that_does_not_answer(
     monkeypatch.setenv("SLATESTREAM_STORE_URL", url.format(port=_closed_port()))
     assert cli.main(["check"]) == 2
     out, err = capsys.readouterr()
-    assert err.startswith("slatestream: error: SLATESTREAM_STORE_URL: Redis does not answer")
+    assert err.startswith("slatestream: error: SLATESTREAM_STORE_URL: the feature store at ")
+    assert "does not answer after 3 s" in err, err
     assert err.count("\n") == 1 and "s3cret" not in err, err
     assert out == ""
 
