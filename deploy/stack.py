@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -25,6 +26,7 @@ from streams.errors import StackError
 KAFKA_VERSION = "3.9.1"
 POM = Path(__file__).parent / "kafka" / "pom.xml"
 LOOPBACK = "127.0.0.1"
+SASL_USER = "slatestream"
 
 
 @dataclass
@@ -36,13 +38,40 @@ class StackState:
     kafka_pid: int
     redis_pid: int
     root: str
+    # `up(secure=True)`: a second listener, SASL_SSL (SCRAM-SHA-512 or PLAIN) with its own CA
+    secure_bootstrap: str | None = None
+    ssl_cafile: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
 
-    def env_lines(self) -> str:
-        """Lines a shell can eval: the settings the workers, demo and bench read."""
+    def env_lines(self, secure: bool = False) -> str:
+        """Lines a shell can eval: the settings the workers, demo and bench read (with
+        `secure`, those of the SASL_SSL listener)."""
+        if not secure:
+            return (
+                f"export SLATESTREAM_KAFKA_BOOTSTRAP={self.kafka_bootstrap}\n"
+                f"export SLATESTREAM_REDIS_URL={self.redis_url}"
+            )
         return (
-            f"export SLATESTREAM_KAFKA_BOOTSTRAP={self.kafka_bootstrap}\n"
-            f"export SLATESTREAM_REDIS_URL={self.redis_url}"
+            "\n".join(
+                f"export SLATESTREAM_{name}={value}" for name, value in self.secure_env().items()
+            )
+            + f"\nexport SLATESTREAM_REDIS_URL={self.redis_url}"
         )
+
+    def secure_env(self) -> dict[str, str]:
+        """The Kafka settings (without the prefix) of the SASL_SSL listener; StackError when
+        the stack was started without it."""
+        if not (self.secure_bootstrap and self.ssl_cafile and self.sasl_password):
+            raise StackError("this stack has no SASL_SSL listener (start it with --secure)")
+        return {
+            "KAFKA_BOOTSTRAP": self.secure_bootstrap,
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": self.sasl_username or SASL_USER,
+            "KAFKA_SASL_PASSWORD": self.sasl_password,
+            "KAFKA_SSL_CAFILE": self.ssl_cafile,
+        }
 
 
 def default_state_dir() -> Path:
@@ -150,16 +179,109 @@ def new_cluster_id() -> str:
             return cid
 
 
-def _kafka_config(root: Path, port: int, controller_port: int) -> Path:
+def _tls_files(root: Path) -> tuple[Path, Path]:
+    """A throw-away CA and a broker certificate for 127.0.0.1/localhost signed by it (openssl,
+    EC P-256, 30 days): (the CA for clients, the broker's PEM key + certificate chain)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise StackError("openssl not found (apt-get install openssl): needed by --secure")
+    tls = root / "tls"
+    tls.mkdir(parents=True)
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca, ca_key = tls / "ca.pem", tls / "ca.key"
+    _run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            *key,
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca),
+            "-days",
+            "30",
+            "-subj",
+            "/CN=slatestream local CA",
+        ],
+        "creating a CA",
+    )
+    csr, srv_key, srv_crt = tls / "broker.csr", tls / "broker.key", tls / "broker.crt"
+    _run(
+        [openssl, "req", *key, "-keyout", str(srv_key), "-out", str(csr), "-subj", "/CN=localhost"],
+        "creating the broker's key",
+    )
+    ext = tls / "san.ext"
+    ext.write_text(f"subjectAltName=IP:{LOOPBACK},DNS:localhost\n")
+    _run(
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-out",
+            str(srv_crt),
+            "-days",
+            "30",
+            "-extfile",
+            str(ext),
+        ],
+        "signing the broker's certificate",
+    )
+    keystore = tls / "broker-keystore.pem"  # Kafka's PEM keystore: key, then the chain
+    keystore.write_text(srv_key.read_text() + srv_crt.read_text() + ca.read_text())
+    ca_key.unlink()
+    return ca, keystore
+
+
+def _secure_listener(keystore: Path, password: str) -> dict[str, str]:
+    """Broker settings of a SASL_SSL listener: SCRAM-SHA-512 (credentials stored when the
+    storage is formatted) and PLAIN, one user, TLS from a PEM keystore."""
+    name = "listener.name.sasl_ssl"
+    return {
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
+        f"{name}.ssl.keystore.type": "PEM",
+        f"{name}.ssl.keystore.location": str(keystore),
+        f"{name}.scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        f"{name}.plain.sasl.jaas.config": (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'user_{SASL_USER}="{password}";'
+        ),
+    }
+
+
+def _kafka_config(
+    root: Path, port: int, controller_port: int, secure: dict[str, str] | None = None
+) -> Path:
+    """server.properties of a one-node KRaft cluster; `secure` adds the SASL_SSL listener
+    (its "port" entry and `_secure_listener` settings)."""
+    listeners = f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}"
+    advertised = f"PLAINTEXT://{LOOPBACK}:{port}"
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    extra: dict[str, str] = {}
+    if secure is not None:
+        extra = {k: v for k, v in secure.items() if k != "port"}
+        listeners += f",SASL_SSL://{LOOPBACK}:{secure['port']}"
+        advertised += f",SASL_SSL://{LOOPBACK}:{secure['port']}"
+        protocols += ",SASL_SSL:SASL_SSL"
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{LOOPBACK}:{controller_port}",
-        "listeners": f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{port}",
+        "listeners": listeners,
+        "advertised.listeners": advertised,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
+        **extra,
         "log.dirs": str(root / "kafka-data"),
         "num.partitions": "4",
         "auto.create.topics.enable": "true",
@@ -326,13 +448,20 @@ def up(
     kafka_port: int | None = None,
     redis_port: int | None = None,
     timeout: float = 120.0,
+    secure: bool = False,
 ) -> StackState:
-    """Start Kafka (KRaft) and redis-server on loopback; reuse a stack that is already up."""
+    """Start Kafka (KRaft) and redis-server on loopback; reuse a stack that is already up.
+    `secure` adds a SASL_SSL listener (own CA, one SCRAM-SHA-512/PLAIN user) beside PLAINTEXT."""
     state_dir = state_dir or default_state_dir()
     current = read_state(state_dir)
     if current is not None:
         alive = status(state_dir) or {}
         if all(alive.values()):
+            if secure and current.secure_bootstrap is None:
+                raise StackError(
+                    "a stack without --secure is running in this state dir: stop it first "
+                    "(slatestream stack down)"
+                )
             return current
         down(state_dir)
     for name, port in (("Kafka", kafka_port), ("Redis", redis_port)):
@@ -349,7 +478,13 @@ def up(
     kport = kafka_port or free_port()
     cport = free_port()
     rport = redis_port or free_port()
-    props = _kafka_config(root, kport, cport)
+    secure_conf: dict[str, str] | None = None
+    cafile: Path | None = None
+    password = secrets.token_urlsafe(18) if secure else None
+    if password is not None:
+        cafile, keystore = _tls_files(root)
+        secure_conf = {"port": str(free_port()), **_secure_listener(keystore, password)}
+    props = _kafka_config(root, kport, cport, secure_conf)
     cluster_id = new_cluster_id()
     classpath = f"{jars}/*"
     jvm = [
@@ -362,8 +497,13 @@ def up(
         "-cp",
         classpath,
     ]
+    scram = (
+        ["--add-scram", f"SCRAM-SHA-512=[name={SASL_USER},password={password}]"]
+        if password is not None
+        else []
+    )
     _run(
-        [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+        [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram],
         "formatting Kafka storage",
         timeout=120,
     )
@@ -396,8 +536,14 @@ def up(
         kafka_pid=kafka_proc.pid,
         redis_pid=redis_proc.pid,
         root=str(root),
+        secure_bootstrap=f"{LOOPBACK}:{secure_conf['port']}" if secure_conf else None,
+        ssl_cafile=str(cafile) if cafile else None,
+        sasl_username=SASL_USER if secure_conf else None,
+        sasl_password=password,
     )
-    _state_file(state_dir).write_text(json.dumps(asdict(state)))
+    path = _state_file(state_dir)
+    path.touch(mode=0o600)  # it may hold the SASL password of the secured listener
+    path.write_text(json.dumps(asdict(state)))
     try:
         wait_redis(state.redis_url, timeout=30)
         wait_kafka(state.kafka_bootstrap, timeout=timeout, proc=kafka_proc, log=root / "kafka.log")

@@ -29,6 +29,7 @@ import faust
 
 from streams.config import Settings
 from streams.consumer_fixes import install_consumer_fixes
+from streams.kafka_access import KafkaAccess
 from streams.runtime import Emit, Handler, Record
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ def create_app(settings: Settings, group: str, **overrides: Any) -> faust.App:
         "broker_max_poll_records": 2000,
         "datadir": str(settings.state_dir / "faust" / group),
     }
+    credentials = KafkaAccess.of(settings).faust_credentials()
+    if credentials is not None:
+        conf["broker_credentials"] = credentials
     conf.update(overrides)
     # Faust creates datadir without parents: make sure a fresh state dir works
     Path(str(conf["datadir"])).parent.mkdir(parents=True, exist_ok=True)

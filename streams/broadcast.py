@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from streams.kafka_access import KafkaAccess
 from streams.runtime import Record
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,14 @@ class TopicBroadcast:
 
     def __init__(
         self,
-        bootstrap: str,
+        access: KafkaAccess,
         topic: str,
         replay_s: float,
         learn: Callable[[Record], object],
         retry_s: float = 5.0,
         chunk: int = CHUNK,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.access = access
         self.topic = topic
         self.replay_s = replay_s
         self.learn = learn
@@ -64,7 +65,7 @@ class TopicBroadcast:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
+            **self.access.client_kwargs(), group_id=None, enable_auto_commit=False
         )
         await consumer.start()
         try:
@@ -107,7 +108,7 @@ class TopicBroadcast:
         knows topics it subscribed to or was assigned)."""
         from streams.broker import admin_client, partition_counts
 
-        admin = admin_client(self.bootstrap, timeout_s=10.0)
+        admin = admin_client(self.access, timeout_s=10.0)
         try:
             return partition_counts(admin, [self.topic]).get(self.topic, 0)
         finally:

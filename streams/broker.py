@@ -10,6 +10,7 @@ from typing import Any
 
 from streams.config import Settings
 from streams.errors import BrokerUnavailable, ConfigError
+from streams.kafka_access import KafkaAccess
 from streams.topics import topic_specs
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,10 @@ def check_broker(settings: Settings, timeout_s: float = 5.0) -> None:
     raise BrokerUnavailable(f"SLATESTREAM_KAFKA_BOOTSTRAP: no broker answers ({'; '.join(errors)})")
 
 
-def admin_client(bootstrap: str, timeout_s: float | None = None) -> Any:
-    """A kafka-python admin client on `bootstrap`; BrokerUnavailable (one line) when what
-    listens there does not answer as Kafka, within `timeout_s` where kafka-python supports it."""
+def admin_client(access: KafkaAccess, timeout_s: float | None = None) -> Any:
+    """A kafka-python admin client on the cluster; BrokerUnavailable (one line) when what
+    listens there does not answer as Kafka (or refuses the configured TLS/SASL), within
+    `timeout_s` where kafka-python supports it."""
     from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -40,17 +42,48 @@ def admin_client(bootstrap: str, timeout_s: float | None = None) -> Any:
     if timeout_s is not None and "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:
         kw["bootstrap_timeout_ms"] = int(timeout_s * 1000)  # kafka-python >= 3
     kafka_log = logging.getLogger("kafka")
-    level = kafka_log.level
-    kafka_log.setLevel(logging.CRITICAL)  # the one line below says it all
+    level, propagate = kafka_log.level, kafka_log.propagate
+    seen = _LastCause()
+    kafka_log.setLevel(logging.ERROR)
+    kafka_log.propagate = False  # the one line below says it all
+    kafka_log.addHandler(seen)
     try:
-        return KafkaAdminClient(bootstrap_servers=bootstrap, **kw)
+        return KafkaAdminClient(**access.client_kwargs(), **kw)
     except KafkaError as exc:
         raise BrokerUnavailable(
-            f"SLATESTREAM_KAFKA_BOOTSTRAP: {bootstrap} accepts connections but does not answer "
-            f"as a Kafka broker ({type(exc).__name__})"
+            f"SLATESTREAM_KAFKA_BOOTSTRAP: {access.bootstrap} accepts connections but does not "
+            f"answer as a Kafka broker{_security_hint(access)} ({seen.cause or type(exc).__name__})"
         ) from None
-    finally:
-        kafka_log.setLevel(level)  # a command may have silenced it for good: keep its choice
+    finally:  # a command may have silenced kafka-python for good: keep its choice
+        kafka_log.removeHandler(seen)
+        kafka_log.setLevel(level)
+        kafka_log.propagate = propagate
+
+
+class _LastCause(logging.Handler):
+    """Keeps the first TLS or SASL failure kafka-python logs while it bootstraps: its own
+    error is only a timeout, the cause (bad password, unknown CA) is in its log."""
+
+    KEYS = ("Authentication failed", "Handshake failed")
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.cause = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        for key in self.KEYS:
+            if not self.cause and key in msg:
+                cause = msg[msg.index(key) :]
+                while cause.count(")") > cause.count("("):  # the wrapping message's
+                    cause = cause[: cause.rindex(")")]
+                self.cause = cause[:200]
+
+
+def _security_hint(access: KafkaAccess) -> str:
+    if access.security_protocol == "PLAINTEXT":
+        return ""
+    return f" with SLATESTREAM_KAFKA_SECURITY_PROTOCOL={access.security_protocol}"
 
 
 def quiet_kafka_logs(level: int = logging.ERROR) -> None:
@@ -67,8 +100,8 @@ def ensure_topics(settings: Settings) -> list[str]:
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     check_broker(settings)
-    bootstrap = settings.kafka_bootstrap or ""  # set: check_broker raised otherwise
-    admin = admin_client(bootstrap, timeout_s=15.0)
+    access = KafkaAccess.of(settings)
+    admin = admin_client(access, timeout_s=15.0)
     try:
         existing = set(admin.list_topics())
         new = [
@@ -82,7 +115,7 @@ def ensure_topics(settings: Settings) -> list[str]:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)
             new_parts = {t.name: t.num_partitions for t in new}
-            _wait_for_leaders(admin, bootstrap, new_parts)
+            _wait_for_leaders(admin, access, new_parts)
         joined = [topic_specs(settings)[t].name for t in COPARTITIONED]
         if any(name in existing for name in joined):  # created here: equal by the spec
             _check_copartitioned(admin, joined)
@@ -131,7 +164,7 @@ def _check_copartitioned(admin: Any, names: list[str]) -> None:
 
 
 def _wait_for_leaders(
-    admin: Any, bootstrap: str, partitions: dict[str, int], timeout_s: float = 15.0
+    admin: Any, access: KafkaAccess, partitions: dict[str, int], timeout_s: float = 15.0
 ) -> None:
     """Wait (bounded) until every partition of the new topics has a leader, so the first
     clients do not log NotLeaderForPartition while the controller is still electing."""
@@ -148,13 +181,13 @@ def _wait_for_leaders(
             for d in described
         }
         if all(led.get(name, 0) >= n for name, n in partitions.items()):
-            _wait_until_served(bootstrap, partitions, deadline)
+            _wait_until_served(access, partitions, deadline)
             return
         time.sleep(0.1)
     log.warning("topics without a leader after %.0f s: %s", timeout_s, sorted(partitions))
 
 
-def _wait_until_served(bootstrap: str, partitions: dict[str, int], deadline: float) -> None:
+def _wait_until_served(access: KafkaAccess, partitions: dict[str, int], deadline: float) -> None:
     """The metadata names a leader before that broker serves the partition: ask each leader
     for its end offsets (kafka-python retries NotLeaderForPartition) until they answer."""
     from kafka import KafkaConsumer, TopicPartition
@@ -162,7 +195,7 @@ def _wait_until_served(bootstrap: str, partitions: dict[str, int], deadline: flo
 
     left_ms = int(max(deadline - time.monotonic(), 1.0) * 1000)
     try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        consumer = KafkaConsumer(**access.client_kwargs(), enable_auto_commit=False)
     except KafkaError as exc:
         log.warning("new topics not checked: %s", exc)
         return

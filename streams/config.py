@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -75,6 +75,29 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str | None = Field(
         default=None, description="Kafka bootstrap servers host:port[,host:port]; unset = embedded"
+    )
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: str = Field(
+        default="PLAIN", description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (never printed or logged)"
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        description="CA bundle (PEM) that signed the brokers' certificates (default: the system's)",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, description="Client certificate (PEM) for mutual TLS"
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        default=None, description="... and its private key (PEM)"
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="Check the broker's certificate names its host"
     )
     redis_url: str | None = Field(
         default=None, description="Redis URL of the feature store and the joiner's open slates"
@@ -172,6 +195,70 @@ class Settings(BaseSettings):
             if not _HOSTPORT.match(part) or not 0 < int(part.rsplit(":", 1)[1]) < 65536:
                 raise ValueError(f"invalid broker address {part!r} (expected host:port)")
         return ",".join(parts)
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism")
+    @classmethod
+    def _kafka_choice(cls, value: str, info: Any) -> str:
+        from streams.kafka_access import SASL_MECHANISMS, SECURITY_PROTOCOLS
+
+        known = (
+            SECURITY_PROTOCOLS if info.field_name == "kafka_security_protocol" else SASL_MECHANISMS
+        )
+        choice = value.strip().upper()
+        if choice not in known:
+            raise ValueError(f"unknown value {value!r} (one of {', '.join(known)})")
+        return choice
+
+    @field_validator(
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        mode="before",
+    )
+    @classmethod
+    def _unset_if_empty(cls, value: Any) -> Any:
+        return None if value == "" else value  # `VAR=` unsets it, as for the URLs
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _tls_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{str(value)!r} is not a readable file")
+        return value
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        sasl = protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                f"SLATESTREAM_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                "SLATESTREAM_KAFKA_SASL_USERNAME and SLATESTREAM_KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
+            raise ValueError(
+                "SLATESTREAM_KAFKA_SASL_USERNAME/PASSWORD are set but "
+                f"SLATESTREAM_KAFKA_SECURITY_PROTOCOL={protocol} does not use SASL "
+                "(SASL_SSL or SASL_PLAINTEXT)"
+            )
+        tls = [
+            name
+            for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+            if getattr(self, name) is not None
+        ]
+        if tls and not protocol.endswith("SSL"):
+            raise ValueError(
+                f"{ENV_PREFIX}{tls[0].upper()} is set but SLATESTREAM_KAFKA_SECURITY_PROTOCOL="
+                f"{protocol} does not use TLS (SSL or SASL_SSL)"
+            )
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError(
+                "SLATESTREAM_KAFKA_SSL_KEYFILE needs SLATESTREAM_KAFKA_SSL_CERTFILE "
+                "(the key's certificate)"
+            )
+        return self
 
     @field_validator("redis_url")
     @classmethod
@@ -277,9 +364,10 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "?"
         msg = str(err["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{ENV_PREFIX}{field.upper()}: {msg}") from None
+        if not err["loc"]:  # a check across settings: its message names them
+            raise ConfigError(msg) from None
+        raise ConfigError(f"{ENV_PREFIX}{str(err['loc'][0]).upper()}: {msg}") from None
     except SettingsError as exc:
         m = re.search(r'field "(\w+)"', str(exc))
         name = f"{ENV_PREFIX}{m.group(1).upper()}" if m else "settings"

@@ -3,7 +3,8 @@
 Where they come from, first match wins:
 1. `SLATESTREAM_TEST_KAFKA_BOOTSTRAP` + `SLATESTREAM_TEST_REDIS_URL` (an existing stack);
 2. testcontainers, when a Docker engine answers;
-3. the project's own launcher (`deploy.stack`), in a temporary state dir — the CI path.
+3. the project's own launcher (`deploy.stack`), in a temporary state dir — the CI path. Its
+   broker also has a SASL_SSL listener (`Services.secure`) for the security tests.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class Services:
 
     kafka_bootstrap: str
     redis_url: str
+    # SLATESTREAM_* settings (without the prefix) of a SASL_SSL listener on the same broker;
+    # None where the broker came from elsewhere
+    secure: dict[str, str] | None = None
 
 
 def _docker_engine() -> bool:
@@ -59,9 +63,9 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     jars = stack.ensure_kafka_jars(shared)
     state_dir = tmp_path_factory.mktemp("stack")
     (state_dir / jars.name).symlink_to(jars)
-    state = stack.up(state_dir)
+    state = stack.up(state_dir, secure=True)
     try:
-        yield Services(state.kafka_bootstrap, state.redis_url)
+        yield Services(state.kafka_bootstrap, state.redis_url, state.secure_env())
     finally:
         stack.down(state_dir)
 

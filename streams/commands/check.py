@@ -10,6 +10,7 @@ import sys
 from streams.broker import admin_client, check_broker
 from streams.commands.worker import ping_store
 from streams.config import load_settings, redacted
+from streams.kafka_access import KafkaAccess
 
 CHECK_PING_S = 3.0  # how long `check` waits for the feature store to answer
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.kafka_bootstrap:
         check_broker(settings)
         # a port that accepts connections may still not be Kafka (e.g. Redis's port)
-        admin_client(settings.kafka_bootstrap, timeout_s=10.0).close()
+        admin_client(KafkaAccess.of(settings), timeout_s=10.0).close()
     if not settings.effective_store_url.startswith("memory:"):
         # the workers' own start-up ping (SLATESTREAM_REDIS_URL only matters as the store's
         # default), with a shorter wait

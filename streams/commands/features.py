@@ -20,6 +20,7 @@ from features import FeatureStore, open_store
 from streams.broker import quiet_kafka_logs
 from streams.config import Settings, load_settings
 from streams.errors import BrokerUnavailable, SlatestreamError
+from streams.kafka_access import KafkaAccess
 from streams.runtime import Record
 from streams.services.feature_service import FeatureService, store_config
 from streams.topics import topic_name
@@ -50,8 +51,9 @@ def _held(settings: Settings) -> dict[str, dict[int, tuple[int, int]]]:
     from streams.broker import admin_client, check_broker, partition_counts
 
     check_broker(settings)  # a closed port: one line, at once
-    bootstrap = settings.kafka_bootstrap or ""  # set: check_broker raised otherwise
-    admin = admin_client(bootstrap, timeout_s=10.0)  # a port that is not Kafka: one line
+    access = KafkaAccess.of(settings)
+    bootstrap = access.bootstrap
+    admin = admin_client(access, timeout_s=10.0)  # a port that is not Kafka: one line
     try:
         existing = set(admin.list_topics())  # a metadata request for all: creates nothing
         names = [topic_name(settings, t) for t in REPLAY_ORDER]
@@ -66,7 +68,7 @@ def _held(settings: Settings) -> dict[str, dict[int, tuple[int, int]]]:
         return out
     # no auto-creation: asking for offsets must not create a topic on a permissive broker
     probe = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, allow_auto_create_topics=False
+        **access.client_kwargs(), enable_auto_commit=False, allow_auto_create_topics=False
     )
     try:
         first, end = probe.beginning_offsets(tps), probe.end_offsets(tps)
@@ -149,7 +151,7 @@ async def rebuild(
     service = FeatureService(settings, store, worker="features-rebuild")
     t0 = time.perf_counter()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **KafkaAccess.of(settings).client_kwargs(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from streams.config import load_settings
 from streams.errors import BrokerUnavailable, ConfigError
+from streams.kafka_access import KafkaAccess
 from streams.topics import topic_name
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         # acks=1 is a choice (throughput over idempotent retries), so idempotence is off on purpose
         producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **KafkaAccess.of(settings).client_kwargs(),
             linger_ms=5,
             acks=1,
             enable_idempotence=False,

@@ -16,6 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--state-dir", type=Path, default=None, help="default ~/.cache/slatestream")
     p.add_argument("--kafka-port", type=int, default=None, help="default: a free port")
     p.add_argument("--redis-port", type=int, default=None, help="default: a free port")
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="up: also a SASL_SSL listener (own CA, SCRAM-SHA-512 user); up/status: its settings",
+    )
     p.set_defaults(func=run)
 
 
@@ -29,8 +34,13 @@ def run(args: argparse.Namespace) -> int:
     if args.state_dir is not None and args.state_dir.exists() and not args.state_dir.is_dir():
         raise StackError(f"--state-dir {args.state_dir}: exists and is not a directory")
     if args.action == "up":
-        state = stack.up(args.state_dir, kafka_port=args.kafka_port, redis_port=args.redis_port)
-        print(state.env_lines())
+        state = stack.up(
+            args.state_dir,
+            kafka_port=args.kafka_port,
+            redis_port=args.redis_port,
+            secure=args.secure,
+        )
+        print(state.env_lines(secure=args.secure))
         return 0
     if args.action == "down":
         stopped = stack.down(args.state_dir)
@@ -41,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if alive is None or recorded is None:
         print("# no stack recorded")
         return 1
-    print(recorded.env_lines())
+    print(recorded.env_lines(secure=args.secure))
     for name, ok in alive.items():
         print(f"# {name}: {'up' if ok else 'DOWN'}")
     return 0 if all(alive.values()) else 1

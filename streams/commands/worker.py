@@ -13,6 +13,7 @@ from typing import Any
 from streams.broker import check_broker, ensure_topics
 from streams.config import Settings, load_settings, redacted
 from streams.errors import ConfigError
+from streams.kafka_access import KafkaAccess
 from streams.log_limits import limit_repeats
 from streams.roles import build_handlers, parse_roles
 
@@ -199,21 +200,21 @@ def _broadcast_to_scorers(app: Any, settings: Settings, handlers: Sequence[Any])
     from streams.broadcast import TopicBroadcast
     from streams.topics import topic_name
 
-    bootstrap = settings.kafka_bootstrap or ""
+    access = KafkaAccess.of(settings)
     for handler in handlers:
         # by name: importing the scorer's handler class would load torch into every role
         if getattr(handler, "name", None) != "scorer":
             continue
         handler.learns_feedback = False
         feedback = TopicBroadcast(
-            bootstrap, topic_name(settings, "feedback"), settings.feedback_replay_s, handler.learn
+            access, topic_name(settings, "feedback"), settings.feedback_replay_s, handler.learn
         )
         app.task(feedback.run)
         # far enough back for a scorer started to replace one that died: its answers not
         # yet committed are at most a session timeout plus a restart old
         replay_s = max(ANSWERS_REPLAY_S, 2 * settings.session_timeout_s)
         answers = TopicBroadcast(
-            bootstrap,
+            access,
             topic_name(settings, "recommendations"),
             replay_s,
             handler.note_answer,

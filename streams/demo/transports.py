@@ -14,6 +14,7 @@ from typing import Any
 from streams import schemas
 from streams.config import Settings
 from streams.errors import SlatestreamError
+from streams.kafka_access import KafkaAccess
 from streams.roles import ROLES, build_handlers
 from streams.runtime import MemoryLog, drain
 from streams.services.scorer_service import ScorerFeatures
@@ -108,12 +109,12 @@ class KafkaTransport:
                     start_new_session=True,
                 )
             )
-        boot = self.settings.kafka_bootstrap
-        self.producer = AIOKafkaProducer(bootstrap_servers=boot, linger_ms=2, acks=1)
+        kafka = KafkaAccess.of(self.settings).client_kwargs()
+        self.producer = AIOKafkaProducer(**kafka, linger_ms=2, acks=1)
         await self.producer.start()
         self.consumer = AIOKafkaConsumer(
             topic_name(self.settings, "recommendations"),
-            bootstrap_servers=boot,
+            **kafka,
             group_id=None,  # a plain reader: no group, no coordinator to wait for
             auto_offset_reset="earliest",
         )

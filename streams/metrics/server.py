@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
 from streams.config import Settings
 from streams.errors import ConfigError
+from streams.kafka_access import KafkaAccess
 from streams.metrics import for_role
 from streams.metrics.common import RoleMetrics, instrument_in_place
 from streams.runtime import Handler
@@ -106,7 +107,7 @@ def start_metrics_server(
     if settings.kafka_bootstrap and targets:
         group = group_id(settings, "-".join(role_names))
         srv.monitors.append(
-            LagMonitor(settings.kafka_bootstrap, group, targets, lag_interval_s).start()
+            LagMonitor(KafkaAccess.of(settings), group, targets, lag_interval_s).start()
         )
     log.info("metrics on %s", srv.url)
     return srv
@@ -125,8 +126,8 @@ class LagReader:
     answers the end offsets.
     """
 
-    def __init__(self, bootstrap: str, group: str, topics: Sequence[str]) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, access: KafkaAccess, group: str, topics: Sequence[str]) -> None:
+        self.access = access
         self.group = group
         self.topics = list(dict.fromkeys(topics))
         self._admin: Any = None
@@ -140,7 +141,7 @@ class LagReader:
 
         if self._admin is None:
             self._admin = KafkaAdminClient(
-                bootstrap_servers=self.bootstrap, client_id="slatestream-lag"
+                **self.access.client_kwargs(), client_id="slatestream-lag"
             )
         try:
             if not self._parts or self._reads % 60 == 0:  # partitions rarely change
@@ -201,7 +202,7 @@ class LagReader:
             from kafka import KafkaConsumer
 
             self._consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=None, client_id="slatestream-lag"
+                **self.access.client_kwargs(), group_id=None, client_id="slatestream-lag"
             )
         return self._consumer
 
@@ -222,9 +223,9 @@ class LagReader:
         self._parts = []
 
 
-def read_lag(bootstrap: str, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+def read_lag(access: KafkaAccess, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
     """One-off lag read of `group` over `topics` (see LagReader)."""
-    reader = LagReader(bootstrap, group, topics)
+    reader = LagReader(access, group, topics)
     try:
         return reader.read()
     finally:
@@ -240,7 +241,7 @@ class LagMonitor:
 
     def __init__(
         self,
-        bootstrap: str,
+        access: KafkaAccess,
         group: str,
         targets: Sequence[tuple[RoleMetrics, Sequence[str]]],
         interval_s: float = 5.0,
@@ -248,7 +249,7 @@ class LagMonitor:
         self.group = group
         self.targets = [(m, set(topics)) for m, topics in targets]
         self.interval_s = interval_s
-        self.reader = LagReader(bootstrap, group, [t for _, ts in targets for t in ts])
+        self.reader = LagReader(access, group, [t for _, ts in targets for t in ts])
         self.last: dict[tuple[str, int], int] = {}
         self.refreshes = 0
         self._stop = threading.Event()

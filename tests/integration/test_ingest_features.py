@@ -108,10 +108,11 @@ async def test_50k_events_through_the_feature_worker(
         assert g["users"] == len(gen.user_counts)
 
         # ... and the worker committed every offset (the group's lag drains to zero)
+        from streams.kafka_access import KafkaAccess
         from streams.metrics.server import LagReader, group_id
 
         reader = LagReader(
-            services.kafka_bootstrap,  # type: ignore[attr-defined]
+            KafkaAccess(services.kafka_bootstrap),  # type: ignore[attr-defined]
             group_id(settings, "features"),
             [f"{topic_prefix}.{t}" for t in ("interactions", "impressions", "items")],
         )

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import pytest
 
 from streams.broadcast import TopicBroadcast
+from streams.kafka_access import KafkaAccess
 from streams.runtime import Record
 
 pytestmark = pytest.mark.timeout(20)
@@ -64,7 +65,7 @@ async def test_replays_from_the_window_skips_a_failing_record_and_keeps_reading(
             raise RuntimeError("bad posterior input")
         learned.append(rec)
 
-    reader = TopicBroadcast("127.0.0.1:9", "t.feedback", 600.0, learn)
+    reader = TopicBroadcast(KafkaAccess("127.0.0.1:9"), "t.feedback", 600.0, learn)
     monkeypatch.setattr(reader, "_partition_count", lambda: 2)
     task = asyncio.create_task(reader.run())
     for _ in range(100):
