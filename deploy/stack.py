@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from streams.errors import StackError
 
@@ -38,11 +39,13 @@ class StackState:
     kafka_pid: int
     redis_pid: int
     root: str
-    # `up(secure=True)`: a second listener, SASL_SSL (SCRAM-SHA-512 or PLAIN) with its own CA
+    # `up(secure=True)`: a second Kafka listener, SASL_SSL (SCRAM-SHA-512 or PLAIN), and a TLS
+    # port of Redis, with certificates from their own CA
     secure_bootstrap: str | None = None
     ssl_cafile: str | None = None
     sasl_username: str | None = None
     sasl_password: str | None = None
+    secure_redis_url: str | None = None
 
     def env_lines(self, secure: bool = False) -> str:
         """Lines a shell can eval: the settings the workers, demo and bench read (with
@@ -52,17 +55,17 @@ class StackState:
                 f"export SLATESTREAM_KAFKA_BOOTSTRAP={self.kafka_bootstrap}\n"
                 f"export SLATESTREAM_REDIS_URL={self.redis_url}"
             )
-        return (
-            "\n".join(
-                f"export SLATESTREAM_{name}={value}" for name, value in self.secure_env().items()
-            )
-            + f"\nexport SLATESTREAM_REDIS_URL={self.redis_url}"
-        )
+        return "\n".join(f"export SLATESTREAM_{k}={v}" for k, v in self.secure_env().items())
 
     def secure_env(self) -> dict[str, str]:
-        """The Kafka settings (without the prefix) of the SASL_SSL listener; StackError when
-        the stack was started without it."""
-        if not (self.secure_bootstrap and self.ssl_cafile and self.sasl_password):
+        """The settings (without the prefix) of the SASL_SSL listener and of Redis over TLS;
+        StackError when the stack was started without them."""
+        if not (
+            self.secure_bootstrap
+            and self.ssl_cafile
+            and self.sasl_password
+            and self.secure_redis_url
+        ):
             raise StackError("this stack has no SASL_SSL listener (start it with --secure)")
         return {
             "KAFKA_BOOTSTRAP": self.secure_bootstrap,
@@ -71,6 +74,7 @@ class StackState:
             "KAFKA_SASL_USERNAME": self.sasl_username or SASL_USER,
             "KAFKA_SASL_PASSWORD": self.sasl_password,
             "KAFKA_SSL_CAFILE": self.ssl_cafile,
+            "REDIS_URL": self.secure_redis_url,
         }
 
 
@@ -179,9 +183,19 @@ def new_cluster_id() -> str:
             return cid
 
 
-def _tls_files(root: Path) -> tuple[Path, Path]:
-    """A throw-away CA and a broker certificate for 127.0.0.1/localhost signed by it (openssl,
-    EC P-256, 30 days): (the CA for clients, the broker's PEM key + certificate chain)."""
+class TlsFiles(NamedTuple):
+    """PEM files of `_tls_files`: the CA clients trust, the servers' certificate and key, and
+    Kafka's PEM keystore (key, then the certificate chain)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    keystore: Path
+
+
+def _tls_files(root: Path) -> TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1/localhost signed by it (openssl,
+    EC P-256, 30 days), for the broker's and Redis's TLS ports."""
     openssl = shutil.which("openssl")
     if openssl is None:
         raise StackError("openssl not found (apt-get install openssl): needed by --secure")
@@ -234,10 +248,10 @@ def _tls_files(root: Path) -> tuple[Path, Path]:
         ],
         "signing the broker's certificate",
     )
-    keystore = tls / "broker-keystore.pem"  # Kafka's PEM keystore: key, then the chain
+    keystore = tls / "broker-keystore.pem"
     keystore.write_text(srv_key.read_text() + srv_crt.read_text() + ca.read_text())
     ca_key.unlink()
-    return ca, keystore
+    return TlsFiles(ca, srv_crt, srv_key, keystore)
 
 
 def _secure_listener(keystore: Path, password: str) -> dict[str, str]:
@@ -457,7 +471,7 @@ def up(
     if current is not None:
         alive = status(state_dir) or {}
         if all(alive.values()):
-            if secure and current.secure_bootstrap is None:
+            if secure and current.secure_redis_url is None:
                 raise StackError(
                     "a stack without --secure is running in this state dir: stop it first "
                     "(slatestream stack down)"
@@ -479,11 +493,17 @@ def up(
     cport = free_port()
     rport = redis_port or free_port()
     secure_conf: dict[str, str] | None = None
-    cafile: Path | None = None
+    tls: TlsFiles | None = None
+    redis_tls: list[str] = []
     password = secrets.token_urlsafe(18) if secure else None
     if password is not None:
-        cafile, keystore = _tls_files(root)
-        secure_conf = {"port": str(free_port()), **_secure_listener(keystore, password)}
+        tls = _tls_files(root)
+        secure_conf = {"port": str(free_port()), **_secure_listener(tls.keystore, password)}
+        redis_tls = [
+            "--tls-port", str(free_port()), "--tls-cert-file", str(tls.cert),
+            "--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
     props = _kafka_config(root, kport, cport, secure_conf)
     cluster_id = new_cluster_id()
     classpath = f"{jars}/*"
@@ -525,6 +545,7 @@ def up(
             "no",
             "--protected-mode",
             "yes",
+            *redis_tls,
         ],
         root / "redis.log",
         root,
@@ -537,15 +558,20 @@ def up(
         redis_pid=redis_proc.pid,
         root=str(root),
         secure_bootstrap=f"{LOOPBACK}:{secure_conf['port']}" if secure_conf else None,
-        ssl_cafile=str(cafile) if cafile else None,
+        ssl_cafile=str(tls.ca) if tls else None,
         sasl_username=SASL_USER if secure_conf else None,
         sasl_password=password,
+        secure_redis_url=(
+            f"rediss://{LOOPBACK}:{redis_tls[1]}/0?ssl_ca_certs={tls.ca}" if tls else None
+        ),
     )
     path = _state_file(state_dir)
     path.touch(mode=0o600)  # it may hold the SASL password of the secured listener
     path.write_text(json.dumps(asdict(state)))
     try:
         wait_redis(state.redis_url, timeout=30)
+        if state.secure_redis_url:
+            wait_redis(state.secure_redis_url, timeout=30)
         wait_kafka(state.kafka_bootstrap, timeout=timeout, proc=kafka_proc, log=root / "kafka.log")
     except BaseException:
         down(state_dir)

@@ -1,6 +1,6 @@
 """A broker that requires TLS and SASL (SCRAM-SHA-512 over SASL_SSL, the test stack's second
-listener): commands and workers reach it with the SLATESTREAM_KAFKA_SECURITY_* settings, and a
-wrong password or CA is one clear line."""
+listener) and Redis over TLS: commands and workers reach them with the SLATESTREAM_KAFKA_*
+security settings and a rediss:// URL, and a wrong password or CA is one clear line."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration]
 
 @pytest.fixture
 def secure(services: Any) -> dict[str, str]:
-    """SLATESTREAM_* settings of the broker's SASL_SSL listener."""
+    """SLATESTREAM_* settings of the broker's SASL_SSL listener and of Redis's TLS port."""
     if services.secure is None:
         pytest.skip("this broker has no SASL_SSL listener (only the launcher's stack has one)")
     return {f"SLATESTREAM_{k}": v for k, v in services.secure.items()}
@@ -42,7 +42,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 def _env(services: Any, secure: dict[str, str], **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLATESTREAM_")}
-    env.update(secure, SLATESTREAM_REDIS_URL=services.redis_url, **extra)
+    env.update(secure, **extra)
     return env
 
 
@@ -60,10 +60,22 @@ def test_check_over_sasl_ssl_and_clear_errors(
     assert wrong.stderr.count("\n") == 1, wrong.stderr
     assert "Authentication failed" in wrong.stderr and "SCRAM-SHA-512" in wrong.stderr
 
-    other_ca, _ = stack._tls_files(tmp_path)  # a CA that did not sign the broker's certificate
+    other_ca = stack._tls_files(tmp_path).ca  # a CA that did not sign the broker's certificate
     untrusted = _cli(_env(services, secure, SLATESTREAM_KAFKA_SSL_CAFILE=str(other_ca)), "check")
     assert untrusted.returncode == 2
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr, untrusted.stderr
+
+    redis_ca = _cli(
+        _env(
+            services,
+            secure,
+            SLATESTREAM_REDIS_URL=secure["SLATESTREAM_REDIS_URL"].split("?")[0]
+            + f"?ssl_ca_certs={other_ca}",
+        ),
+        "check",
+    )
+    assert redis_ca.returncode == 2
+    assert "does not answer" in redis_ca.stderr and redis_ca.stderr.count("\n") == 1
 
     no_tls = _cli(
         _env(
@@ -88,11 +100,13 @@ async def test_workers_serve_a_new_item_over_sasl_ssl(
     services: Any, secure: dict[str, str], topic_prefix: str, uid: str, tmp_path: Path
 ) -> None:
     """Features and scorer workers (Faust, the scorer's aiokafka read-back, kafka-python topic
-    creation) on the secured listener: a new catalogue item is recommended."""
+    creation) on the secured listener, their store on Redis over TLS: a new catalogue item
+    (which reaches the scorer only through the store) is recommended."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     env = worker_env(services, topic_prefix, f"s{uid}", str(tmp_path / "state"))
     env.update(secure)
+    env["SLATESTREAM_STORE_URL"] = f"{secure['SLATESTREAM_REDIS_URL']}&namespace=s{uid}"
     log = tmp_path / "worker.log"
     worker = start_worker(env, "features,scorer", log)
     access = KafkaAccess(
@@ -133,3 +147,25 @@ async def test_workers_serve_a_new_item_over_sasl_ssl(
         await consumer.stop()
         stop_worker(worker)
     assert "Traceback" not in log.read_text(errors="replace")
+
+
+@pytest.mark.timeout(180)
+def test_replay_and_rebuild_over_sasl_ssl_and_tls_redis(
+    services: Any, secure: dict[str, str], topic_prefix: str, uid: str, tmp_path: Path
+) -> None:
+    """replay (kafka-python producer) publishes a FINN.no-shaped file on the secured listener;
+    features rebuild (kafka-python probe, aiokafka reader) reads it back into Redis over TLS."""
+    from tests.unit.streams.test_replay import make_finn
+
+    data, attr = make_finn(tmp_path)
+    env = _env(services, secure, SLATESTREAM_TOPIC_PREFIX=topic_prefix)
+    replay = _cli(
+        env, "replay", "--dataset", "finn-slates", str(data), "--itemattr", str(attr), "--rate", "0"
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert "replayed 59 events" in replay.stdout
+    store = f"{secure['SLATESTREAM_REDIS_URL']}&namespace=rb{uid}"
+    rebuilt = _cli(env, "features", "rebuild", "--store", store)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "59 records" in rebuilt.stdout, rebuilt.stdout
+    assert secure["SLATESTREAM_KAFKA_SASL_PASSWORD"] not in rebuilt.stdout + rebuilt.stderr

@@ -28,8 +28,7 @@ SASL = {
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA made by the launcher's own TLS helper (openssl)."""
-    ca_file, _ = stack._tls_files(tmp_path_factory.mktemp("tls"))
-    return ca_file
+    return stack._tls_files(tmp_path_factory.mktemp("tls")).ca
 
 
 def test_plaintext_by_default() -> None:
