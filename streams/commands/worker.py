@@ -7,12 +7,14 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from streams.broker import check_broker, ensure_topics
 from streams.config import Settings, load_settings, redacted
 from streams.errors import ConfigError
+from streams.health import WorkerHealth
+from streams.health import watch as watch_health
 from streams.kafka_access import KafkaAccess
 from streams.log_limits import limit_repeats
 from streams.roles import build_handlers, parse_roles
@@ -57,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
     ensure_topics(settings)
     app = create_app(settings, group="-".join(roles))
     handlers = build_handlers(settings, roles)
-    # instruments the handlers in place and watches the group's consumer lag
-    server = start_metrics_server(settings, roles=roles, handlers=handlers)
+    ping = store_pinger(settings, roles)
+    health = WorkerHealth(roles, uses_store=ping is not None)
+    watch_health(app, health, ping)
+    # instruments the handlers in place, watches the group's consumer lag, serves the probes
+    server = start_metrics_server(settings, roles=roles, handlers=handlers, health=health)
     if server is not None:
         logging.getLogger(__name__).warning("metrics on %s", server.url)
     _freeze_after_warmup(app)
@@ -147,6 +152,28 @@ def ping_store(
         f"{var}: the feature store at {redacted(url)} does not answer after {timeout_s:.0f} s "
         f"({last})"
     )
+
+
+def store_pinger(
+    settings: Settings, roles: Sequence[str]
+) -> Callable[[], Coroutine[Any, Any, Any]] | None:
+    """A coroutine function pinging the store roles' feature store (its own connection, opened
+    on the first call, in the worker's loop); None without store roles or with memory://."""
+    if not any(r in STORE_ROLES for r in roles):
+        return None
+    if settings.effective_store_url.startswith("memory:"):
+        return None
+    from streams.services.feature_service import open_feature_store
+
+    store: Any = None
+
+    async def ping() -> None:
+        nonlocal store
+        if store is None:
+            store = open_feature_store(settings)
+        await store.ping()
+
+    return ping
 
 
 def make_worker(app: Any, loglevel: str) -> Any:

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
+import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 
 from streams.config import Settings
 from streams.errors import ConfigError
+from streams.health import WorkerHealth
 from streams.kafka_access import KafkaAccess
 from streams.metrics import for_role
 from streams.metrics.common import RoleMetrics, instrument_in_place
@@ -60,11 +65,45 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in flight never holds the worker's exit
+
+
+class _V6Server(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes and probes are not worth a log line each."""
+
+
 def serve(
-    host: str = "127.0.0.1", port: int = 0, registry: CollectorRegistry = REGISTRY
+    host: str = "127.0.0.1",
+    port: int = 0,
+    registry: CollectorRegistry = REGISTRY,
+    health: WorkerHealth | None = None,
 ) -> MetricsServer:
-    """Serve `registry` on http://host:port/metrics (port 0 = an ephemeral free port)."""
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    """Serve `registry` on http://host:port/metrics (port 0 = an ephemeral free port), and
+    with `health` the probes /healthz (live) and /readyz (ready): JSON, 200 or 503."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if health is not None and path in ("/healthz", "/readyz"):
+            ok, details = health.liveness() if path == "/healthz" else health.readiness()
+            body = json.dumps(details).encode()
+            start(
+                "200 OK" if ok else "503 Service Unavailable",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        return metrics_app(environ, start)  # type: ignore[no-any-return]
+
+    server_cls = _V6Server if ":" in host else _Server
+    server = make_server(host, port, app, server_cls, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
     return MetricsServer(host, int(server.server_address[1]), server, thread)
 
 
@@ -75,6 +114,7 @@ def start_metrics_server(
     roles: Sequence[str] | None = None,
     handlers: Sequence[Handler] = (),
     lag_interval_s: float = 5.0,
+    health: WorkerHealth | None = None,
 ) -> MetricsServer | None:
     """Serve /metrics on settings.metrics_host:metrics_port (None when the port is 0).
 
@@ -86,7 +126,7 @@ def start_metrics_server(
     if not settings.metrics_port:
         return None
     try:
-        srv = serve(settings.metrics_host, settings.metrics_port, registry)
+        srv = serve(settings.metrics_host, settings.metrics_port, registry, health)
     except OSError as exc:  # port taken (another worker on this host), address not local
         taken = exc.errno == errno.EADDRINUSE
         raise ConfigError(
