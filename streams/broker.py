@@ -206,3 +206,42 @@ def _wait_until_served(access: KafkaAccess, partitions: dict[str, int], deadline
         log.warning("new topics not served yet: %s", exc)
     finally:
         consumer.close()
+
+
+def scorer_groups(access: KafkaAccess, prefix: str, topic: str, exclude: str) -> list[str]:
+    """slatestream scorer groups (`<prefix>-…scorer…`, other than `exclude`) with a member
+    assigned partitions of `topic`, by the broker's group descriptions. Two such groups each
+    receive every request and each answer it: a second --role list is a second group."""
+    admin = admin_client(access, timeout_s=10.0)
+    try:
+        if not hasattr(admin, "list_groups"):  # kafka-python 2.x: not checked
+            return []
+        ids = [
+            g["group_id"]
+            for g in admin.list_groups()
+            if g["group_id"] != exclude
+            and g["group_id"].startswith(f"{prefix}-")
+            and "scorer" in g["group_id"][len(prefix) + 1 :].split("-")
+        ]
+        if not ids:
+            return []
+        # Faust's member metadata is not the plain consumer protocol kafka-python decodes: its
+        # warning about that is noise (the assignments, read below, decode)
+        noisy = logging.getLogger("kafka.admin._groups")
+        level = noisy.level
+        noisy.setLevel(logging.ERROR)
+        try:
+            described = admin.describe_groups(ids)
+        finally:
+            noisy.setLevel(level)
+        found = []
+        for gid, desc in described.items():
+            for member in desc.get("members") or ():
+                got = member.get("member_assignment")
+                parts = got.get("assigned_partitions", []) if isinstance(got, dict) else []
+                if any(p.get("topic") == topic and p.get("partitions") for p in parts):
+                    found.append(gid)
+                    break
+        return sorted(found)
+    finally:
+        admin.close()

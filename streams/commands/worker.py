@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     ping_store(settings, roles)
     check_broker(settings)
     ensure_topics(settings)
+    if "scorer" in roles:
+        refuse_second_scorer_group(settings, "-".join(roles))
     app = create_app(settings, group="-".join(roles))
     handlers = build_handlers(settings, roles)
     ping = store_pinger(settings, roles)
@@ -79,6 +81,34 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
     worker.execute_from_commandline()
     return 0
+
+
+def refuse_second_scorer_group(settings: Settings, role_group: str) -> None:
+    """ConfigError (one line) when a scorer of another consumer group (another --role list)
+    already reads the requests: both groups would receive and answer every request. A group
+    whose worker just stopped keeps its member for a session timeout, so a conflict is only
+    reported if it is still there after one."""
+    from streams.broker import scorer_groups
+    from streams.topics import topic_name
+
+    access = KafkaAccess.of(settings)
+    own = f"{settings.topic_prefix}-{role_group}"
+    requests = topic_name(settings, "requests")
+    others = scorer_groups(access, settings.topic_prefix, requests, own)
+    if others:
+        log = logging.getLogger(__name__)
+        log.warning(
+            "scorer group(s) %s read %s; checking again in a session timeout", others, requests
+        )
+        time.sleep(settings.session_timeout_s + 2.0)
+        others = scorer_groups(access, settings.topic_prefix, requests, own)
+    if others:
+        raise ConfigError(
+            f"consumer group(s) {', '.join(others)} already answer {requests}; this worker's "
+            f"group {own} would answer every request a second time. Run every scorer with the "
+            "same --role list (one group shares the partitions), or give this deployment its "
+            "own SLATESTREAM_TOPIC_PREFIX"
+        )
 
 
 def worker_loglevel(flag: str | None, settings: Settings) -> str:

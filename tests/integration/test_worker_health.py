@@ -3,10 +3,6 @@ while /healthz (restart me) stays 200: a store outage is not cured by restarting
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,29 +11,9 @@ import pytest
 
 from bench.bench_ingest import start_worker, stop_worker, worker_env
 from tests.integration.private_redis import free_port, start_redis, stop_redis
+from tests.integration.worker_probe import get_probe, wait_for_probe
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _get(url: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-    except OSError:  # not serving yet
-        return 0, {}
-
-
-def _wait_for(url: str, status: int, seconds: float, log: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    got: tuple[int, dict[str, Any]] = (0, {})
-    while time.monotonic() < deadline:
-        got = _get(url)
-        if got[0] == status:
-            return got[1]
-        time.sleep(0.5)
-    raise AssertionError(f"{url}: {got} after {seconds:.0f} s\n{log.read_text()[-2000:]}")
 
 
 @pytest.mark.timeout(200)
@@ -59,15 +35,15 @@ def test_readiness_follows_the_store_liveness_does_not(
     worker = start_worker(env, "features,scorer", log)
     base = f"http://127.0.0.1:{metrics_port}"
     try:
-        ready = _wait_for(f"{base}/readyz", 200, 120, log)
+        ready = wait_for_probe(f"{base}/readyz", 200, 120, log)
         assert ready["joined_group"] and ready["store"] == "ok"
         assert ready["roles"] == ["features", "scorer"] and ready["partitions"] >= 8
         stop_redis(redis)
-        down = _wait_for(f"{base}/readyz", 503, 20, log)
+        down = wait_for_probe(f"{base}/readyz", 503, 20, log)
         assert down["store"] != "ok" and down["live"] is True
-        assert _get(f"{base}/healthz")[0] == 200
+        assert get_probe(f"{base}/healthz")[0] == 200
         redis = start_redis(port)
-        _wait_for(f"{base}/readyz", 200, 30, log)
+        wait_for_probe(f"{base}/readyz", 200, 30, log)
         assert worker.poll() is None
     finally:
         stop_worker(worker)

@@ -132,3 +132,32 @@ def test_memory_store_with_all_roles_is_only_a_warning(caplog: pytest.LogCapture
     assert "lost when this process stops" in caplog.text
     with pytest.raises(ConfigError):
         worker.require_shared_store(Settings(kafka_bootstrap="127.0.0.1:9"), list(ROLES))
+
+
+@pytest.mark.parametrize(
+    ("seen", "refused"),
+    [([[]], False), ([["p-scorer"], []], False), ([["p-scorer"], ["p-scorer"]], True)],
+)
+def test_a_second_scorer_group_is_refused_only_if_it_stays(
+    monkeypatch: pytest.MonkeyPatch, seen: list[list[str]], refused: bool
+) -> None:
+    """A conflict is checked again after a session timeout (a stopped scorer's membership
+    lasts that long) and refused only if it is still there."""
+    answers = iter(seen)
+    calls: list[tuple[str, str, str]] = []
+
+    def fake_groups(access: object, prefix: str, topic: str, exclude: str) -> list[str]:
+        calls.append((prefix, topic, exclude))
+        return next(answers)
+
+    slept: list[float] = []
+    monkeypatch.setattr("streams.broker.scorer_groups", fake_groups)
+    monkeypatch.setattr(worker.time, "sleep", slept.append)
+    settings = Settings(kafka_bootstrap="127.0.0.1:9", topic_prefix="p", session_timeout_s=6)
+    if refused:
+        with pytest.raises(ConfigError, match=r"p-scorer already answer p\.requests"):
+            worker.refuse_second_scorer_group(settings, "features-scorer")
+    else:
+        worker.refuse_second_scorer_group(settings, "features-scorer")
+    assert calls[0] == ("p", "p.requests", "p-features-scorer")
+    assert len(calls) == len(seen) and slept == [8.0] * (len(seen) - 1)
