@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streams.kafka_access import KafkaAccess
+
 TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
 TYPE_WEIGHTS = (50, 35, 8, 4, 3)
 
@@ -158,13 +160,20 @@ def generate_events(
     return g
 
 
-async def produce(bootstrap: str, prefix: str, records: list[tuple[str, bytes, bytes]]) -> float:
+def kafka_kwargs(kafka: str | KafkaAccess) -> dict[str, Any]:
+    """Client arguments for a bootstrap string (plaintext) or a KafkaAccess (TLS/SASL too)."""
+    return (kafka if isinstance(kafka, KafkaAccess) else KafkaAccess(kafka)).client_kwargs()
+
+
+async def produce(
+    kafka: str | KafkaAccess, prefix: str, records: list[tuple[str, bytes, bytes]]
+) -> float:
     """Publish records (acks=all) in order; returns seconds taken."""
     from aiokafka import AIOKafkaProducer
 
     t0 = time.perf_counter()
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024, acks="all"
+        **kafka_kwargs(kafka), linger_ms=20, max_batch_size=256 * 1024, acks="all"
     )
     await producer.start()
     try:
@@ -175,13 +184,15 @@ async def produce(bootstrap: str, prefix: str, records: list[tuple[str, bytes, b
     return time.perf_counter() - t0
 
 
-async def bare_loop(bootstrap: str, topic: str, expected: int, timeout_s: float = 120) -> float:
+async def bare_loop(
+    kafka: str | KafkaAccess, topic: str, expected: int, timeout_s: float = 120
+) -> float:
     """Events/s of a bare aiokafka consume loop from the beginning (no decode, no store)."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka_kwargs(kafka),
         group_id=f"bare-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -206,7 +217,7 @@ async def bare_loop(bootstrap: str, topic: str, expected: int, timeout_s: float 
 
 
 async def handler_loop(
-    bootstrap: str, settings: Any, store_url: str, expected: int, timeout_s: float = 300
+    kafka: str | KafkaAccess, settings: Any, store_url: str, expected: int, timeout_s: float = 300
 ) -> tuple[float, float]:
     """The same FeatureHandler driven by a plain aiokafka loop in this process (no Faust):
     isolates what Faust's per-message machinery costs. Returns (events/s, CPU us/event)."""
@@ -220,7 +231,7 @@ async def handler_loop(
     handler = FeatureHandler(settings, store)
     consumer = AIOKafkaConsumer(
         *handler.topics,
-        bootstrap_servers=bootstrap,
+        **kafka_kwargs(kafka),
         group_id=f"loop-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -386,10 +397,69 @@ async def _wait_applied(store: Any, expected: int, timeout_s: float) -> tuple[fl
     raise TimeoutError(f"store reached {total} of {expected} events in {timeout_s}s")
 
 
+@dataclass
+class Drain:
+    """One feature worker draining a topic into the store: first to last store update."""
+
+    seconds: float
+    worker_cpu_s: float
+    redis_cpu_s: float
+    peak_rss_mb: float
+    threads0: dict[str, float]
+    threads1: dict[str, float]
+
+
+async def drain_with_worker(
+    env: dict[str, str], store_url: str, expected: int, tmp: Path, timeout_s: float = 600
+) -> Drain:
+    """Start `slatestream worker --role features` with `env`, wait until `store_url` holds
+    `expected` interactions, and measure the drain (CPU from the first store update on);
+    the store namespace is cleared afterwards."""
+    from features import open_store
+
+    store = open_store(store_url)
+    proc = start_worker(env, "features", tmp / "worker.log")
+    peak = 0.0
+    cpu = {"worker0": 0.0, "worker1": 0.0, "redis0": 0.0, "redis1": 0.0}
+    threads0: dict[str, float] = {}
+    threads1: dict[str, float] = {}
+    try:
+        wait = asyncio.ensure_future(_wait_applied(store, expected, timeout_s))
+        started = False
+        while not wait.done():
+            peak = max(peak, rss_mb(proc.pid))
+            if proc.poll() is not None:
+                wait.cancel()
+                raise RuntimeError(f"worker exited {proc.returncode}; see {tmp}/worker.log")
+            if not started and await store.global_counts():
+                # first update seen: CPU counters from here on are the drain's
+                cpu["worker0"] = cpu_seconds(proc.pid)
+                threads0 = thread_cpu_seconds(proc.pid)
+                cpu["redis0"] = await redis_cpu_seconds(store)
+                started = True
+            await asyncio.sleep(0.05)
+        first, last = wait.result()
+        cpu["worker1"] = cpu_seconds(proc.pid)
+        threads1 = thread_cpu_seconds(proc.pid)
+        cpu["redis1"] = await redis_cpu_seconds(store)
+        peak = max(peak, peak_rss_mb(proc.pid))
+    finally:
+        stop_worker(proc)
+        await store.clear()
+        await store.close()
+    return Drain(
+        last - first,
+        cpu["worker1"] - cpu["worker0"],
+        cpu["redis1"] - cpu["redis0"],
+        peak,
+        threads0,
+        threads1,
+    )
+
+
 async def run_async(quick: bool, services: Any = None, n: int | None = None) -> dict[str, Any]:
     """The benchmark; starts its own stack when `services` is None."""
     from deploy import stack
-    from features import open_store
     from streams.broker import ensure_topics
     from streams.config import Settings
 
@@ -426,44 +496,21 @@ async def run_async(quick: bool, services: Any = None, n: int | None = None) -> 
         gen.n_interactions,
     )
     tmp = tempfile.mkdtemp(prefix="bench-worker-")
-    env = worker_env(services, prefix, ns, tmp)
-    store = open_store(f"{services.redis_url}?namespace={ns}")
-    proc = start_worker(env, "features", Path(tmp) / "worker.log")
-    peak = 0.0
-    cpu = {"worker0": 0.0, "worker1": 0.0, "redis0": 0.0, "redis1": 0.0}
-    threads0: dict[str, float] = {}
-    threads1: dict[str, float] = {}
     try:
-        wait = asyncio.ensure_future(_wait_applied(store, gen.n_interactions, 600))
-        started = False
-        while not wait.done():
-            peak = max(peak, rss_mb(proc.pid))
-            if proc.poll() is not None:
-                wait.cancel()
-                raise RuntimeError(f"worker exited {proc.returncode}; see {tmp}/worker.log")
-            if not started and await store.global_counts():
-                # first update seen: CPU counters from here on are the drain's
-                cpu["worker0"] = cpu_seconds(proc.pid)
-                threads0 = thread_cpu_seconds(proc.pid)
-                cpu["redis0"] = await redis_cpu_seconds(store)
-                started = True
-            await asyncio.sleep(0.05)
-        first, last = wait.result()
-        cpu["worker1"] = cpu_seconds(proc.pid)
-        threads1 = thread_cpu_seconds(proc.pid)
-        cpu["redis1"] = await redis_cpu_seconds(store)
-        peak = max(peak, peak_rss_mb(proc.pid))
+        drain = await drain_with_worker(
+            worker_env(services, prefix, ns, tmp),
+            f"{services.redis_url}?namespace={ns}",
+            gen.n_interactions,
+            Path(tmp),
+        )
     finally:
-        stop_worker(proc)
-        await store.clear()
-        await store.close()
         if own_dir is not None:
             stack.down(own_dir)
-    # the worker's rate over the whole drain: first store update to the last one
     n_total = len(gen.records)
-    worker_rate = n_total / (last - first) if last > first else 0.0
-    w_cpu = cpu["worker1"] - cpu["worker0"]
-    r_cpu = cpu["redis1"] - cpu["redis0"]
+    worker_rate = n_total / drain.seconds if drain.seconds > 0 else 0.0
+    w_cpu, r_cpu = drain.worker_cpu_s, drain.redis_cpu_s
+    threads0, threads1 = drain.threads0, drain.threads1
+    peak = drain.peak_rss_mb
     return {
         "bare_cpu_us_per_event": round(bare_cpu / n_total * 1e6, 1),
         "handler_loop_events_per_s": round(loop_rate),

@@ -52,7 +52,8 @@ def admin_client(access: KafkaAccess, timeout_s: float | None = None) -> Any:
     except KafkaError as exc:
         raise BrokerUnavailable(
             f"SLATESTREAM_KAFKA_BOOTSTRAP: {access.bootstrap} accepts connections but does not "
-            f"answer as a Kafka broker{_security_hint(access)} ({seen.cause or type(exc).__name__})"
+            f"answer as a Kafka broker{_security_hint(access, seen.cause)} "
+            f"({seen.cause or type(exc).__name__})"
         ) from None
     finally:  # a command may have silenced kafka-python for good: keep its choice
         kafka_log.removeHandler(seen)
@@ -80,10 +81,20 @@ class _LastCause(logging.Handler):
                 self.cause = cause[:200]
 
 
-def _security_hint(access: KafkaAccess) -> str:
+def _security_hint(access: KafkaAccess, cause: str) -> str:
+    """What to check, when TLS/SASL is configured (the cause, when kafka-python logged one;
+    a broker may also just close the connection on a refused login)."""
     if access.security_protocol == "PLAINTEXT":
         return ""
-    return f" with SLATESTREAM_KAFKA_SECURITY_PROTOCOL={access.security_protocol}"
+    hint = f" with SLATESTREAM_KAFKA_SECURITY_PROTOCOL={access.security_protocol}"
+    if cause:
+        return hint
+    checks = ["the listener's protocol"]
+    if access.uses_sasl:
+        checks.append(f"the {access.sasl_mechanism} user and password")
+    if access.uses_ssl:
+        checks.append("the CA")
+    return f"{hint} (check {', '.join(checks)})"
 
 
 def quiet_kafka_logs(level: int = logging.ERROR) -> None:
