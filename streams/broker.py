@@ -117,7 +117,10 @@ def ensure_topics(settings: Settings) -> list[str]:
         existing = set(admin.list_topics())
         new = [
             NewTopic(
-                s.name, num_partitions=s.partitions, replication_factor=settings.replication_factor
+                s.name,
+                num_partitions=s.partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs=s.configs,
             )
             for s in topic_specs(settings).values()
             if s.name not in existing

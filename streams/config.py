@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         le=1800.0,
         description="Seconds until a silent worker (crash, kill -9) loses its partitions",
     )
+    event_retention_ms: int | None = Field(
+        default=None,
+        ge=-1,
+        description="Retention of the interactions and impressions topics the workers create "
+        "(-1 = forever; unset = the broker's default)",
+    )
     max_event_bytes: int = Field(
         default=65536, ge=256, le=16 * 1024 * 1024, description="Larger payloads go to the DLQ"
     )
@@ -259,6 +265,13 @@ class Settings(BaseSettings):
                 "(the key's certificate)"
             )
         return self
+
+    @field_validator("event_retention_ms")
+    @classmethod
+    def _retention(cls, value: int | None) -> int | None:
+        if value is not None and value != -1 and value < 60_000:
+            raise ValueError("-1 (forever) or at least 60000 ms (a minute)")
+        return value
 
     @field_validator("redis_url")
     @classmethod

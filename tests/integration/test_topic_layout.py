@@ -66,3 +66,27 @@ def test_a_replication_factor_above_the_brokers_is_one_line_naming_the_setting(
     msg = str(err.value)
     assert msg.startswith("SLATESTREAM_REPLICATION_FACTOR: ") and "3" in msg
     assert "Request" not in msg and "\n" not in msg
+
+
+def test_created_topics_carry_their_configs(services: Any, topic_prefix: str) -> None:
+    """The catalogue is compacted; SLATESTREAM_EVENT_RETENTION_MS reaches the event log."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    settings = Settings(
+        kafka_bootstrap=services.kafka_bootstrap, topic_prefix=topic_prefix, event_retention_ms=-1
+    )
+    ensure_topics(settings)
+    admin = KafkaAdminClient(bootstrap_servers=services.kafka_bootstrap)
+    try:
+        names = [f"{topic_prefix}.{t}" for t in ("items", "interactions", "requests")]
+        got = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    finally:
+        admin.close()
+    modified = {  # only the configs set on the topic ('modified' filter)
+        name: {k: v["value"] for k, v in cfg.items()} for name, cfg in got["topic"].items()
+    }
+    assert modified == {
+        f"{topic_prefix}.items": {"cleanup.policy": "compact"},
+        f"{topic_prefix}.interactions": {"retention.ms": "-1"},
+        f"{topic_prefix}.requests": {},
+    }
