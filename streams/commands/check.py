@@ -37,6 +37,11 @@ def run(args: argparse.Namespace) -> int:
         for msg in asyncio.run(durability_warnings(settings)):
             print(f"slatestream: warning: {msg}", file=sys.stderr)
     print(f"kafka_bootstrap={settings.kafka_bootstrap or '(embedded)'}")
+    if settings.kafka_bootstrap:
+        security = settings.kafka_security_protocol
+        if security.startswith("SASL_"):
+            security += f" ({settings.kafka_sasl_mechanism}, user {settings.kafka_sasl_username})"
+        print(f"kafka_security={security}")
     print(f"store={redacted(settings.effective_store_url)}")
     print(f"topic_prefix={settings.topic_prefix}")
     return 0

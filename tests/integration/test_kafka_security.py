@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from deploy import stack
 from streams import schemas
 from streams.config import load_settings
 from streams.kafka_access import KafkaAccess
+from tests.integration.private_redis import free_port
+from tests.integration.worker_probe import wait_for_probe
 
 pytestmark = [pytest.mark.integration]
 
@@ -39,6 +42,11 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         timeout=90,
         stdin=subprocess.DEVNULL,
     )
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return str(resp.read().decode())
 
 
 def _env(services: Any, secure: dict[str, str], **extra: str) -> dict[str, str]:
@@ -96,6 +104,7 @@ def test_check_over_sasl_ssl_and_clear_errors(
     rc, out, err = runs["ok"]
     assert rc == 0, err
     assert f"kafka_bootstrap={secure['SLATESTREAM_KAFKA_BOOTSTRAP']}" in out
+    assert "kafka_security=SASL_SSL (SCRAM-SHA-512, user slatestream)" in out
     assert secure["SLATESTREAM_KAFKA_SASL_PASSWORD"] not in out + err
 
     rc, _, err = runs["wrong password"]
@@ -128,7 +137,14 @@ async def test_workers_serve_a_new_item_over_sasl_ssl(
     (which reaches the scorer only through the store) is recommended."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    env = worker_env(services, topic_prefix, f"s{uid}", str(tmp_path / "state"))
+    metrics_port = free_port()
+    env = worker_env(
+        services,
+        topic_prefix,
+        f"s{uid}",
+        str(tmp_path / "state"),
+        SLATESTREAM_METRICS_PORT=str(metrics_port),
+    )
     env.update(secure)
     env["SLATESTREAM_STORE_URL"] = f"{secure['SLATESTREAM_REDIS_URL']}&namespace=s{uid}"
     log = tmp_path / "worker.log"
@@ -163,6 +179,22 @@ async def test_workers_serve_a_new_item_over_sasl_ssl(
                     rec = schemas.Recommendation.model_validate_json(m.value)
                     served = served or item.item_id in rec.slate
         assert served, log.read_text()[-3000:]
+        # the probes see the store over TLS; the lag monitor reads the group over SASL_SSL
+        ready = wait_for_probe(f"http://127.0.0.1:{metrics_port}/readyz", 200, 30, log)
+        assert ready["store"] == "ok" and ready["joined_group"]
+
+        def lag_lines() -> list[str]:
+            return [
+                line
+                for line in _metrics(metrics_port).splitlines()
+                if line.startswith("slatestream_scorer_consumer_lag{")
+                and f'topic="{topic_prefix}.requests"' in line
+            ]
+
+        deadline = time.monotonic() + 30
+        while not lag_lines() and time.monotonic() < deadline:
+            time.sleep(1)
+        assert len(lag_lines()) == 4, log.read_text()[-3000:]  # one gauge per partition
     finally:
         await producer.stop()
         await consumer.stop()
