@@ -111,6 +111,9 @@ class OnlineModel(abc.ABC):
 
     kind: ClassVar[str] = "abstract"
     is_bayesian: ClassVar[bool] = False
+    #: True: `admit` leaves the tables to `_sync_items` at the next use (every method that
+    #: reads them calls it), so a burst of admissions costs one refresh, not one each
+    lazy_tables: ClassVar[bool] = False
 
     def __init__(self, items: ItemIndex | None = None) -> None:
         self.items = items if items is not None else ItemIndex()
@@ -123,7 +126,8 @@ class OnlineModel(abc.ABC):
         if not isinstance(item_id, str) or not item_id:
             raise ValueError("item_id must be a non-empty string")
         row = self.items.admit(item_id, category)
-        self._sync_items()
+        if not self.lazy_tables:
+            self._sync_items()
         return row
 
     def _sync_items(self) -> None:  # noqa: B027 - optional hook

@@ -103,6 +103,8 @@ class GRUModel(SequentialModel):
 
     kind: ClassVar[str] = "gru"
     is_bayesian: ClassVar[bool] = False
+    # a catalogue admitted item by item refreshed every table per item: O(n²), 12 s for 20k
+    lazy_tables: ClassVar[bool] = True
 
     def __init__(self, config: GRUConfig | None = None, items: ItemIndex | None = None) -> None:
         super().__init__(items)
@@ -203,6 +205,7 @@ class GRUModel(SequentialModel):
         self._version = items.version
 
     def all_rows(self) -> np.ndarray:
+        self._sync_items()
         if self._all_rows is None:
             self._all_rows = self.items.active_rows()
         return self._all_rows
@@ -420,6 +423,7 @@ class GRUModel(SequentialModel):
     # --- inference ------------------------------------------------------------
     def _np(self) -> dict[str, np.ndarray]:
         """Numpy copies of posterior means (and variances) used for fast scoring."""
+        self._sync_items()
         if not self._cache:
             with torch.no_grad():
                 n = self.items.n_rows
@@ -527,6 +531,7 @@ class GRUModel(SequentialModel):
 
     def score_batch(self, states: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """(B, n_rows) scores for a batch of user states (evaluation helper)."""
+        self._sync_items()
         rows = self.all_rows() if rows is None else rows
         return self._score_matrix(self.user_vectors(states), rows)
 

@@ -170,7 +170,29 @@ def test_eviction_resets_row_to_group_mean() -> None:
     model.admit("fresh", "shop/a")  # evicts the least recently used item, reuses its row
     row = model.items.row("fresh")
     assert row is not None and len(model.items) == 16
+    model.score(model.user_state([]), ["fresh"])  # the tables catch up at the next use
     assert float(model.net.offset[row].detach().norm()) < 16 * model.config.init_std  # ~ group mean
+
+
+def test_admitting_a_catalogue_refreshes_the_tables_once_at_the_next_use() -> None:
+    """Item by item, a refresh per admission made a catalogue O(n²) (12 s for 20k items)."""
+    model = GRUModel(_cfg())
+    refreshes = 0
+    refresh = model._sync_items
+
+    def counting() -> None:
+        nonlocal refreshes
+        before = model._version
+        refresh()
+        refreshes += model._version != before
+
+    model._sync_items = counting  # type: ignore[method-assign]
+    for i in range(500):
+        model.admit(f"c{i}", f"shop/c{i % 5}")
+    assert refreshes == 0
+    scores = model.score(model.user_state(["c1", "c2"]), [f"c{i}" for i in range(500)])
+    assert refreshes == 1 and np.isfinite(scores).all()
+    assert len(model.all_rows()) == 500 and refreshes == 1
 
 
 def test_bayes_sample_scores_shape_spread_and_mean() -> None:
