@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if "scorer" in roles:
         refuse_second_scorer_group(settings, "-".join(roles))
     app = create_app(settings, group="-".join(roles))
+    if "scorer" in roles:
+        _watch_scorer_groups(app, settings, "-".join(roles))
     handlers = build_handlers(settings, roles)
     ping = store_pinger(settings, roles)
     health = WorkerHealth(roles, uses_store=ping is not None)
@@ -109,6 +111,51 @@ def refuse_second_scorer_group(settings: Settings, role_group: str) -> None:
             "same --role list (one group shares the partitions), or give this deployment its "
             "own SLATESTREAM_TOPIC_PREFIX"
         )
+
+
+#: seconds between the checks for other scorer groups while a scorer runs
+SCORER_GROUPS_EVERY_S = 60.0
+
+
+def _watch_scorer_groups(app: Any, settings: Settings, role_group: str) -> None:
+    """Keep checking, while the scorer runs, for scorers of other groups: two started at the
+    same moment both pass the start-up check."""
+
+    @app.task
+    async def scorer_group_watch() -> None:
+        while True:
+            await asyncio.sleep(SCORER_GROUPS_EVERY_S)
+            await check_scorer_groups(settings, role_group)
+
+
+async def check_scorer_groups(settings: Settings, role_group: str) -> list[str]:
+    """One check: sets `slatestream_scorer_other_scorer_groups` and logs an error naming the
+    groups found; a broker error is logged and counts as no answer (the gauge keeps its
+    value)."""
+    from streams.broker import scorer_groups
+    from streams.metrics import SCORER
+    from streams.topics import topic_name
+
+    own = f"{settings.topic_prefix}-{role_group}"
+    requests = topic_name(settings, "requests")
+    log = logging.getLogger(__name__)
+    try:
+        others = await asyncio.to_thread(
+            scorer_groups, KafkaAccess.of(settings), settings.topic_prefix, requests, own
+        )
+    except Exception as exc:  # the check must never take the scorer down
+        log.warning("could not check for other scorer groups: %s", exc)
+        return []
+    SCORER.other_scorer_groups.set(len(others))
+    if others:
+        log.error(
+            "consumer group(s) %s also answer %s: every request is answered more than once; "
+            "stop them or this group %s",
+            ", ".join(others),
+            requests,
+            own,
+        )
+    return others
 
 
 def worker_loglevel(flag: str | None, settings: Settings) -> str:

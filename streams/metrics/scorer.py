@@ -17,6 +17,8 @@ Besides the common role metrics (see `streams.metrics.common`) it measures:
 - `request_errors_total{reason}`: requests answered with an error;
 - `already_answered_total`: requests skipped because some scorer had already published an
   answer to their request_id (delivered again after a failover, or sent twice);
+- `other_scorer_groups`: other consumer groups of this topic prefix with a scorer reading the
+  requests (checked every minute; each of them answers every request too: should be 0);
 - `store_unavailable_total{read}`: feature reads that failed (store unavailable) and were
   served without (`user_views`: as new users; `lists`: the last popular/fresh lists;
   `categories`: uncategorised);
@@ -93,6 +95,10 @@ class ScorerMetrics(RoleMetrics):
         self.already_answered = self.counter(
             "already_answered",
             "Requests not answered again: a scorer had published an answer to their request_id",
+        )
+        self.other_scorer_groups = self.gauge(
+            "other_scorer_groups",
+            "Other consumer groups with a scorer reading the requests (each answers them too)",
         )
         self.store_unavailable = self.counter(
             "store_unavailable", "Feature reads that failed and were served without", ["read"]

@@ -161,3 +161,33 @@ def test_a_second_scorer_group_is_refused_only_if_it_stays(
         worker.refuse_second_scorer_group(settings, "features-scorer")
     assert calls[0] == ("p", "p.requests", "p-features-scorer")
     assert len(calls) == len(seen) and slept == [8.0] * (len(seen) - 1)
+
+
+async def test_a_running_scorer_keeps_checking_for_other_groups(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two scorers started at the same moment both pass the start-up check: the periodic
+    check sets the gauge the SlatestreamScorerGroupsConflict alert reads, and logs."""
+    from streams.metrics import SCORER
+
+    found: list[object] = [["p-scorer"]]
+
+    def fake_groups(access: object, prefix: str, topic: str, exclude: str) -> list[str]:
+        answer = found[0]
+        if isinstance(answer, Exception):
+            raise answer
+        assert (prefix, topic, exclude) == ("p", "p.requests", "p-features-scorer")
+        return list(answer)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("streams.broker.scorer_groups", fake_groups)
+    settings = Settings(kafka_bootstrap="127.0.0.1:9", topic_prefix="p")
+    gauge = SCORER.other_scorer_groups
+    assert await worker.check_scorer_groups(settings, "features-scorer") == ["p-scorer"]
+    assert gauge._value.get() == 1
+    assert any("p-scorer also answer p.requests" in r.getMessage() for r in caplog.records)
+    found[0] = RuntimeError("broker down")
+    assert await worker.check_scorer_groups(settings, "features-scorer") == []
+    assert gauge._value.get() == 1  # unknown: the last answer stands
+    found[0] = []
+    assert await worker.check_scorer_groups(settings, "features-scorer") == []
+    assert gauge._value.get() == 0
