@@ -51,19 +51,23 @@ class WorkerHealth:
 
     # --- updates (event loop) ----------------------------------------------------------------
     def beat(self) -> None:
+        """The event loop ran (called every second from it)."""
         with self._lock:
             self._beat = self.clock()
 
     def assigned(self, partitions: set[tuple[str, int]]) -> None:
+        """A rebalance gave the worker `partitions` (its whole assignment)."""
         with self._lock:
             self._assigned = set(partitions)
 
     def revoked(self, partitions: set[tuple[str, int]]) -> None:
+        """A rebalance took `partitions` away."""
         with self._lock:
             if self._assigned is not None:
                 self._assigned -= partitions
 
     def store_result(self, error: str | None) -> None:
+        """The last store ping: None when it answered, else the error."""
         with self._lock:
             self._store_error = error
 

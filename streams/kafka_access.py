@@ -52,10 +52,12 @@ class KafkaAccess:
 
     @property
     def uses_ssl(self) -> bool:
+        """TLS to the brokers (SSL or SASL_SSL)."""
         return self.security_protocol in ("SSL", "SASL_SSL")
 
     @property
     def uses_sasl(self) -> bool:
+        """A SASL login (SASL_PLAINTEXT or SASL_SSL)."""
         return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
 
     @cached_property
