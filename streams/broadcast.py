@@ -47,11 +47,37 @@ class TopicBroadcast:
         self.retry_s = retry_s
         self.chunk = chunk
         self.records = 0
+        # per partition, the next offset to learn from (set at the seek, moved after learning)
+        self.positions: dict[int, int] = {}
+        self._consumer: Any = None  # the live consumer and its partitions, while reading
+        self._tps: list[Any] = []
+
+    async def caught_up(self, timeout_s: float) -> bool:
+        """Wait until this reader has learned every record the topic held when called (at most
+        `timeout_s`, then False): before a scorer answers requests of partitions it was just
+        given, the answers their previous owner published are known."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._consumer is None:  # not reading yet (starting, or restarting)
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        try:
+            ends = await asyncio.wait_for(
+                self._consumer.end_offsets(self._tps), max(deadline - loop.time(), 0.01)
+            )
+        except Exception:  # a broker error or the wait: not known to be caught up
+            return False
+        while any(self.positions.get(tp.partition, -1) < end for tp, end in ends.items()):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def run(self) -> None:
         """Read until cancelled; a failure is logged and the reader starts again (from where
         it was: the offsets it reached are kept), never taking the worker down."""
-        positions: dict[int, int] = {}
+        positions = self.positions
         while True:
             try:
                 await self._read(positions)
@@ -72,6 +98,10 @@ class TopicBroadcast:
             tps = await self._partitions(TopicPartition)
             consumer.assign(tps)
             await self._seek(consumer, tps, positions)
+            for tp in tps:  # where the seek put a partition with nothing to learn yet
+                if tp.partition not in positions:
+                    positions[tp.partition] = await consumer.position(tp)
+            self._consumer, self._tps = consumer, tps
             while True:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=self.chunk)
                 t0 = time.perf_counter()
@@ -92,6 +122,7 @@ class TopicBroadcast:
                 # about half of the scorer's time while requests wait (live feedback: ~0)
                 await asyncio.sleep(time.perf_counter() - t0)
         finally:
+            self._consumer = None
             await consumer.stop()
 
     async def _partitions(self, tp_cls: Any) -> list[Any]:

@@ -27,6 +27,8 @@ STORE_PING_S = 10.0
 ANSWERS_REPLAY_S = 120.0
 #: answers read per fetch: noting one costs a JSON parse (~10 µs), not a posterior update
 ANSWERS_CHUNK = 500
+#: how long a rebalance waits for the answers read-back to catch up (at most)
+ANSWERS_CATCH_UP_S = 5.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -296,6 +298,23 @@ def _warn_about_store(app: Any, settings: Settings, roles: Sequence[str]) -> Non
             logging.getLogger(__name__).warning("feature store: %s", msg)
 
 
+def _answers_first(app: Any, answers: Any, settings: Settings) -> None:
+    """At every assignment, wait (bounded) until the answers read-back has caught up with the
+    recommendations topic before the new partitions' requests are read: a request the
+    previous owner answered but had not committed is then skipped even if the reader lagged."""
+    wait_s = min(ANSWERS_CATCH_UP_S, settings.session_timeout_s / 2)
+
+    async def answers_first(sender: Any, /, *args: Any, signal: Any = None, **_: Any) -> None:
+        if not await answers.caught_up(wait_s):
+            logging.getLogger(__name__).warning(
+                "the answers read-back did not catch up within %.0f s of the rebalance: a "
+                "request answered just before it may be answered again",
+                wait_s,
+            )
+
+    app.on_partitions_assigned.connect(answers_first)
+
+
 def _broadcast_to_scorers(app: Any, settings: Settings, handlers: Sequence[Any]) -> None:
     """Scorers read two topics from every partition, not only their group's share
     (`streams.broadcast`): feedback, to learn their CTR posterior (replaying the last
@@ -325,3 +344,4 @@ def _broadcast_to_scorers(app: Any, settings: Settings, handlers: Sequence[Any])
             chunk=ANSWERS_CHUNK,
         )
         app.task(answers.run)
+        _answers_first(app, answers, settings)

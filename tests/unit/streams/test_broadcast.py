@@ -39,6 +39,14 @@ class FakeConsumer:
     async def seek_to_end(self, *tps: Any) -> None:
         FakeConsumer.seeks += [(tp.partition, -1) for tp in tps]
 
+    async def position(self, tp: Any) -> int:
+        return 5 if tp.partition == 0 else 9  # the window's start; partition 1: its end
+
+    async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return {tp: FakeConsumer.ends[tp.partition] for tp in tps}
+
+    ends: ClassVar[dict[int, int]] = {0: 8, 1: 9}
+
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
         self.fetches += 1
         if self.fetches > 1:
@@ -81,3 +89,27 @@ async def test_replays_from_the_window_skips_a_failing_record_and_keeps_reading(
     # from its end
     assert sorted(FakeConsumer.seeks) == [(0, 5), (1, -1)]
     assert reader.records == 3
+
+
+async def test_caught_up_waits_for_what_the_topic_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebalance waits until the answers read-back has learned every answer published so
+    far; a reader that never gets there (or never started) says so after the timeout."""
+    import aiokafka
+
+    monkeypatch.setattr(aiokafka, "AIOKafkaConsumer", FakeConsumer)
+    monkeypatch.setattr(FakeConsumer, "ends", {0: 8, 1: 9})
+    monkeypatch.setattr(FakeConsumer, "seeks", [])  # the other test reads the class's list
+    learned: list[Record] = []
+    reader = TopicBroadcast(KafkaAccess("127.0.0.1:9"), "t.recs", 600.0, learned.append)
+    monkeypatch.setattr(reader, "_partition_count", lambda: 2)
+    assert await reader.caught_up(0.05) is False  # not reading yet
+    task = asyncio.create_task(reader.run())
+    try:
+        assert await reader.caught_up(5.0) is True
+        assert len(learned) == 3 and reader.positions == {0: 8, 1: 9}
+        monkeypatch.setattr(FakeConsumer, "ends", {0: 10, 1: 9})  # two more, never fetched
+        assert await reader.caught_up(0.2) is False
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
