@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from features.redis_store import with_namespace
 from streams.kafka_access import KafkaAccess
 
 TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
@@ -282,7 +283,7 @@ def worker_env(
     env.update(
         SLATESTREAM_KAFKA_BOOTSTRAP=services.kafka_bootstrap,
         SLATESTREAM_REDIS_URL=services.redis_url,
-        SLATESTREAM_STORE_URL=f"{services.redis_url}?namespace={namespace}",
+        SLATESTREAM_STORE_URL=with_namespace(services.redis_url, namespace),
         SLATESTREAM_TOPIC_PREFIX=prefix,
         SLATESTREAM_STATE_DIR=state_dir,
         **extra,

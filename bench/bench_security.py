@@ -28,7 +28,7 @@ from bench.bench_ingest import (
     produce,
     worker_env,
 )
-from streams.config import load_settings
+from streams.config import load_settings, settings_kwargs
 from streams.kafka_access import KafkaAccess
 
 
@@ -41,11 +41,7 @@ async def _one(label: str, env_settings: dict[str, str], n: int, tmp: Path) -> d
 
     prefix = f"sec{uuid.uuid4().hex[:8]}"
     ns = f"s{uuid.uuid4().hex[:8]}"
-    settings = load_settings(
-        **{k[len("SLATESTREAM_") :].lower(): v for k, v in env_settings.items()},
-        topic_prefix=prefix,
-        partitions=4,
-    )
+    settings = load_settings(**settings_kwargs(env_settings), topic_prefix=prefix, partitions=4)
     access = KafkaAccess.of(settings)
     redis_url = settings.redis_url or ""
     ensure_topics(settings)
@@ -56,12 +52,12 @@ async def _one(label: str, env_settings: dict[str, str], n: int, tmp: Path) -> d
     c0 = time.process_time()
     bare = await bare_loop(access, f"{prefix}.interactions", gen.n_interactions)
     bare_cpu = time.process_time() - c0
-    store_url = f"{redis_url}{'&' if '?' in redis_url else '?'}namespace={ns}"
-    env = worker_env(SimpleNamespace(kafka_bootstrap="", redis_url=redis_url), prefix, ns, str(tmp))
-    env.update(env_settings, SLATESTREAM_STORE_URL=store_url)
+    services = SimpleNamespace(kafka_bootstrap=access.bootstrap, redis_url=redis_url)
+    env = worker_env(services, prefix, ns, str(tmp))
+    env.update({k: v for k, v in env_settings.items() if k.startswith("SLATESTREAM_KAFKA_")})
     work = tmp / label
     work.mkdir()
-    drain = await drain_with_worker(env, store_url, gen.n_interactions, work)
+    drain = await drain_with_worker(env, env["SLATESTREAM_STORE_URL"], gen.n_interactions, work)
     total = len(gen.records)
     return {
         "events": total,

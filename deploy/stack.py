@@ -255,7 +255,7 @@ def _tls_files(root: Path) -> TlsFiles:
 
 
 def _secure_listener(keystore: Path, password: str) -> dict[str, str]:
-    """Broker settings of a SASL_SSL listener: SCRAM-SHA-512 (credentials stored when the
+    """Broker settings of the SASL_SSL listener: SCRAM-SHA-512 (credentials stored when the
     storage is formatted) and PLAIN, one user, TLS from a PEM keystore."""
     name = "listener.name.sasl_ssl"
     return {
@@ -273,18 +273,20 @@ def _secure_listener(keystore: Path, password: str) -> dict[str, str]:
 
 
 def _kafka_config(
-    root: Path, port: int, controller_port: int, secure: dict[str, str] | None = None
+    root: Path,
+    port: int,
+    controller_port: int,
+    secure_port: int | None = None,
+    secure: dict[str, str] | None = None,
 ) -> Path:
-    """server.properties of a one-node KRaft cluster; `secure` adds the SASL_SSL listener
-    (its "port" entry and `_secure_listener` settings)."""
+    """server.properties of a one-node KRaft cluster; with `secure_port`, also the SASL_SSL
+    listener there, configured by `secure` (`_secure_listener`)."""
     listeners = f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}"
     advertised = f"PLAINTEXT://{LOOPBACK}:{port}"
     protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
-    extra: dict[str, str] = {}
-    if secure is not None:
-        extra = {k: v for k, v in secure.items() if k != "port"}
-        listeners += f",SASL_SSL://{LOOPBACK}:{secure['port']}"
-        advertised += f",SASL_SSL://{LOOPBACK}:{secure['port']}"
+    if secure_port is not None:
+        listeners += f",SASL_SSL://{LOOPBACK}:{secure_port}"
+        advertised += f",SASL_SSL://{LOOPBACK}:{secure_port}"
         protocols += ",SASL_SSL:SASL_SSL"
     props = {
         "process.roles": "broker,controller",
@@ -295,7 +297,7 @@ def _kafka_config(
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": protocols,
-        **extra,
+        **(secure or {}),
         "log.dirs": str(root / "kafka-data"),
         "num.partitions": "4",
         "auto.create.topics.enable": "true",
@@ -492,19 +494,19 @@ def up(
     kport = kafka_port or free_port()
     cport = free_port()
     rport = redis_port or free_port()
-    secure_conf: dict[str, str] | None = None
-    tls: TlsFiles | None = None
-    redis_tls: list[str] = []
+    tls = _tls_files(root) if secure else None
     password = secrets.token_urlsafe(18) if secure else None
-    if password is not None:
-        tls = _tls_files(root)
-        secure_conf = {"port": str(free_port()), **_secure_listener(tls.keystore, password)}
+    sport = free_port() if secure else None  # the SASL_SSL listener
+    rtls_port = free_port() if secure else None  # Redis's TLS port
+    listener = _secure_listener(tls.keystore, password) if tls and password else None
+    props = _kafka_config(root, kport, cport, sport, listener)
+    redis_tls: list[str] = []
+    if tls is not None:
         redis_tls = [
-            "--tls-port", str(free_port()), "--tls-cert-file", str(tls.cert),
+            "--tls-port", str(rtls_port), "--tls-cert-file", str(tls.cert),
             "--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca),
             "--tls-auth-clients", "no",
         ]  # fmt: skip
-    props = _kafka_config(root, kport, cport, secure_conf)
     cluster_id = new_cluster_id()
     classpath = f"{jars}/*"
     jvm = [
@@ -557,12 +559,12 @@ def up(
         kafka_pid=kafka_proc.pid,
         redis_pid=redis_proc.pid,
         root=str(root),
-        secure_bootstrap=f"{LOOPBACK}:{secure_conf['port']}" if secure_conf else None,
+        secure_bootstrap=f"{LOOPBACK}:{sport}" if secure else None,
         ssl_cafile=str(tls.ca) if tls else None,
-        sasl_username=SASL_USER if secure_conf else None,
+        sasl_username=SASL_USER if secure else None,
         sasl_password=password,
         secure_redis_url=(
-            f"rediss://{LOOPBACK}:{redis_tls[1]}/0?ssl_ca_certs={tls.ca}" if tls else None
+            f"rediss://{LOOPBACK}:{rtls_port}/0?ssl_ca_certs={tls.ca}" if tls else None
         ),
     )
     path = _state_file(state_dir)

@@ -433,6 +433,15 @@ def parse_url(url: str) -> tuple[str, str]:
     return urlunparse(parsed._replace(query=urlencode(rest))), ns
 
 
+def with_namespace(url: str, namespace: str) -> str:
+    """`url` with our `namespace` query parameter set (the inverse of `parse_url`; other query
+    parameters, e.g. redis-py's `ssl_ca_certs`, are kept)."""
+    base, _ = parse_url(url)
+    parsed = urlparse(base)
+    query = urlencode([*parse_qsl(parsed.query, keep_blank_values=True), ("namespace", namespace)])
+    return urlunparse(parsed._replace(query=query))
+
+
 class RedisFeatureStore(FeatureStore):
     """Features in Redis through `redis.asyncio`; writes are one round trip per batch."""
 

@@ -531,7 +531,6 @@ class GRUModel(SequentialModel):
 
     def score_batch(self, states: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """(B, n_rows) scores for a batch of user states (evaluation helper)."""
-        self._sync_items()
         rows = self.all_rows() if rows is None else rows
         return self._score_matrix(self.user_vectors(states), rows)
 

@@ -77,17 +77,16 @@ class TopicBroadcast:
     async def run(self) -> None:
         """Read until cancelled; a failure is logged and the reader starts again (from where
         it was: the offsets it reached are kept), never taking the worker down."""
-        positions = self.positions
         while True:
             try:
-                await self._read(positions)
+                await self._read()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the worker must go on serving: retry later
                 log.warning("%s reader: %s; restarting in %.0f s", self.topic, exc, self.retry_s)
                 await asyncio.sleep(self.retry_s)
 
-    async def _read(self, positions: dict[int, int]) -> None:
+    async def _read(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         consumer = AIOKafkaConsumer(
@@ -97,7 +96,8 @@ class TopicBroadcast:
         try:
             tps = await self._partitions(TopicPartition)
             consumer.assign(tps)
-            await self._seek(consumer, tps, positions)
+            positions = self.positions
+            await self._seek(consumer, tps)
             for tp in tps:  # where the seek put a partition with nothing to learn yet
                 if tp.partition not in positions:
                     positions[tp.partition] = await consumer.position(tp)
@@ -145,8 +145,9 @@ class TopicBroadcast:
         finally:
             admin.close()
 
-    async def _seek(self, consumer: Any, tps: list[Any], positions: dict[int, int]) -> None:
+    async def _seek(self, consumer: Any, tps: list[Any]) -> None:
         """Resume where this reader was; otherwise `replay_s` back (the end if 0 or older)."""
+        positions = self.positions
         fresh = [tp for tp in tps if tp.partition not in positions]
         for tp in tps:
             if tp.partition in positions:

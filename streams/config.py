@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -116,7 +117,6 @@ class Settings(BaseSettings):
     )
     event_retention_ms: int | None = Field(
         default=None,
-        ge=-1,
         description="Retention of the interactions and impressions topics the workers create "
         "(-1 = forever; unset = the broker's default)",
     )
@@ -236,8 +236,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _kafka_security(self) -> Settings:
+        from streams.kafka_access import SASL_PROTOCOLS, TLS_PROTOCOLS
+
         protocol = self.kafka_security_protocol
-        sasl = protocol.startswith("SASL_")
+        sasl = protocol in SASL_PROTOCOLS
         if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
             raise ValueError(
                 f"SLATESTREAM_KAFKA_SECURITY_PROTOCOL={protocol} needs "
@@ -254,7 +256,7 @@ class Settings(BaseSettings):
             for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
             if getattr(self, name) is not None
         ]
-        if tls and not protocol.endswith("SSL"):
+        if tls and protocol not in TLS_PROTOCOLS:
             raise ValueError(
                 f"{ENV_PREFIX}{tls[0].upper()} is set but SLATESTREAM_KAFKA_SECURITY_PROTOCOL="
                 f"{protocol} does not use TLS (SSL or SASL_SSL)"
@@ -369,6 +371,12 @@ class Settings(BaseSettings):
     def effective_registry(self) -> str:
         """Where model snapshots live (a directory shared by trainer and scorers)."""
         return self.registry_url or str(self.state_dir / "registry")
+
+
+def settings_kwargs(env: Mapping[str, str]) -> dict[str, str]:
+    """The `Settings` keyword arguments that the SLATESTREAM_* variables of `env` name (for
+    settings written as variables, e.g. by `stack up`, without putting them in os.environ)."""
+    return {k[len(ENV_PREFIX) :].lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)}
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from streams.config import Settings
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")  # the protocols with a login
+TLS_PROTOCOLS = ("SSL", "SASL_SSL")  # the protocols over TLS
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
@@ -53,12 +55,12 @@ class KafkaAccess:
     @property
     def uses_ssl(self) -> bool:
         """TLS to the brokers (SSL or SASL_SSL)."""
-        return self.security_protocol in ("SSL", "SASL_SSL")
+        return self.security_protocol in TLS_PROTOCOLS
 
     @property
     def uses_sasl(self) -> bool:
         """A SASL login (SASL_PLAINTEXT or SASL_SSL)."""
-        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+        return self.security_protocol in SASL_PROTOCOLS
 
     @cached_property
     def ssl_context(self) -> ssl.SSLContext | None:

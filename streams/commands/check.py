@@ -24,10 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     """Print the effective configuration; errors name the setting in one line."""
     settings = load_settings()
-    if settings.kafka_bootstrap:
+    access = KafkaAccess.of(settings) if settings.kafka_bootstrap else None
+    if access is not None:
         check_broker(settings)
         # a port that accepts connections may still not be Kafka (e.g. Redis's port)
-        admin_client(KafkaAccess.of(settings), timeout_s=10.0).close()
+        admin_client(access, timeout_s=10.0).close()
     if not settings.effective_store_url.startswith("memory:"):
         # the workers' own start-up ping (SLATESTREAM_REDIS_URL only matters as the store's
         # default), with a shorter wait
@@ -37,10 +38,10 @@ def run(args: argparse.Namespace) -> int:
         for msg in asyncio.run(durability_warnings(settings)):
             print(f"slatestream: warning: {msg}", file=sys.stderr)
     print(f"kafka_bootstrap={settings.kafka_bootstrap or '(embedded)'}")
-    if settings.kafka_bootstrap:
-        security = settings.kafka_security_protocol
-        if security.startswith("SASL_"):
-            security += f" ({settings.kafka_sasl_mechanism}, user {settings.kafka_sasl_username})"
+    if access is not None:
+        security = access.security_protocol
+        if access.uses_sasl:
+            security += f" ({access.sasl_mechanism}, user {access.sasl_username})"
         print(f"kafka_security={security}")
     print(f"store={redacted(settings.effective_store_url)}")
     print(f"topic_prefix={settings.topic_prefix}")

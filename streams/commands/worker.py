@@ -92,20 +92,14 @@ def refuse_second_scorer_group(settings: Settings, role_group: str) -> None:
     already reads the requests: both groups would receive and answer every request. A group
     whose worker just stopped keeps its member for a session timeout, so a conflict is only
     reported if it is still there after one."""
-    from streams.broker import scorer_groups
-    from streams.topics import topic_name
-
-    access = KafkaAccess.of(settings)
-    own = f"{settings.topic_prefix}-{role_group}"
-    requests = topic_name(settings, "requests")
-    others = scorer_groups(access, settings.topic_prefix, requests, own)
+    others, own, requests = _other_scorer_groups(settings, role_group)
     if others:
         log = logging.getLogger(__name__)
         log.warning(
             "scorer group(s) %s read %s; checking again in a session timeout", others, requests
         )
         time.sleep(settings.session_timeout_s + 2.0)
-        others = scorer_groups(access, settings.topic_prefix, requests, own)
+        others, _, _ = _other_scorer_groups(settings, role_group)
     if others:
         raise ConfigError(
             f"consumer group(s) {', '.join(others)} already answer {requests}; this worker's "
@@ -113,6 +107,17 @@ def refuse_second_scorer_group(settings: Settings, role_group: str) -> None:
             "same --role list (one group shares the partitions), or give this deployment its "
             "own SLATESTREAM_TOPIC_PREFIX"
         )
+
+
+def _other_scorer_groups(settings: Settings, role_group: str) -> tuple[list[str], str, str]:
+    """(other scorer groups reading the requests, this worker's group, the requests topic)."""
+    from streams.broker import scorer_groups
+    from streams.topics import topic_name
+
+    own = f"{settings.topic_prefix}-{role_group}"
+    requests = topic_name(settings, "requests")
+    access = KafkaAccess.of(settings)
+    return scorer_groups(access, settings.topic_prefix, requests, own), own, requests
 
 
 #: seconds between the checks for other scorer groups while a scorer runs
@@ -134,17 +139,11 @@ async def check_scorer_groups(settings: Settings, role_group: str) -> list[str]:
     """One check: sets `slatestream_scorer_other_scorer_groups` and logs an error naming the
     groups found; a broker error is logged and counts as no answer (the gauge keeps its
     value)."""
-    from streams.broker import scorer_groups
     from streams.metrics import SCORER
-    from streams.topics import topic_name
 
-    own = f"{settings.topic_prefix}-{role_group}"
-    requests = topic_name(settings, "requests")
     log = logging.getLogger(__name__)
     try:
-        others = await asyncio.to_thread(
-            scorer_groups, KafkaAccess.of(settings), settings.topic_prefix, requests, own
-        )
+        others, own, requests = await asyncio.to_thread(_other_scorer_groups, settings, role_group)
     except Exception as exc:  # the check must never take the scorer down
         log.warning("could not check for other scorer groups: %s", exc)
         return []

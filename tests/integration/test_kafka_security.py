@@ -10,14 +10,16 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from bench.bench_ingest import start_worker, stop_worker, worker_env
 from deploy import stack
+from features.redis_store import with_namespace
 from streams import schemas
-from streams.config import load_settings
+from streams.config import load_settings, settings_kwargs
 from streams.kafka_access import KafkaAccess
 from tests.integration.private_redis import free_port
 from tests.integration.worker_probe import wait_for_probe
@@ -138,22 +140,21 @@ async def test_workers_serve_a_new_item_over_sasl_ssl(
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     metrics_port = free_port()
+    secured = SimpleNamespace(
+        kafka_bootstrap=secure["SLATESTREAM_KAFKA_BOOTSTRAP"],
+        redis_url=secure["SLATESTREAM_REDIS_URL"],
+    )
     env = worker_env(
-        services,
+        secured,
         topic_prefix,
         f"s{uid}",
         str(tmp_path / "state"),
         SLATESTREAM_METRICS_PORT=str(metrics_port),
     )
-    env.update(secure)
-    env["SLATESTREAM_STORE_URL"] = f"{secure['SLATESTREAM_REDIS_URL']}&namespace=s{uid}"
+    env.update(secure)  # its store: the TLS Redis, in its own namespace (worker_env)
     log = tmp_path / "worker.log"
     worker = start_worker(env, "features,scorer", log)
-    access = KafkaAccess.of(
-        load_settings(
-            **{k[12:].lower(): v for k, v in secure.items() if k.startswith("SLATESTREAM_KAFKA_")}
-        )
-    )
+    access = KafkaAccess.of(load_settings(**settings_kwargs(secure)))
     producer = AIOKafkaProducer(**access.client_kwargs(), acks="all")
     consumer = AIOKafkaConsumer(
         f"{topic_prefix}.recommendations", **access.client_kwargs(), auto_offset_reset="earliest"
@@ -217,7 +218,7 @@ def test_replay_and_rebuild_over_sasl_ssl_and_tls_redis(
     )
     assert replay.returncode == 0, replay.stderr
     assert "replayed 59 events" in replay.stdout
-    store = f"{secure['SLATESTREAM_REDIS_URL']}&namespace=rb{uid}"
+    store = with_namespace(secure["SLATESTREAM_REDIS_URL"], f"rb{uid}")
     rebuilt = _cli(env, "features", "rebuild", "--store", store)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "59 records" in rebuilt.stdout, rebuilt.stdout

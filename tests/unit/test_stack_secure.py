@@ -27,15 +27,15 @@ def _secure_state() -> stack.StackState:
 
 
 def test_secure_env_lines_are_the_settings_a_worker_reads() -> None:
-    from streams.config import Settings
+    from streams.config import Settings, settings_kwargs
 
     lines = _secure_state().env_lines(secure=True).splitlines()
     env = dict(line.removeprefix("export ").split("=", 1) for line in lines)
     assert env["SLATESTREAM_KAFKA_BOOTSTRAP"] == "127.0.0.1:9094"
     assert env["SLATESTREAM_REDIS_URL"].startswith("rediss://127.0.0.1:6380/0")
-    kafka = {k.removeprefix("SLATESTREAM_").lower(): v for k, v in env.items()}
-    kafka.pop("kafka_ssl_cafile")  # the file does not exist here
-    settings = Settings(**kafka)
+    kwargs = settings_kwargs(env)
+    kwargs.pop("kafka_ssl_cafile")  # the file does not exist here
+    settings = Settings(**kwargs)
     assert settings.kafka_security_protocol == "SASL_SSL"
     assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
     # the plain lines stay what they were

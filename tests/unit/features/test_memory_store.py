@@ -16,7 +16,7 @@ from features import (
 )
 from features.base import category_prefixes, decayed_log2, log2_add, value_now
 from features.memory import MemoryFeatureStore
-from features.redis_store import parse_url
+from features.redis_store import parse_url, with_namespace
 
 pytestmark = pytest.mark.timeout(10)
 T0 = 1_764_000_000_000
@@ -55,6 +55,16 @@ def test_namespace_is_parsed_off_the_redis_url() -> None:
         "x",
     )
     assert parse_url("redis://h:1/0") == ("redis://h:1/0", "ss")
+
+
+def test_with_namespace_sets_ours_and_keeps_other_parameters() -> None:
+    tls = "rediss://h:1/0?ssl_ca_certs=/x/ca.pem"
+    assert parse_url(with_namespace(tls, "n1")) == (
+        "rediss://h:1/0?ssl_ca_certs=%2Fx%2Fca.pem",
+        "n1",
+    )
+    assert with_namespace("redis://h:1/0", "n2") == "redis://h:1/0?namespace=n2"
+    assert parse_url(with_namespace("redis://h:1/0?namespace=old", "new"))[1] == "new"
 
 
 async def test_dedupe_window_expires() -> None:

@@ -149,3 +149,10 @@ def test_cli_log_level_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         root.setLevel(old[0])
         root.handlers[:] = old[1]
+
+
+def test_settings_kwargs_names_the_fields_of_prefixed_variables() -> None:
+    from streams.config import settings_kwargs
+
+    env = {"SLATESTREAM_KAFKA_SASL_USERNAME": "u", "SLATESTREAM_TOPIC_PREFIX": "p", "HOME": "/x"}
+    assert settings_kwargs(env) == {"kafka_sasl_username": "u", "topic_prefix": "p"}
