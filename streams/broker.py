@@ -6,6 +6,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from streams.config import Settings
@@ -162,6 +163,43 @@ def partition_counts(admin: Any, names: list[str]) -> dict[str, int]:
         d.get("name", d.get("topic")): len(d.get("partitions", []))  # kafka-python 2.x/3.x
         for d in admin.describe_topics(names)
     }
+
+
+def held_offsets(settings: Settings, names: Sequence[str]) -> dict[str, dict[int, tuple[int, int]]]:
+    """Per topic of `names`, its partitions' (first, end) offsets: {} for a topic the broker
+    does not have (nothing is created). A command reads them before it changes anything, so
+    a broker that is down or a mistyped prefix is found first. BrokerUnavailable (one line)
+    when no Kafka broker answers."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    check_broker(settings)  # a closed port: one line, at once
+    access = KafkaAccess.of(settings)
+    admin = admin_client(access, timeout_s=10.0)  # a port that is not Kafka: one line
+    try:
+        existing = set(admin.list_topics())  # a metadata request for all: creates nothing
+        counts = partition_counts(admin, [n for n in names if n in existing])
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"SLATESTREAM_KAFKA_BOOTSTRAP: {access.bootstrap}: {exc}") from None
+    finally:
+        admin.close()
+    out: dict[str, dict[int, tuple[int, int]]] = {name: {} for name in names}
+    tps = [TopicPartition(n, p) for n, k in counts.items() for p in range(k)]
+    if not tps:
+        return out
+    # no auto-creation: asking for offsets must not create a topic on a permissive broker
+    probe = KafkaConsumer(
+        **access.client_kwargs(), enable_auto_commit=False, allow_auto_create_topics=False
+    )
+    try:
+        first, end = probe.beginning_offsets(tps), probe.end_offsets(tps)
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"SLATESTREAM_KAFKA_BOOTSTRAP: {access.bootstrap}: {exc}") from None
+    finally:
+        probe.close()
+    for tp in tps:
+        out[tp.topic][tp.partition] = (first[tp], end[tp])
+    return out
 
 
 def _check_copartitioned(admin: Any, names: list[str]) -> None:

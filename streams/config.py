@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     event_retention_ms: int | None = Field(
         default=None,
         description="Retention of the interactions and impressions topics the workers create "
-        "(-1 = forever; unset = the broker's default)",
+        "(-1 = forever, else at least 60000; unset = the broker's default)",
     )
     max_event_bytes: int = Field(
         default=65536, ge=256, le=16 * 1024 * 1024, description="Larger payloads go to the DLQ"

@@ -223,7 +223,7 @@ class DeadLetter(BaseModel):
     @property
     def original(self) -> bytes:
         """The original payload bytes."""
-        return base64.b64decode(self.original_b64)
+        return base64.b64decode(self.original_b64, validate=True)
 
     @classmethod
     def of(

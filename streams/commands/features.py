@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from features import FeatureStore, open_store
 from streams.broker import quiet_kafka_logs
 from streams.config import Settings, load_settings
-from streams.errors import BrokerUnavailable, SlatestreamError
+from streams.errors import SlatestreamError
 from streams.kafka_access import KafkaAccess
-from streams.runtime import Record
+from streams.log_reader import read_to_end
 from streams.services.feature_service import FeatureService, store_config
 from streams.topics import topic_name
 
@@ -42,43 +42,10 @@ class RebuildResult:
 
 
 def _held(settings: Settings) -> dict[str, dict[int, tuple[int, int]]]:
-    """Per replayed topic, its partitions' (first, end) offsets: {} for a topic the broker does
-    not have. Read before the store is touched, so a broker that is down or a mistyped prefix
-    never empties it. BrokerUnavailable (one line) when no Kafka broker answers."""
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
+    """(first, end) offsets of the replayed topics' partitions (`broker.held_offsets`)."""
+    from streams.broker import held_offsets
 
-    from streams.broker import admin_client, check_broker, partition_counts
-
-    check_broker(settings)  # a closed port: one line, at once
-    access = KafkaAccess.of(settings)
-    bootstrap = access.bootstrap
-    admin = admin_client(access, timeout_s=10.0)  # a port that is not Kafka: one line
-    try:
-        existing = set(admin.list_topics())  # a metadata request for all: creates nothing
-        names = [topic_name(settings, t) for t in REPLAY_ORDER]
-        counts = partition_counts(admin, [n for n in names if n in existing])
-    except KafkaError as exc:
-        raise BrokerUnavailable(f"SLATESTREAM_KAFKA_BOOTSTRAP: {bootstrap}: {exc}") from None
-    finally:
-        admin.close()
-    out: dict[str, dict[int, tuple[int, int]]] = {name: {} for name in names}
-    tps = [TopicPartition(n, p) for n, k in counts.items() for p in range(k)]
-    if not tps:
-        return out
-    # no auto-creation: asking for offsets must not create a topic on a permissive broker
-    probe = KafkaConsumer(
-        **access.client_kwargs(), enable_auto_commit=False, allow_auto_create_topics=False
-    )
-    try:
-        first, end = probe.beginning_offsets(tps), probe.end_offsets(tps)
-    except KafkaError as exc:
-        raise BrokerUnavailable(f"SLATESTREAM_KAFKA_BOOTSTRAP: {bootstrap}: {exc}") from None
-    finally:
-        probe.close()
-    for tp in tps:
-        out[tp.topic][tp.partition] = (first[tp], end[tp])
-    return out
+    return held_offsets(settings, [topic_name(settings, t) for t in REPLAY_ORDER])
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -165,40 +132,12 @@ async def rebuild(
             if not parts:
                 continue
             tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            # a partition whose records retention deleted has nothing to wait for
-            todo = {tp: end for tp, end in ends.items() if end > parts[tp.partition][0]}
-            deadline = time.monotonic() + timeout_s
-            while todo:
-                got = await consumer.getmany(*todo, timeout_ms=500, max_records=batch)
-                if not got and time.monotonic() > deadline:
-                    raise SlatestreamError(f"rebuild: no records from {topic} for {timeout_s}s")
-                records: list[Record] = []
-                for tp, msgs in got.items():
-                    end = todo.get(tp)
-                    for m in msgs:
-                        if end is not None and m.offset < end:
-                            records.append(
-                                Record(
-                                    m.topic,
-                                    m.value or b"",
-                                    m.key,
-                                    m.partition,
-                                    m.offset,
-                                    m.timestamp,
-                                )
-                            )
-                    if msgs and end is not None and msgs[-1].offset + 1 >= end:
-                        del todo[tp]
-                if records:
-                    deadline = time.monotonic() + timeout_s
-                    out = await service.process(records)
-                    res.records += len(records)
-                    res.applied += sum(out.applied.values())
-                    res.duplicates += sum(out.duplicates.values())
-                    res.dead += sum(out.dead.values())
+            async for records in read_to_end(consumer, tps, batch=batch, timeout_s=timeout_s):
+                out = await service.process(records)
+                res.records += len(records)
+                res.applied += sum(out.applied.values())
+                res.duplicates += sum(out.duplicates.values())
+                res.dead += sum(out.dead.values())
     finally:
         await consumer.stop()
     res.seconds = time.perf_counter() - t0

@@ -18,7 +18,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -44,6 +44,12 @@ UNKNOWN_TYPE = "unknown_interaction_type"
 
 
 T = TypeVar("T")
+
+
+def check_interaction_type(event: schemas.Event, weights: Mapping[str, float]) -> None:
+    """SchemaError (`unknown_interaction_type`) for an interaction whose type has no weight."""
+    if isinstance(event, schemas.Interaction) and event.type not in weights:
+        raise SchemaError(UNKNOWN_TYPE, f"type={event.type!r}")
 
 
 async def until_available(op: Callable[[], Awaitable[T]], what: str, max_delay_s: float = 5.0) -> T:
@@ -242,8 +248,7 @@ class FeatureService:
             now_ms=now_ms,
             max_skew_ms=self.settings.max_clock_skew_ms,
         )
-        if isinstance(event, schemas.Interaction) and event.type not in self.weights:
-            raise SchemaError(UNKNOWN_TYPE, f"type={event.type!r}")
+        check_interaction_type(event, self.weights)
         return event
 
     def dead_letter(self, record: Record, error: SchemaError) -> Emit:
