@@ -150,6 +150,14 @@ class Settings(BaseSettings):
         default=Path.home() / ".cache" / "slatestream", description="Caches and local stack data"
     )
     policy: str = Field(default="in-slate-ts", description="Default slate policy of the scorer")
+    request_timeout_ms: int = Field(
+        default=0,
+        ge=0,
+        le=3_600_000,
+        description="A request older than this when the scorer reaches it (its ts, by the "
+        "scorer's clock) is answered at once with error 'expired', no slate (0 = never; a "
+        "request's own timeout_ms wins)",
+    )
     policy_arms: dict[str, float] = Field(
         default_factory=dict,
         description="A/B split policy -> weight (JSON); empty = all traffic to `policy`",

@@ -144,6 +144,9 @@ class Request(Event):
     context: dict[str, AttrValue] = Field(default_factory=dict)
     exclusions: list[Id] = Field(default_factory=list, max_length=10_000)
     candidate_filter: CandidateFilter | None = None
+    # the client's wait for an answer: older when the scorer reaches it, it is answered with
+    # error 'expired' instead of a slate (None: SLATESTREAM_REQUEST_TIMEOUT_MS)
+    timeout_ms: int | None = Field(default=None, ge=1, le=3_600_000)
 
 
 class Recommendation(Event):

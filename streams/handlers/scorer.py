@@ -65,6 +65,7 @@ class ScorerHandler:
         self.topics = (self.requests_topic, self.feedback_topic)
         self.served = 0
         self.errors = 0
+        self.expired = 0  # answered 'expired' (older than their timeout), counted in errors too
         # request_ids some scorer has published an answer for, read back from the
         # recommendations topic (`note_answer`, fed by a `TopicBroadcast` on Kafka): a request
         # delivered again after a failover (its scorer killed before it committed) is skipped
@@ -76,6 +77,7 @@ class ScorerHandler:
         emits: list[Emit] = []
         requests: list[schemas.Request] = []
         batch_ids: set[str] = set()  # the same request twice in one batch: one answer
+        now_ms = int(time.time() * 1000)
         for rec in records:
             if rec.topic == self.feedback_topic:
                 # the scorer owns dead-lettering bad feedback (the trainer only skips it)
@@ -88,8 +90,13 @@ class ScorerHandler:
                 continue
             req, dead, err = decode_or_dead_letter(rec, schemas.Request, self.settings, self.name)
             if req is not None:
-                if self._first_answer(req.request_id, batch_ids):
+                if not self._first_answer(req.request_id, batch_ids):
+                    continue
+                expired = self._expired(req, now_ms)
+                if expired is None:
                     requests.append(req)
+                else:
+                    emits.append(expired)
                 continue
             assert dead is not None and err is not None
             emits.append(dead)
@@ -142,6 +149,20 @@ class ScorerHandler:
             return False
         batch_ids.add(request_id)
         return True
+
+    def _expired(self, req: schemas.Request, now_ms: int) -> Emit | None:
+        """The 'expired' answer of a request older than its timeout (None: serve it). A
+        scorer behind its requests (overload, a failover's backlog) answers what its clients
+        gave up on at ~no cost and catches up, instead of ranking slates nobody waits for."""
+        limit = req.timeout_ms or self.settings.request_timeout_ms
+        waited = now_ms - req.ts
+        if not limit or waited <= limit:
+            return None
+        self.expired += 1
+        SCORER.request_errors.labels(reason="expired").inc()
+        return self._error(
+            req.request_id, req.user_id, f"expired: waited {waited} ms, timeout {limit} ms"
+        )
 
     def note_answer(self, rec: Record) -> None:
         """Remember the request_id of a recommendation any scorer published (the read-back

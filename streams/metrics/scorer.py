@@ -14,7 +14,8 @@ Besides the common role metrics (see `streams.metrics.common`) it measures:
   Kafka every scorer learns from every partition's feedback (`streams.broadcast`), so
   each process counts all of them (redeliveries and late records not included);
 - `shadow_ctr{policy}`: IPS estimate of clicks per slate for shadow policies;
-- `request_errors_total{reason}`: requests answered with an error;
+- `request_errors_total{reason}`: requests answered with an error (`no_candidates`, or
+  `expired`: older than their timeout when reached, answered without a slate);
 - `already_answered_total`: requests skipped because some scorer had already published an
   answer to their request_id (delivered again after a failover, or sent twice);
 - `other_scorer_groups`: other consumer groups of this topic prefix with a scorer reading the

@@ -510,3 +510,75 @@ async def test_a_request_with_an_answer_on_the_topic_is_not_answered_again() -> 
     assert sum(e.topic == "t.dlq" for e in emits) == 1  # the malformed one is still a letter
     assert handler.already_answered == 3
     assert SCORER.already_answered._value.get() == before + 3
+
+
+async def test_requests_older_than_their_timeout_are_answered_expired_without_a_slate() -> None:
+    """SLATESTREAM_REQUEST_TIMEOUT_MS, and a request's own timeout_ms before it: an expired
+    request is answered at once with error 'expired' (no slate, no impression, not ranked);
+    a fresh one in the same batch is served; a request answered before stays unanswered."""
+    settings = load_settings(topic_prefix="t", request_timeout_ms=1000)
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    svc = service(store)
+    handler = ScorerHandler(settings, svc)
+    ranked: list[str] = []
+    real = svc.recommend_many
+
+    async def spy(reqs: Any) -> Any:
+        ranked.extend(r.request_id for r in reqs)
+        return await real(reqs)
+
+    svc.recommend_many = spy  # type: ignore[method-assign]
+    now = int(time.time() * 1000)
+
+    def req(rid: str, age_ms: int, **kw: object) -> Record:
+        r = schemas.Request(
+            event_id=f"e-{rid}", ts=now - age_ms, request_id=rid, user_id="u1", k=5, **kw
+        )
+        return Record("t.requests", r.to_json(), b"u1")
+
+    handler.note_answer(Record("t.recommendations", json.dumps({"request_id": "gone"}).encode()))
+    before = SCORER.request_errors.labels(reason="expired")._value.get()
+    emits = await handler.handle(
+        [
+            req("fresh", 0),
+            req("old", 60_000),
+            req("old-but-patient", 60_000, timeout_ms=120_000),  # its own timeout wins
+            req("young-but-hasty", 500, timeout_ms=100),
+            req("gone", 60_000),  # answered before: not answered again, not even 'expired'
+        ]
+    )
+    recs = {
+        r.request_id: r
+        for r in (
+            schemas.Recommendation.model_validate_json(e.value)
+            for e in emits
+            if e.topic == "t.recommendations"
+        )
+    }
+    assert set(recs) == {"fresh", "old", "old-but-patient", "young-but-hasty"}
+    assert sorted(ranked) == ["fresh", "old-but-patient"]
+    for rid in ("old", "young-but-hasty"):
+        assert recs[rid].slate == [] and (recs[rid].error or "").startswith("expired: waited ")
+    assert "timeout 1000 ms" in (recs["old"].error or "")
+    assert recs["fresh"].slate and recs["fresh"].error is None
+    impressions = {
+        schemas.Impression.model_validate_json(e.value).request_id
+        for e in emits
+        if e.topic == "t.impressions"
+    }
+    assert impressions == {"fresh", "old-but-patient"}
+    assert handler.expired == 2
+    assert SCORER.request_errors.labels(reason="expired")._value.get() == before + 2
+
+
+async def test_without_a_timeout_no_request_expires() -> None:
+    settings = load_settings(topic_prefix="t")  # SLATESTREAM_REQUEST_TIMEOUT_MS unset: 0
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    handler = ScorerHandler(settings, service(store))
+    old = schemas.Request(event_id="e-1", ts=NOW - 86_400_000, request_id="r1", user_id="u1", k=3)
+    emits = await handler.handle([Record("t.requests", old.to_json(), b"u1")])
+    rec = schemas.Recommendation.model_validate_json(emits[0].value)
+    assert rec.request_id == "r1" and len(rec.slate) == 3 and rec.error is None
+    assert handler.expired == 0
