@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from streams.commands.worker import WARMUP_S
 
 N_ITEMS = 2000
 CATEGORIES = 20
+TIMEOUT_MS = 100  # the request timeout of the timed load phases
 LOW_RATES = (100.0, 200.0, 300.0)  # below the target rate: where the knee of the latency is
 
 
@@ -236,11 +237,12 @@ class _Answers:
     lat: list[float]
     n: int
     span_s: float
+    expired: list[float] = field(default_factory=list)  # latencies of 'expired' answers
 
     @property
     def rate(self) -> float:
         """Answers per second over the phase (a backlog's drain rate)."""
-        return len(self.lat) / self.span_s if self.span_s > 0 else 0.0
+        return (len(self.lat) + len(self.expired)) / self.span_s if self.span_s > 0 else 0.0
 
 
 async def _load(
@@ -252,8 +254,10 @@ async def _load(
     make: Any,
     rid_of: Any,
     backlog: int = 0,
+    expired_of: Any = None,
 ) -> _Answers:
-    """Send `rate` requests/s for `seconds`, or `backlog` requests at once; the answers."""
+    """Send `rate` requests/s for `seconds`, or `backlog` requests at once; the answers
+    (those `expired_of` says are 'expired' answers apart)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     consumer = AIOKafkaConsumer(
@@ -267,19 +271,21 @@ async def _load(
     await producer.start()
     sent: dict[str, float] = {}
     lat: list[float] = []
+    expired: list[float] = []
     n = backlog or int(rate * seconds)
     gap_s = 0.0 if backlog else 1.0 / rate  # a backlog goes out unpaced
     last = [0.0]
 
     async def receive() -> None:
-        while len(lat) < n:
+        while len(lat) + len(expired) < n:
             batch = await consumer.getmany(timeout_ms=50, max_records=1000)
             now = time.perf_counter()
             for msgs in batch.values():
                 for m in msgs:
                     rid = rid_of(m.value)
                     if rid in sent:
-                        lat.append((now - sent.pop(rid)) * 1000)
+                        into = expired if expired_of and expired_of(m.value) else lat
+                        into.append((now - sent.pop(rid)) * 1000)
                         last[0] = now
 
     task = asyncio.create_task(receive())
@@ -298,7 +304,7 @@ async def _load(
         task.cancel()
     await producer.stop()
     await consumer.stop()
-    return _Answers(lat, n, max(last[0] - start, 0.0))
+    return _Answers(lat, n, max(last[0] - start, 0.0), expired)
 
 
 async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict[str, Any]]:
@@ -359,7 +365,7 @@ async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict
         await producer.flush()
         await producer.stop()
 
-        def make_req(i: int) -> tuple[bytes, bytes, str]:
+        def make_req(i: int, timeout_ms: int | None = None) -> tuple[bytes, bytes, str]:
             rid, user = f"q{i}", f"u{i % 1000}"
             req = {
                 "event_id": f"e{rid}",
@@ -369,10 +375,15 @@ async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict
                 "user_id": user,
                 "k": 10,
             }
+            if timeout_ms is not None:
+                req["timeout_ms"] = timeout_ms
             return user.encode(), json.dumps(req).encode(), rid
 
         def rid_json(value: bytes) -> str:
             return str(json.loads(value).get("request_id"))
+
+        def is_expired(value: bytes) -> bool:
+            return str(json.loads(value).get("error") or "").startswith("expired")
 
         # wait until the scorer answers (workers started, groups joined, model loaded)
         deadline = time.monotonic() + 120
@@ -386,6 +397,7 @@ async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict
         # below capacity first (a backlog from the target rate would spill into them); last,
         # a backlog sent at once: the worker's own throughput through Kafka (its drain rate)
         by_rate: dict[float, tuple[_Answers, _Answers]] = {}
+        timed: dict[float, _Answers] = {}
         fresh: list[float] = []
         for j, r in enumerate([*sorted({*LOW_RATES, rate}), float("inf")]):
             fresh_task = (
@@ -415,6 +427,20 @@ async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict
                 backlog=count,
             )
             by_rate[r] = (got, echo_got)
+        # requests that wait at most TIMEOUT_MS: at the target rate, and as a backlog sent at
+        # once (a scorer behind, as after a failover): expired ones are answered without a slate
+        for j, r in enumerate((rate, float("inf")), start=10):
+            timed[r] = await _load(
+                boot,
+                req_topic,
+                rec_topic,
+                r,
+                seconds,
+                lambda i, j=j: make_req(100_000 * (j + 1) + i, TIMEOUT_MS),
+                rid_json,
+                backlog=backlog if r == float("inf") else 0,
+                expired_of=is_expired,
+            )
     finally:
         for p in (*procs, echo):
             if p.poll() is None:
@@ -456,6 +482,46 @@ async def end_to_end(services: _Services, quick: bool, rate: float) -> list[dict
             "echo_answered": f"{len(echo_drained.lat)}/{echo_drained.n}",
         }
     )
+    for r, got in timed.items():
+        n_exp, n_all = len(got.expired), len(got.lat) + len(got.expired)
+        answered = {"answered": f"{n_all}/{got.n}", "expired": n_exp}
+        if r == float("inf"):
+            out.append(
+                {
+                    "name": f"a backlog of {backlog} requests sent at once, each with "
+                    f"timeout_ms={TIMEOUT_MS}: answered per second (expired ones without a slate)",
+                    "value": round(got.rate, 1),
+                    "unit": "requests/s",
+                    "baseline_name": "the same backlog without a timeout (above)",
+                    "baseline": round(drained.rate, 1),
+                    "ratio": round(got.rate / drained.rate, 3) if drained.rate else None,
+                    "target": "",
+                    **answered,
+                }
+            )
+            continue
+        where = f"at {r:.0f} req/s, every request with timeout_ms={TIMEOUT_MS}"
+        out.append(
+            _latency_figure(
+                f"end-to-end p99 of the slates served {where}",
+                _pct(got.lat, 99),
+                f"the same without a timeout at {rate:.0f} req/s (above)",
+                _pct(by_rate[rate][0].lat, 99),
+                **answered,
+            )
+        )
+        out.append(
+            {
+                "name": f"requests answered 'expired' (no slate) {where}",
+                "value": round(100.0 * n_exp / max(n_all, 1), 2),
+                "unit": "%",
+                "baseline_name": "",
+                "baseline": None,
+                "ratio": None,
+                "target": "",
+                **answered,
+            }
+        )
     echo_lat = by_rate[rate][1].lat
     for q in (50, 99):
         base = _pct(echo_lat, q)
