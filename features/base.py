@@ -81,6 +81,10 @@ class ItemUpdate:
     category_path: tuple[str, ...] = ()
     attributes: Mapping[str, Any] = field(default_factory=dict)
     text: str | None = None
+    # False retires the item (sold, expired, out of stock): it leaves the popular and fresh
+    # lists and the category listings, and is never recommended until a newer version with
+    # True brings it back; its metadata stays (past interactions keep their category)
+    available: bool = True
 
     @property
     def category(self) -> str:
@@ -132,6 +136,7 @@ class ItemFeatures:
     added_ts: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
     popularity: float = 0.0
+    available: bool = True
 
     @property
     def category(self) -> str:
@@ -246,15 +251,23 @@ class FeatureStore(ABC):
 
     @abstractmethod
     async def popular(self, n: int, now_ms: float | None = None) -> list[tuple[str, float]]:
-        """The n most popular items now (weighted, time-decayed), best first."""
+        """The n most popular items now (weighted, time-decayed), best first; retired items
+        are left out (their interactions while retired add no popularity)."""
 
     @abstractmethod
     async def fresh(self, n: int) -> list[str]:
-        """The n newest catalogue items (by first item-event time), newest first."""
+        """The n newest catalogue items (by first item-event time), newest first, not retired."""
+
+    @abstractmethod
+    async def retired(self, since_ms: int = 0) -> dict[str, int]:
+        """Items retired now (`available` false in their latest version) -> when the store
+        retired them (epoch ms, the store's clock), those retired at `since_ms` or later: a
+        reader polls the new ones and reloads all now and then (to see reinstated ones)."""
 
     @abstractmethod
     async def items(self, category: str | None = None) -> list[str]:
-        """Every catalogue item, or those under a category path prefix ('a' or 'a/b'), sorted."""
+        """Every catalogue item, or those under a category path prefix ('a' or 'a/b'), sorted;
+        retired items are left out."""
 
     @abstractmethod
     async def category_list(self) -> list[str]:

@@ -30,12 +30,13 @@ from features.base import (
 
 
 class _Item:
-    __slots__ = ("added_ts", "attributes", "category_path", "text", "updated_ts")
+    __slots__ = ("added_ts", "attributes", "available", "category_path", "text", "updated_ts")
 
     def __init__(self, u: ItemUpdate, added_ts: int) -> None:
         self.category_path = tuple(u.category_path)
         self.attributes = dict(u.attributes)
         self.text = u.text
+        self.available = u.available
         self.added_ts = added_ts
         self.updated_ts = u.ts  # the version held: an older one arriving late does not win
 
@@ -72,6 +73,7 @@ class MemoryFeatureStore(FeatureStore):
         self._icounts: dict[str, dict[str, int]] = defaultdict(dict)
         self._pop: dict[str, float] = {}
         self._items: dict[str, _Item] = {}
+        self._retired: dict[str, int] = {}  # item -> when retired (ms, this store's clock)
         self._cats: dict[str, set[str]] = defaultdict(set)
         self._global: dict[str, int] = defaultdict(int)
 
@@ -126,10 +128,11 @@ class MemoryFeatureStore(FeatureStore):
         self._global[ev.type] += 1
         self._global[ALL] += 1
         if ev.weight > 0:
-            self._pop[ev.item_id] = log2_add(
-                self._pop.get(ev.item_id),
-                decayed_log2(ev.weight, ev.ts, cfg.popularity_half_life_s),
-            )
+            if ev.item_id not in self._retired:
+                self._pop[ev.item_id] = log2_add(
+                    self._pop.get(ev.item_id),
+                    decayed_log2(ev.weight, ev.ts, cfg.popularity_half_life_s),
+                )
             meta = self._items.get(ev.item_id)
             if meta is not None and meta.category_path:
                 cat = "/".join(meta.category_path)
@@ -143,7 +146,7 @@ class MemoryFeatureStore(FeatureStore):
         if old is not None and ev.ts < old.updated_ts:  # a stale version: only first-seen moves
             old.added_ts = min(old.added_ts, ev.ts)
             return
-        if old is not None:
+        if old is not None and old.available:
             for p in category_prefixes(old.category_path):
                 members = self._cats.get(p)
                 if members is not None:
@@ -154,6 +157,11 @@ class MemoryFeatureStore(FeatureStore):
             self._global["items"] += 1
         added = ev.ts if old is None else min(old.added_ts, ev.ts)
         self._items[ev.item_id] = _Item(ev, added)
+        if not ev.available:  # retired: out of the lists and listings, metadata kept
+            self._retired.setdefault(ev.item_id, int(self.clock() * 1000))
+            self._pop.pop(ev.item_id, None)
+            return
+        self._retired.pop(ev.item_id, None)
         for p in category_prefixes(ev.category_path):
             self._cats[p].add(ev.item_id)
 
@@ -189,6 +197,7 @@ class MemoryFeatureStore(FeatureStore):
                     "attributes": dict(meta.attributes),
                     "text": meta.text,
                     "added_ts": meta.added_ts,
+                    "available": meta.available,
                 }
             out[i] = ItemFeatures(
                 item_id=i, counts=dict(self._icounts.get(i, {})), popularity=pop, **kw
@@ -213,13 +222,18 @@ class MemoryFeatureStore(FeatureStore):
 
     async def fresh(self, n: int) -> list[str]:
         """Newest catalogue items first (ties: larger item id first, like Redis)."""
-        top = heapq.nlargest(max(n, 0), self._items.items(), key=lambda kv: (kv[1].added_ts, kv[0]))
+        live = ((i, m) for i, m in self._items.items() if m.available)
+        top = heapq.nlargest(max(n, 0), live, key=lambda kv: (kv[1].added_ts, kv[0]))
         return [i for i, _ in top]
+
+    async def retired(self, since_ms: int = 0) -> dict[str, int]:
+        """Retired items -> when retired, those at `since_ms` or later."""
+        return {i: t for i, t in self._retired.items() if t >= since_ms}
 
     async def items(self, category: str | None = None) -> list[str]:
         """Catalogue items, optionally under a category prefix."""
         if category is None:
-            return sorted(self._items)
+            return sorted(i for i, m in self._items.items() if m.available)
         return sorted(self._cats.get(category.strip("/"), ()))
 
     async def category_list(self) -> list[str]:

@@ -16,8 +16,9 @@ Keys (namespace `ns`, from the URL query `?namespace=`, default `ss`):
 counts by type · `ns:u:<user>:a` category → log2 affinity · `ns:i:<item>:c` counts by type
 + impressions · `ns:i:<item>:m` metadata · `ns:pop` zset of log2 popularity · `ns:fresh`
 zset of catalogue items by first ts · `ns:cat:<prefix>` item sets · `ns:cats` categories
-in use · `ns:g` global counts. The `_all` totals of users and items are not stored: reads
-add them up (two fewer writes per event).
+in use · `ns:retired` zset of retired items by when (ms, Redis clock) · `ns:g` global
+counts. The `_all` totals of users and items are not stored: reads add them up (two fewer
+writes per event).
 
 A user's events of a chunk that are in ts order and not older than the list's last entry
 (LINDEX -1) are one RPUSH (+ LTRIM); a late one makes the script read the capped list
@@ -139,7 +140,10 @@ end
 local evs = cjson.decode(ARGV[6])
 -- dedupe marks: one set per bucket of `span` s; a mark of bucket k is checked until
 -- bucket k + nb ends, at least ttl after it was written
-local now = tonumber(redis.call("TIME")[1])
+local clock = redis.call("TIME")
+local now = tonumber(clock[1])
+local now_ms = now * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local retired = ns .. ":retired"
 local span = math.ceil(ttl / 4)
 local nb = math.ceil(ttl / span)
 local cur = math.floor(now / span)
@@ -217,18 +221,19 @@ for i, e in ipairs(evs) do
       res[4] = res[4] + 1
     end
   else
-    -- item: id, ts, path json, attrs json, text (false = none), cat, prefixes
+    -- item: id, ts, path json, attrs json, text (false = none), cat, prefixes, available
     local item, ts, path, attrs, text, cat, prefixes = e[3], e[4], e[5], e[6], e[7], e[8], e[9]
+    local available = e[10]
     if fresh then
       res[5] = res[5] + 1
       local mkey = ns .. ":i:" .. item .. ":m"
-      local old = redis.call("HMGET", mkey, "pfx", "ts", "uts")
+      local old = redis.call("HMGET", mkey, "pfx", "ts", "uts", "off")
       local added = ts
       if old[3] and tonumber(ts) < tonumber(old[3]) then
         -- a stale version arriving late: keep the newer metadata, only first-seen may move
         if tonumber(ts) < tonumber(old[2]) then
           redis.call("HSET", mkey, "ts", ts)
-          redis.call("ZADD", ns .. ":fresh", ts, item)
+          if not old[4] then redis.call("ZADD", ns .. ":fresh", ts, item) end
         end
       else
         if old[1] then
@@ -241,9 +246,11 @@ for i, e in ipairs(evs) do
         else
           ginc("items", 1)
         end
-        for _, p in ipairs(prefixes) do
-          redis.call("SADD", ns .. ":cat:" .. p, item)
-          redis.call("SADD", ns .. ":cats", p)
+        if available then
+          for _, p in ipairs(prefixes) do
+            redis.call("SADD", ns .. ":cat:" .. p, item)
+            redis.call("SADD", ns .. ":cats", p)
+          end
         end
         redis.call("DEL", mkey)
         local fields = {"path", path, "attrs", attrs, "cat", cat, "ts", added, "uts", ts}
@@ -251,8 +258,17 @@ for i, e in ipairs(evs) do
           fields[#fields + 1] = "pfx"; fields[#fields + 1] = cjson.encode(prefixes)
         end
         if text then fields[#fields + 1] = "text"; fields[#fields + 1] = text end
+        if available then
+          redis.call("ZADD", ns .. ":fresh", added, item)
+          redis.call("ZREM", retired, item)
+        else
+          -- retired: out of the lists and listings (metadata kept); the first time counts
+          fields[#fields + 1] = "off"; fields[#fields + 1] = "1"
+          redis.call("ZREM", ns .. ":fresh", item)
+          redis.call("ZREM", ns .. ":pop", item)
+          redis.call("ZADD", retired, "NX", now_ms, item)
+        end
         redis.call("HSET", mkey, unpack(fields))
-        redis.call("ZADD", ns .. ":fresh", added, item)
         catcache[item] = cat
       end
     else
@@ -314,10 +330,12 @@ for _, item in ipairs(iorder) do
   for f, v in pairs(icnt[item]) do redis.call("HINCRBY", ck, f, v) end
 end
 for _, item in ipairs(porder) do
-  local old = redis.call("ZSCORE", ns .. ":pop", item)
-  local v = pop[item]
-  if old then v = lse(tonumber(old), v) end
-  redis.call("ZADD", ns .. ":pop", fmt(v), item)
+  if not redis.call("ZSCORE", retired, item) then  -- a retired item gains no popularity
+    local old = redis.call("ZSCORE", ns .. ":pop", item)
+    local v = pop[item]
+    if old then v = lse(tonumber(old), v) end
+    redis.call("ZADD", ns .. ":pop", fmt(v), item)
+  end
 end
 for f, v in pairs(g) do redis.call("HINCRBY", ns .. ":g", f, v) end
 -- the bucket that just left the window (a no-op once gone)
@@ -362,6 +380,7 @@ def _row(ev: FeatureEvent) -> list[Any]:
         False if ev.text is None else ev.text,
         ev.category,
         category_prefixes(ev.category_path),
+        ev.available,
     ]
 
 
@@ -575,6 +594,7 @@ class RedisFeatureStore(FeatureStore):
                     "attributes": json.loads(m["attrs"]),
                     "text": m.get("text"),
                     "added_ts": int(m["ts"]),
+                    "available": m.get("off") != "1",
                 }
             out[i] = ItemFeatures(
                 item_id=i,
@@ -613,6 +633,14 @@ class RedisFeatureStore(FeatureStore):
         with as_unavailable():
             rows: Any = await self.client.zrevrange(self._k("fresh"), 0, n - 1)
         return [_s(i) for i in rows]
+
+    async def retired(self, since_ms: int = 0) -> dict[str, int]:
+        """ZRANGEBYSCORE of the retired items by when they were retired."""
+        with as_unavailable():
+            rows: Any = await self.client.zrangebyscore(
+                self._k("retired"), since_ms, "+inf", withscores=True
+            )
+        return {_s(i): int(t) for i, t in rows}
 
     async def items(self, category: str | None = None) -> list[str]:
         """Catalogue items, optionally under a category prefix."""

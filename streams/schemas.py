@@ -119,6 +119,9 @@ class Item(Event):
     )
     attributes: dict[str, AttrValue] = Field(default_factory=dict)
     text: str | None = Field(default=None, max_length=10_000)
+    # false retires the item (sold, expired, out of stock): never recommended again until a
+    # newer version of it says true
+    available: bool = True
 
     @property
     def category(self) -> str:

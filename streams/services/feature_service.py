@@ -177,6 +177,7 @@ def to_update(event: schemas.Event, weights: dict[str, float]) -> FeatureEvent:
             tuple(event.category_path),
             dict(event.attributes),
             event.text,
+            event.available,
         )
     raise TypeError(f"no feature update for {type(event).__name__}")
 

@@ -65,6 +65,10 @@ class ScorerFeatures(Protocol):
         """Category path ('a/b') of each known item."""
         ...
 
+    async def retired(self, since_ms: int = 0) -> dict[str, int]:
+        """Items retired now -> when (epoch ms, the store's clock), those at `since_ms` or later."""
+        ...
+
 
 @dataclass
 class ScorerConfig:
@@ -87,7 +91,10 @@ class ScorerConfig:
     reload_interval_s: float = 1.0
     category_ttl_s: float = 30.0
     # popular-now and fresh lists are shared by every request: re-read at most this often
+    # (with the items retired since the last read: a retired item is never served later)
     lists_ttl_s: float = 0.25
+    # every retired item re-read this often: items brought back are served again after it
+    retired_reload_s: float = 30.0
     reuse_user_states: bool = True  # keep a user's GRU state until their sequence changes
     reload_in_background: bool = True
     max_users_tracked: int = 100_000
@@ -106,8 +113,8 @@ class ScorerConfig:
             raise ValueError("propensity_draws must be >= 1")
         if not 0.0 < self.ts_temperature <= 10.0:
             raise ValueError("ts_temperature must be in (0, 10]")
-        if self.lists_ttl_s < 0 or self.category_ttl_s < 0:
-            raise ValueError("lists_ttl_s and category_ttl_s must be >= 0")
+        if min(self.lists_ttl_s, self.category_ttl_s, self.retired_reload_s) < 0:
+            raise ValueError("lists_ttl_s, category_ttl_s and retired_reload_s must be >= 0")
 
 
 class BlendedPosterior:
@@ -269,6 +276,10 @@ class ScorerService:
         self._last_reload = -math.inf
         self._lists: tuple[list[str], dict[str, float], list[str]] | None = None
         self._lists_at = -math.inf
+        # retired items (never served), the newest retirement time read, the last full read
+        self.retired: set[str] = set()
+        self._retired_upto = 0
+        self._retired_full_at = -math.inf
         self._states: OrderedDict[str, tuple[bytes, np.ndarray]] = OrderedDict()
         self._states_model: OnlineModel | None = None
         self._reload_task: asyncio.Task[OnlineModel | None] | None = None
@@ -369,8 +380,29 @@ class ScorerService:
             return self._lists
         popular = [i for i, _ in ranked[: cfg.candidates_popular]]
         await self._categories([*popular, *fresh])
+        await self._read_retired(now)
         self._lists, self._lists_at = (popular, dict(ranked), fresh), now
         return self._lists
+
+    async def _read_retired(self, now: float) -> None:
+        """Add the items retired since the last read (1 s of overlap: the store's clock may
+        stamp two retirements alike); every `retired_reload_s` read them all instead, which
+        also drops items brought back since. An outage keeps the set read last."""
+        full = now - self._retired_full_at >= self.config.retired_reload_s
+        try:
+            t0 = time.perf_counter()
+            got = await self.features.retired(0 if full else max(self._retired_upto - 1000, 0))
+            self._read_took("retired", t0)
+        except StoreUnavailable as exc:
+            self._store_failed("retired", exc)
+            return
+        if full:
+            self.retired = set(got)
+            self._retired_full_at = now
+        else:
+            self.retired.update(got)
+        if got:
+            self._retired_upto = max(self._retired_upto, max(got.values()))
 
     def _user_states(self, views: Mapping[str, UserView]) -> dict[str, Any]:
         """Every user's model state: reused while the user's sequence and the snapshot are
@@ -436,6 +468,7 @@ class ScorerService:
                 n = min(cfg.candidates_model, rows.size)
                 top = np.argpartition(-s, n - 1)[:n]
                 model_top = [i for i in model.items.ids(rows[top]) if i is not None]
+        retired = self.retired
         excluded = set(req.exclusions)
         if cfg.exclude_interacted:
             excluded.update(view.recent)
@@ -444,9 +477,10 @@ class ScorerService:
         pool = list(dict.fromkeys([*model_top, *popular, *fresh]))
         if req.candidate_filter and req.candidate_filter.item_ids is not None:
             pool = list(dict.fromkeys(req.candidate_filter.item_ids))
-        cands = [i for i in pool if i not in excluded]
+        cands = [i for i in pool if i not in excluded and i not in retired]
         if not cands:  # never empty when candidates exist: relax the soft exclusions
-            cands = [i for i in pool if i not in set(req.exclusions)]
+            hard = set(req.exclusions)
+            cands = [i for i in pool if i not in hard and i not in retired]
         cats = await self._categories(cands) if cands else {}
         if req.candidate_filter and req.candidate_filter.categories:
             prefixes = tuple(req.candidate_filter.categories)

@@ -30,3 +30,7 @@ class StoreView:
     async def categories(self, item_ids: Sequence[str]) -> dict[str, str]:
         """Category path per known item."""
         return await self.store.categories(item_ids)
+
+    async def retired(self, since_ms: int = 0) -> dict[str, int]:
+        """Retired items -> when retired (ms), those at `since_ms` or later."""
+        return await self.store.retired(since_ms)

@@ -364,6 +364,54 @@ async def test_an_older_item_version_arriving_late_does_not_win(store: FeatureSt
     assert (await store.global_counts())["items"] == 2
 
 
+async def test_a_retired_item_leaves_the_lists_until_a_newer_version_brings_it_back(
+    store: FeatureStore,
+) -> None:
+    """`available=False` retires an item: out of popular, fresh and the category listings,
+    and its interactions while retired add no popularity; its metadata and category stay
+    (affinities of later clicks still use it). An older version arriving late does not
+    change that; a newer available one reinstates it."""
+    await store.apply_many(
+        [
+            item("i1", ("movies", "comedy"), T0),
+            item("i2", ("movies", "drama"), T0 + 10),
+            click("u1", "i1", T0 + 20),
+            click("u1", "i2", T0 + 21),
+        ]
+    )
+    assert {i for i, _ in await store.popular(5, now_ms=T0)} == {"i1", "i2"}
+    assert await store.retired() == {}
+    await store.update(item("i1", ("movies", "comedy"), T0 + 30, available=False))
+    gone = await store.retired()
+    assert list(gone) == ["i1"] and gone["i1"] > T0
+    assert await store.retired(since_ms=gone["i1"] + 1) == {}
+    assert [i for i, _ in await store.popular(5, now_ms=T0)] == ["i2"]
+    assert await store.fresh(5) == ["i2"]
+    assert await store.items() == ["i2"] and await store.items("movies") == ["i2"]
+    assert "movies/comedy" not in await store.category_list()
+    it = await store.item("i1")
+    assert it.known and not it.available and it.category_path == ("movies", "comedy")
+    assert (await store.item("i2")).available
+    assert await store.categories(["i1"]) == {"i1": "movies/comedy"}
+    await store.apply_many(
+        [
+            click("u2", "i1", T0 + 40),  # viewed while retired: counted, no popularity
+            item("i1", ("movies",), T0 + 5),  # an older version arriving late: still retired
+            item("i1", ("movies", "comedy"), T0 + 30, available=False),  # again: time kept
+        ]
+    )
+    assert [i for i, _ in await store.popular(5, now_ms=T0)] == ["i2"]
+    assert (await store.item("i1")).counts["click"] == 2
+    assert "movies/comedy" in (await store.get("u2")).affinity
+    assert await store.fresh(5) == ["i2"] and await store.retired() == gone
+    await store.update(item("i1", ("movies", "comedy"), T0 + 60))  # back, newer version
+    assert await store.retired() == {} and (await store.item("i1")).available
+    assert await store.fresh(5) == ["i2", "i1"]  # first-seen time kept
+    assert await store.items("movies/comedy") == ["i1"]
+    await store.update(click("u3", "i1", T0 + 70))
+    assert {i for i, _ in await store.popular(5, now_ms=T0)} == {"i1", "i2"}
+
+
 async def test_impressions_count_per_item(store: FeatureStore) -> None:
     await store.apply_many(
         [

@@ -2,7 +2,8 @@
 
 The client publishes a catalogue, interactions and requests and reads recommendations:
 every request is answered exactly once; a user who clicks items of one category sees that
-category next; a brand-new item is recommendable before any click on it.
+category next; a brand-new item is recommendable before any click on it; retired items
+(`available` false) are recommended no more.
 """
 
 from __future__ import annotations
@@ -222,6 +223,41 @@ def test_requests_answered_once_category_affinity_and_new_items(
         client.flush()
         new = client.wait_for({"new-item"}, 30)["new-item"]
         assert new["slate"] == ["haiku-new"], new
+
+        # 4. an item retired on the items topic (sold) is not recommended any more, even to
+        # a request that names it, nor are the jazz items the fan liked once retired
+        retire = ["haiku-new", *(f"jazz-{i}" for i in range(12))]
+        for iid in retire:
+            client.send(
+                "items",
+                iid,
+                {
+                    "event_id": f"retire-{iid}",
+                    "ts": _now(),
+                    "schema_version": 1,
+                    "item_id": iid,
+                    "category_path": ["books", "haiku"]
+                    if iid == "haiku-new"
+                    else ["music", "jazz"],
+                    "available": False,
+                },
+            )
+        client.flush()
+        time.sleep(1.5)
+        late = ["gone-filter", *(f"gone-{j}" for j in range(10))]
+        client.send(
+            "requests",
+            "reader",
+            _request("gone-filter", "reader", k=3, candidate_filter={"item_ids": retire}),
+        )
+        for j in range(10):
+            client.send("requests", "fan", _request(f"gone-{j}", "fan", k=5))
+        client.flush()
+        after = client.wait_for(set(late), 30)
+        assert set(late) <= set(after)
+        assert after["gone-filter"]["slate"] == [], after["gone-filter"]
+        for rid in late[1:]:
+            assert after[rid]["slate"] and not set(after[rid]["slate"]) & set(retire), after[rid]
 
         # nothing was answered twice
         counts = Counter(str(a["request_id"]) for a in client.answers)

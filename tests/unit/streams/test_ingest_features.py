@@ -97,6 +97,26 @@ async def test_all_three_topics_update_the_store_through_the_memory_log() -> Non
     assert log.topics[topic_name(s, "dlq")] == []
 
 
+async def test_an_item_record_with_available_false_retires_it() -> None:
+    s = settings()
+    store = open_store("memory://")
+    h = FeatureHandler(s, store)
+    log = MemoryLog()
+    items = topic_name(s, "items")
+    for i in ("i1", "i2"):
+        log.publish(items, json.dumps({"event_id": i, "ts": NOW, "item_id": i}).encode())
+    off = {"event_id": "off", "ts": NOW + 1, "item_id": "i1", "available": False}
+    log.publish(items, json.dumps(off).encode())
+    bad = {"event_id": "bad", "ts": NOW + 2, "item_id": "i2", "available": "no"}
+    log.publish(items, json.dumps(bad).encode())
+    assert await drain(log, h) == 4
+    assert list(await store.retired()) == ["i1"] and await store.fresh(5) == ["i2"]
+    dead = [
+        schemas.DeadLetter.model_validate_json(r.value) for r in log.topics[topic_name(s, "dlq")]
+    ]
+    assert [(d.reason, d.detail.split(":")[0]) for d in dead] == [("wrong_type", "available")]
+
+
 async def test_an_item_twice_in_one_slate_counts_one_impression() -> None:
     s = settings()
     store = open_store("memory://")

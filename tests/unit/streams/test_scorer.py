@@ -352,7 +352,7 @@ async def test_store_outage_answers_every_request_and_counts_failed_reads(tmp_pa
     assert first[0].recommendation.slate and not set(seen) & set(first[0].recommendation.slate)
     assert svc.pop_store_failures() == {}
     timed = svc.pop_store_timings()
-    assert {r for r, _ in timed} == {"user_views", "lists", "categories"}
+    assert {r for r, _ in timed} == {"user_views", "lists", "categories", "retired"}
     assert all(sec >= 0 for _, sec in timed) and svc.pop_store_timings() == []
     view.down = True
     svc._cat_cache.clear()  # categories must be read again, and fail
@@ -582,3 +582,40 @@ async def test_without_a_timeout_no_request_expires() -> None:
     rec = schemas.Recommendation.model_validate_json(emits[0].value)
     assert rec.request_id == "r1" and len(rec.slate) == 3 and rec.error is None
     assert handler.expired == 0
+
+
+async def test_a_retired_item_is_never_served_and_one_brought_back_is_again(
+    tmp_path: Path,
+) -> None:
+    """An item retired in the store (`available` false) leaves every later slate, even when
+    the model ranks it first or a request's candidate filter names it; brought back, it is
+    served again after the scorer's next full read of the retired items."""
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    registry, _ = publish_catalogue_model(tmp_path)
+    svc = service(store, SnapshotWatcher(registry), lists_ttl_s=0.0, retired_reload_s=3600.0)
+    users = [f"n{j}" for j in range(8)]
+    before = await svc.recommend_many([request(f"b{j}", u, k=10) for j, u in enumerate(users)])
+    shown = {i for s in before for i in s.recommendation.slate}
+    gone = sorted(shown | {item_id("a", i) for i in range(30)})  # every item shown, all of 'a'
+    await store.apply_many(
+        [ItemUpdate(f"off-{i}", i, NOW, CATS[i[0]], available=False) for i in gone]
+    )
+    reqs = [request(f"r{j}", u, k=10) for j, u in enumerate(users)]
+    keep = next(i for i in (item_id("c", j) for j in range(30)) if i not in gone)
+    reqs.append(request("f1", "n0", k=5, candidate_filter={"item_ids": [*gone[:3], keep]}))
+    after = await svc.recommend_many(reqs)
+    assert svc.retired == set(gone)
+    for s in after:
+        assert s.recommendation.slate, s.recommendation
+        assert not set(s.recommendation.slate) & set(gone)
+    assert after[-1].recommendation.slate == [keep]
+    back = gone[0]
+    await store.update(ItemUpdate("on-1", back, NOW + 1, CATS[back[0]]))
+    await svc.recommend_many([request("x", "n1", k=10)])
+    assert back in svc.retired  # read incrementally: only new retirements until a full read
+    svc.config.retired_reload_s = 0.0
+    again = await svc.recommend_many(
+        [request("y", "n1", k=1, candidate_filter={"item_ids": [back]})]
+    )
+    assert back not in svc.retired and again[0].recommendation.slate == [back]
