@@ -9,13 +9,14 @@ import time
 
 import pytest
 
-from streams import cli, schemas
+from streams import schemas
 from streams.config import Settings
 from streams.dlq import Letter, Redrive, Selection, Summary, letter_json, recheck
 from streams.errors import ConfigError, SchemaError
 from streams.handlers.edge import decode_or_dead_letter
 from streams.runtime import Record
 from streams.services.feature_service import FeatureService
+from tests.unit.streams.test_cli_bad_input import assert_one_line_error
 
 NOW = int(time.time() * 1000)
 S = Settings(topic_prefix="p")
@@ -52,36 +53,41 @@ def test_a_dead_letter_reads_back_and_junk_is_not_one() -> None:
     assert Letter.of(Record("p.dlq", bad_b64)).dead is None
 
 
-@pytest.mark.timeout(10)
-def test_an_unknown_type_is_accepted_once_it_has_a_weight() -> None:
-    raw = _interaction(type="share")
-    letter = _dead_letter(S, "p.interactions", raw)
-    assert letter.dead is not None
-    err = recheck(letter.dead, S, NOW)
-    assert err is not None and err.reason == "unknown_interaction_type"
-    later = Settings(topic_prefix="p", event_weights={"click": 1.0, "share": 0.5})
-    assert recheck(letter.dead, later, NOW) is None
+AHEAD = NOW + 3 * 86_400_000  # a producer clock three days ahead: beyond the skew allowed
 
 
 @pytest.mark.timeout(10)
-def test_an_oversized_record_is_accepted_under_a_larger_limit() -> None:
-    raw = _interaction(value=1.0, request_id="r" * 250)
-    small = Settings(topic_prefix="p", max_event_bytes=300)
-    letter = _dead_letter(small, "p.interactions", raw)
-    assert letter.dead is not None and letter.dead.reason == "oversized"
-    err = recheck(letter.dead, small, NOW)
-    assert err is not None and err.reason == "oversized"
-    assert recheck(letter.dead, S, NOW) is None
-
-
-@pytest.mark.timeout(10)
-def test_a_future_timestamp_is_accepted_once_its_time_has_come() -> None:
-    ahead = NOW + 3 * 86_400_000  # a producer clock three days ahead: beyond the skew allowed
-    letter = _dead_letter(S, "p.interactions", _interaction(ts=ahead))
-    assert letter.dead is not None and letter.dead.reason == "bad_timestamp"
-    err = recheck(letter.dead, S, NOW)
-    assert err is not None and err.reason == "bad_timestamp"
-    assert recheck(letter.dead, S, ahead) is None
+@pytest.mark.parametrize(
+    "raw, then, reason, now, later",
+    [
+        # an interaction type without a weight, until it gets one
+        (
+            _interaction(type="share"),
+            S,
+            "unknown_interaction_type",
+            NOW,
+            Settings(topic_prefix="p", event_weights={"click": 1.0, "share": 0.5}),
+        ),
+        # a payload over the limit, until the limit is raised
+        (
+            _interaction(value=1.0, request_id="r" * 250),
+            Settings(topic_prefix="p", max_event_bytes=300),
+            "oversized",
+            NOW,
+            S,
+        ),
+        # a timestamp too far ahead, until its time has come
+        (_interaction(ts=AHEAD), S, "bad_timestamp", AHEAD, S),
+    ],
+)
+def test_a_reason_that_stops_applying_makes_the_record_valid(
+    raw: bytes, then: Settings, reason: str, now: int, later: Settings
+) -> None:
+    letter = _dead_letter(then, "p.interactions", raw)
+    assert letter.dead is not None and letter.dead.reason == reason
+    err = recheck(letter.dead, then, NOW)  # the settings that refused it still do
+    assert err is not None and err.reason == reason
+    assert recheck(letter.dead, later, now) is None
 
 
 @pytest.mark.timeout(10)
@@ -193,18 +199,6 @@ def test_letter_json_has_the_original_as_text_when_it_is_text() -> None:
     assert letter_json(Letter(0, 3, None))["reason"] == "not_a_dead_letter"
 
 
-def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], fragment: str) -> None:
-    capsys.readouterr()
-    try:
-        code = cli.main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("slatestream: error: ") and err.count("\n") == 1, err
-    assert fragment in err, err
-
-
 @pytest.mark.timeout(10)
 @pytest.mark.usefixtures("clean_env")
 @pytest.mark.parametrize(
@@ -220,4 +214,4 @@ def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], fragmen
 def test_dlq_command_input_errors(
     argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _one_line_error(argv, capsys, fragment)
+    assert_one_line_error(argv, capsys, fragment)
