@@ -75,9 +75,10 @@ def _no_action(args: argparse.Namespace) -> int:
     raise SlatestreamError("dlq needs an ACTION: show or redrive (see `slatestream dlq --help`)")
 
 
-def _dlq_partitions(settings: Settings) -> tuple[str, int]:
-    """The DLQ topic's name and how many records it holds now; SlatestreamError (one line)
-    when it does not exist (a mistyped prefix, or no worker ever ran with it)."""
+def _dlq_partitions(settings: Settings) -> tuple[str, list[int], int]:
+    """The DLQ topic's name, its partitions and how many records it holds now;
+    SlatestreamError (one line) when it does not exist (a mistyped prefix, or no worker ever
+    ran with it)."""
     if not settings.kafka_bootstrap:
         raise SlatestreamError("SLATESTREAM_KAFKA_BOOTSTRAP: not set (the DLQ is a Kafka topic)")
     quiet_kafka_logs(logging.CRITICAL)
@@ -88,10 +89,10 @@ def _dlq_partitions(settings: Settings) -> tuple[str, int]:
             f"topic {name} does not exist on {settings.kafka_bootstrap} "
             "(check SLATESTREAM_TOPIC_PREFIX; workers create it when they start)"
         )
-    return name, sum(end - first for first, end in parts.values())
+    return name, sorted(parts), sum(end - first for first, end in parts.values())
 
 
-async def _letters(settings: Settings, topic: str) -> AsyncIterator[Letter]:
+async def _letters(settings: Settings, topic: str, partitions: list[int]) -> AsyncIterator[Letter]:
     """Every record of the DLQ as a `Letter`, in offset order per partition."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -104,8 +105,7 @@ async def _letters(settings: Settings, topic: str) -> AsyncIterator[Letter]:
     )
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or {0}
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = [TopicPartition(topic, p) for p in partitions]
         async for records in read_to_end(consumer, tps, batch=READ_BATCH):
             for rec in records:
                 yield Letter.of(rec)
@@ -133,12 +133,12 @@ def run_show(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be >= 0, not {args.limit}")
     settings = load_settings()
     pick = Selection.of(settings, args.reason, args.topic)
-    topic, held = _dlq_partitions(settings)
+    topic, partitions, held = _dlq_partitions(settings)
     summary = Summary()
     newest: deque[Letter] = deque(maxlen=max(args.limit, 1))
 
     async def go() -> None:
-        async for letter in _letters(settings, topic):
+        async for letter in _letters(settings, topic, partitions):
             chosen = pick.matches(letter)
             summary.add(letter, chosen)
             if not chosen:
@@ -179,7 +179,7 @@ def run_redrive(args: argparse.Namespace) -> int:
     """Publish the selected letters that today's settings accept; print one summary line."""
     settings = load_settings()
     pick = Selection.of(settings, args.reason, args.topic)
-    topic, _ = _dlq_partitions(settings)
+    topic, partitions, _ = _dlq_partitions(settings)
     result = Redrive()
     now_ms = int(time.time() * 1000)
     read = 0
@@ -196,7 +196,7 @@ def run_redrive(args: argparse.Namespace) -> int:
             await producer.start()
         deliveries: list[asyncio.Future[Any]] = []
         try:
-            async for letter in _letters(settings, topic):
+            async for letter in _letters(settings, topic, partitions):
                 read += 1
                 if not pick.matches(letter):
                     continue
