@@ -109,6 +109,7 @@ class ScorerHandler:
         answered = await self.service.recommend_many(requests)
         if self.service.model_version != version:
             SCORER.observe_reload(self.service.model_version, self.service.snapshot_written_at)
+        SCORER.retired_items.set(len(self.service.retired))
         for read, n in self.service.pop_store_failures().items():
             SCORER.store_unavailable.labels(read=read).inc(n)
         for read, seconds in self.service.pop_store_timings():

@@ -20,6 +20,8 @@ Besides the common role metrics (see `streams.metrics.common`) it measures:
   answer to their request_id (delivered again after a failover, or sent twice);
 - `other_scorer_groups`: other consumer groups of this topic prefix with a scorer reading the
   requests (checked every minute; each of them answers every request too: should be 0);
+- `retired_items`: retired catalogue items (`available` false) this scorer knows of and never
+  serves;
 - `store_unavailable_total{read}`: feature reads that failed (store unavailable) and were
   served without (`user_views`: as new users; `lists`: the last popular/fresh lists;
   `categories`: uncategorised);
@@ -103,6 +105,9 @@ class ScorerMetrics(RoleMetrics):
         )
         self.store_unavailable = self.counter(
             "store_unavailable", "Feature reads that failed and were served without", ["read"]
+        )
+        self.retired_items = self.gauge(
+            "retired_items", "Retired catalogue items this scorer knows of (never served)"
         )
         self.model_version = self.gauge("model_version", "Version of the loaded model snapshot")
         self.snapshot_timestamp = self.gauge(

@@ -276,10 +276,14 @@ class ScorerService:
         self._last_reload = -math.inf
         self._lists: tuple[list[str], dict[str, float], list[str]] | None = None
         self._lists_at = -math.inf
-        # retired items (never served), the newest retirement time read, the last full read
+        # retired items (never served), the newest retirement time read, the last full read,
+        # a version bumped when the set changes, and (rows, version, positions) of the
+        # retired items among the model's rows (`_retired_positions`)
         self.retired: set[str] = set()
         self._retired_upto = 0
         self._retired_full_at = -math.inf
+        self._retired_version = 0
+        self._retired_pos: tuple[np.ndarray, int, np.ndarray] | None = None
         self._states: OrderedDict[str, tuple[bytes, np.ndarray]] = OrderedDict()
         self._states_model: OnlineModel | None = None
         self._reload_task: asyncio.Task[OnlineModel | None] | None = None
@@ -396,11 +400,16 @@ class ScorerService:
         except StoreUnavailable as exc:
             self._store_failed("retired", exc)
             return
+        before = len(self.retired)
         if full:
-            self.retired = set(got)
+            if self.retired != got.keys():
+                self.retired = set(got)
+                self._retired_version += 1
             self._retired_full_at = now
         else:
             self.retired.update(got)
+            if len(self.retired) != before:
+                self._retired_version += 1
         if got:
             self._retired_upto = max(self._retired_upto, max(got.values()))
 
@@ -465,8 +474,13 @@ class ScorerService:
             if rows.size:
                 s = model.score(state, rows)
                 scored = (rows, s)
+                pick = s
+                gone = self._retired_positions(model, rows)
+                if gone.size:  # the model's top-N from the items still on offer
+                    pick = s.copy()
+                    pick[gone] = -np.inf
                 n = min(cfg.candidates_model, rows.size)
-                top = np.argpartition(-s, n - 1)[:n]
+                top = np.argpartition(-pick, n - 1)[:n]
                 model_top = [i for i in model.items.ids(rows[top]) if i is not None]
         retired = self.retired
         excluded = set(req.exclusions)
@@ -532,6 +546,20 @@ class ScorerService:
             error=None if slate_items else "no_candidates",
         )
         return Served(rec, arm, len(cands), shadows, req.ts, explored)
+
+    def _retired_positions(self, model: OnlineModel, rows: np.ndarray) -> np.ndarray:
+        """Positions in `rows` (the model's rows, ascending) of the retired items the model
+        knows; kept until the rows or the retired set change."""
+        cached = self._retired_pos
+        if cached is not None and cached[0] is rows and cached[1] == self._retired_version:
+            return cached[2]
+        known = np.sort(model.items.known_rows(self.retired))
+        pos = np.searchsorted(rows, known)
+        inside = pos < rows.size
+        pos, known = pos[inside], known[inside]
+        pos = pos[rows[pos] == known]
+        self._retired_pos = (rows, self._retired_version, pos)
+        return pos
 
     def _context(
         self,

@@ -619,3 +619,38 @@ async def test_a_retired_item_is_never_served_and_one_brought_back_is_again(
         [request("y", "n1", k=1, candidate_filter={"item_ids": [back]})]
     )
     assert back not in svc.retired and again[0].recommendation.slate == [back]
+
+
+async def test_the_model_candidates_skip_retired_items(tmp_path: Path) -> None:
+    """With candidates from the model alone, retiring the model's top items leaves its next
+    best as the candidates (not an empty slate of retired ones filtered out)."""
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    registry, _ = publish_catalogue_model(tmp_path)
+    svc = service(
+        store,
+        SnapshotWatcher(registry),
+        lists_ttl_s=0.0,
+        candidates_model=5,
+        candidates_popular=0,
+        candidates_fresh=0,
+        exclude_shown_slates=0,
+    )
+    first = (await svc.recommend_many([request("a", "m1", k=5)]))[0].recommendation.slate
+    assert len(first) == 5
+    await store.apply_many(
+        [ItemUpdate(f"off-{i}", i, NOW, CATS[i[0]], available=False) for i in first]
+    )
+    second = (await svc.recommend_many([request("b", "m1", k=5)]))[0].recommendation.slate
+    assert len(second) == 5 and not set(second) & set(first)
+
+
+async def test_the_handler_exports_how_many_retired_items_it_knows() -> None:
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    await store.apply_many(
+        [ItemUpdate(f"off-{j}", item_id("c", j), NOW, CATS["c"], available=False) for j in range(7)]
+    )
+    handler = ScorerHandler(load_settings(topic_prefix="t"), service(store, lists_ttl_s=0.0))
+    await handler.handle([Record("t.requests", request("r1", "u1").to_json(), b"u1")])
+    assert SCORER.retired_items._value.get() == 7
