@@ -81,6 +81,58 @@ def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
     assert res.returncode != 0
 
 
+@pytest.mark.timeout(30)
+def test_the_expiring_requests_alert_fires_on_the_share_expired(tmp_path: Path) -> None:
+    """`promtool test rules` on the shipped rules: 10% of requests answered 'expired' for
+    10 minutes fires SlatestreamScorerRequestsExpiring; 1% does not."""
+    cases = []
+    for name, expired_per_min in (("high", 6), ("low", 1)):
+        served_per_min = {"high": 54, "low": 99}[name]
+        cases.append(
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": 'slatestream_scorer_request_errors_total{reason="expired",'
+                        f'job="{name}"}}',
+                        "values": f"0+{expired_per_min}x20",
+                    },
+                    {
+                        "series": f'slatestream_scorer_recommendations_total{{policy="ts",'
+                        f'job="{name}"}}',
+                        "values": f"0+{served_per_min}x20",
+                    },
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "15m",
+                        "alertname": "SlatestreamScorerRequestsExpiring",
+                        "exp_alerts": (
+                            [
+                                {
+                                    "exp_labels": {"severity": "warning"},
+                                    "exp_annotations": {
+                                        "summary": "10% of requests expire before a scorer "
+                                        "reaches them (add scorers or partitions)"
+                                    },
+                                }
+                            ]
+                            if name == "high"
+                            else []
+                        ),
+                    }
+                ],
+            }
+        )
+    for case in cases:
+        spec = tmp_path / "expiring.yml"
+        spec.write_text(json.dumps({"rule_files": [str(PROM / "rules.yml")], "tests": [case]}))
+        res = subprocess.run(
+            [promtool(), "test", "rules", str(spec)], capture_output=True, text=True, timeout=25
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+
+
 @pytest.mark.timeout(10)
 def test_every_metric_in_rules_and_dashboard_exists_in_code() -> None:
     rs = rules()
