@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 # request_ids remembered as answered: 2 minutes at 2,000 requests/s
 ANSWERED_CAPACITY = 250_000
+# with request timeouts, a batch is ranked in pieces of this many requests, their timeouts
+# checked before each (ranking 16 takes ~20 ms here)
+TIMEOUT_CHUNK = 16
 
 
 def _request_id_of(raw: bytes) -> tuple[str | None, str | None]:
@@ -77,7 +80,6 @@ class ScorerHandler:
         emits: list[Emit] = []
         requests: list[schemas.Request] = []
         batch_ids: set[str] = set()  # the same request twice in one batch: one answer
-        now_ms = int(time.time() * 1000)
         for rec in records:
             if rec.topic == self.feedback_topic:
                 # the scorer owns dead-lettering bad feedback (the trainer only skips it)
@@ -90,13 +92,8 @@ class ScorerHandler:
                 continue
             req, dead, err = decode_or_dead_letter(rec, schemas.Request, self.settings, self.name)
             if req is not None:
-                if not self._first_answer(req.request_id, batch_ids):
-                    continue
-                expired = self._expired(req, now_ms)
-                if expired is None:
+                if self._first_answer(req.request_id, batch_ids):
                     requests.append(req)
-                else:
-                    emits.append(expired)
                 continue
             assert dead is not None and err is not None
             emits.append(dead)
@@ -106,7 +103,20 @@ class ScorerHandler:
         # the service polls the registry itself (in a worker thread, by default): a snapshot
         # load must not stall the event loop, so the handler only reports a switch
         version = self.service.model_version
-        answered = await self.service.recommend_many(requests)
+        answered = []
+        for chunk in self._chunks(requests):
+            # the timeouts are checked again before each chunk: a request that waits out its
+            # timeout while the chunks before it are ranked is answered 'expired' too
+            now_ms = int(time.time() * 1000)
+            live = []
+            for req in chunk:
+                expired = self._expired(req, now_ms)
+                if expired is None:
+                    live.append(req)
+                else:
+                    emits.append(expired)
+            if live:
+                answered += await self.service.recommend_many(live)
         if self.service.model_version != version:
             SCORER.observe_reload(self.service.model_version, self.service.snapshot_written_at)
         SCORER.retired_items.set(len(self.service.retired))
@@ -150,6 +160,14 @@ class ScorerHandler:
             return False
         batch_ids.add(request_id)
         return True
+
+    def _chunks(self, requests: list[schemas.Request]) -> list[list[schemas.Request]]:
+        """The batch in one piece, or in pieces of TIMEOUT_CHUNK when a request has a timeout
+        (one feature-store read per piece, ~0.3 ms on Redis)."""
+        timed = self.settings.request_timeout_ms or any(r.timeout_ms for r in requests)
+        if not timed or len(requests) <= TIMEOUT_CHUNK:
+            return [requests]
+        return [requests[i : i + TIMEOUT_CHUNK] for i in range(0, len(requests), TIMEOUT_CHUNK)]
 
     def _expired(self, req: schemas.Request, now_ms: int) -> Emit | None:
         """The 'expired' answer of a request older than its timeout (None: serve it). A

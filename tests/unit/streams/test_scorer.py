@@ -654,3 +654,63 @@ async def test_the_handler_exports_how_many_retired_items_it_knows() -> None:
     handler = ScorerHandler(load_settings(topic_prefix="t"), service(store, lists_ttl_s=0.0))
     await handler.handle([Record("t.requests", request("r1", "u1").to_json(), b"u1")])
     assert SCORER.retired_items._value.get() == 7
+
+
+async def test_timeouts_are_checked_again_while_a_batch_is_ranked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With timeouts, a batch is ranked in pieces of 16, each checked just before: the requests
+    that wait out their timeout while the pieces before them are ranked are answered
+    'expired'. Without any timeout the batch is ranked in one piece."""
+    import types
+
+    import streams.handlers.scorer as scorer_module
+
+    clock = [time.time()]
+    monkeypatch.setattr(scorer_module, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    svc = service(store)
+    handler = ScorerHandler(load_settings(topic_prefix="t"), svc)
+    calls: list[int] = []
+    real = svc.recommend_many
+
+    async def slow(reqs: Any) -> Any:  # ranking a piece takes 60 ms of this clock
+        calls.append(len(reqs))
+        clock[0] += 0.060
+        return await real(reqs)
+
+    svc.recommend_many = slow  # type: ignore[method-assign]
+    start = int(clock[0] * 1000)
+
+    def batch(tag: str, **kw: object) -> list[Record]:
+        return [
+            Record(
+                "t.requests",
+                schemas.Request(
+                    event_id=f"e-{tag}{j}",
+                    ts=start,
+                    request_id=f"{tag}{j}",
+                    user_id="u1",
+                    k=3,
+                    **kw,
+                ).to_json(),
+                b"u1",
+            )
+            for j in range(40)
+        ]
+
+    emits = await handler.handle(batch("a", timeout_ms=100))
+    recs = [
+        schemas.Recommendation.model_validate_json(e.value)
+        for e in emits
+        if e.topic == "t.recommendations"
+    ]
+    assert calls == [16, 16]  # checked at 0, 60 and 120 ms: the last 8 all expired
+    expired = sorted(r.request_id for r in recs if (r.error or "").startswith("expired"))
+    assert expired == sorted(f"a{j}" for j in range(32, 40))
+    assert sum(1 for r in recs if r.slate) == 32
+    calls.clear()
+    clock[0] = start / 1000
+    await handler.handle(batch("b"))  # no timeout anywhere: one piece
+    assert calls == [40]
