@@ -83,6 +83,16 @@ def topic_prefix(uid: str) -> str:
 
 
 @pytest.fixture
+def cli_env(services: Services, topic_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process `slatestream` commands see the test broker and prefix and no SLATESTREAM_*
+    setting of the shell."""
+    for key in [k for k in os.environ if k.startswith("SLATESTREAM_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("SLATESTREAM_KAFKA_BOOTSTRAP", services.kafka_bootstrap)
+    monkeypatch.setenv("SLATESTREAM_TOPIC_PREFIX", topic_prefix)
+
+
+@pytest.fixture
 def redis_client(services: Services) -> Iterator[object]:
     """A redis-py client on the test Redis, on a db flushed before the test."""
     import redis

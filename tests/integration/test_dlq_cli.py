@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 
 import pytest
@@ -37,7 +36,8 @@ def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return out.out
 
 
-def _read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
+def read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) of every record of `topic`, by partition and offset."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     consumer.assign(tps)
@@ -53,13 +53,10 @@ def _read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.usefixtures("cli_env")
 def test_show_counts_and_redrive_publishes_what_is_valid_now(
     services, topic_prefix: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for key in [k for k in os.environ if k.startswith("SLATESTREAM_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("SLATESTREAM_KAFKA_BOOTSTRAP", services.kafka_bootstrap)
-    monkeypatch.setenv("SLATESTREAM_TOPIC_PREFIX", topic_prefix)
     before = Settings(kafka_bootstrap=services.kafka_bootstrap, topic_prefix=topic_prefix)
     ensure_topics(before)
     interactions = f"{topic_prefix}.interactions"
@@ -91,13 +88,13 @@ def test_show_counts_and_redrive_publishes_what_is_valid_now(
 
     out = _cli(["dlq", "redrive", "--dry-run"], capsys)
     assert "would republish 0 (none); 5 still invalid" in out
-    assert _read_all(services.kafka_bootstrap, interactions) == []
+    assert read_all(services.kafka_bootstrap, interactions) == []
 
     monkeypatch.setenv("SLATESTREAM_EVENT_WEIGHTS", json.dumps(WEIGHTS))
     out = _cli(["dlq", "redrive"], capsys)
     assert f"republished 3 ({interactions} 3); 2 still invalid" in out, out
     assert "malformed_json 1, not_an_object 1" in out
-    got = _read_all(services.kafka_bootstrap, interactions)
+    got = read_all(services.kafka_bootstrap, interactions)
     assert sorted(got) == sorted(shares)
     for user in (b"u0", b"u1"):  # a user's records keep their order (same key, same partition)
         assert [v for k, v in got if k == user] == [v for k, v in shares if k == user]
