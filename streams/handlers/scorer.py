@@ -69,9 +69,10 @@ class ScorerHandler:
         self.served = 0
         self.errors = 0
         self.expired = 0  # answered 'expired' (older than their timeout), counted in errors too
-        # request_ids some scorer has published an answer for, read back from the
-        # recommendations topic (`note_answer`, fed by a `TopicBroadcast` on Kafka): a request
-        # delivered again after a failover (its scorer killed before it committed) is skipped
+        # request_ids some scorer has published an answer for: this one's own at once, the
+        # others' read back from the recommendations topic (`note_answer`, fed by a
+        # `TopicBroadcast` on Kafka): a request delivered again (sent twice, or after a failover
+        # whose scorer was killed before it committed) is skipped
         self.answered = SeenIds(ANSWERED_CAPACITY)
         self.already_answered = 0
 
@@ -149,6 +150,7 @@ class ScorerHandler:
                 )
                 emits.append(Emit(self.impressions_topic, imp.to_json(), key))
             self.served += 1
+            self.answered.add(rec_ev.request_id)
         return emits
 
     def _first_answer(self, request_id: str, batch_ids: set[str]) -> bool:
@@ -203,6 +205,7 @@ class ScorerHandler:
 
     def _error(self, request_id: str, user_id: str, reason: str) -> Emit:
         self.errors += 1
+        self.answered.add(request_id)
         now = int(time.time() * 1000)
         rec = schemas.Recommendation(
             event_id=schemas.derived_id("rec-", request_id),

@@ -714,3 +714,19 @@ async def test_timeouts_are_checked_again_while_a_batch_is_ranked(
     clock[0] = start / 1000
     await handler.handle(batch("b"))  # no timeout anywhere: one piece
     assert calls == [40]
+
+
+async def test_a_request_delivered_again_in_a_later_batch_is_not_answered_again() -> None:
+    """The scorer remembers the answers it published itself at once, without waiting for the
+    read-back of the recommendations topic (which lags on a loaded machine): a request sent
+    twice, or delivered again, in a later batch gets no second answer."""
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    handler = ScorerHandler(load_settings(topic_prefix="t"), service(store))
+    rec = Record("t.requests", request("r1", "u1").to_json(), b"u1")
+    bad = Record("t.requests", json.dumps({"request_id": "r2", "user_id": "u1"}).encode(), b"u1")
+    first = await handler.handle([rec, bad])
+    again = await handler.handle([rec, bad])
+    assert sum(e.topic == "t.recommendations" for e in first) == 2  # a slate and an error
+    assert [e.topic for e in again] == ["t.dlq"]  # the malformed one is still dead-lettered
+    assert handler.already_answered == 2
