@@ -46,9 +46,7 @@ class Letter:
         """Read a DLQ record; anything that is not a dead letter gives `dead=None`."""
         try:
             dead: schemas.DeadLetter | None = schemas.DeadLetter.model_validate_json(rec.value)
-            assert dead is not None
-            dead.original  # noqa: B018 - base64 that does not decode: not a dead letter
-        except (ValidationError, ValueError):
+        except ValidationError:  # not JSON, a field missing, original_b64 not base64
             dead = None
         return cls(rec.partition, rec.offset, dead)
 
@@ -81,27 +79,27 @@ class Selection:
         )
 
 
-def recheck(dead: schemas.DeadLetter, settings: Settings, now_ms: int) -> SchemaError | None:
+def recheck(
+    dead: schemas.DeadLetter,
+    settings: Settings,
+    now_ms: int,
+    kinds: Mapping[str, str] | None = None,
+) -> SchemaError | None:
     """None when today's settings accept the dead letter's original record on its topic; else
-    the error it would get now (`not_redriven` for a topic a redrive does not publish to)."""
-    spec = _redrivable(settings).get(dead.topic)
+    the error it would get now (`not_redriven` for a topic a redrive does not publish to).
+    `kinds`: `redrivable(settings)`, for a caller that checks many letters."""
+    spec = (redrivable(settings) if kinds is None else kinds).get(dead.topic)
     if spec is None:
         return SchemaError("not_redriven", f"records of {dead.topic} are not redriven")
     try:
-        event = schemas.decode(
-            schemas.KINDS[spec],
-            dead.original,
-            max_bytes=settings.max_event_bytes,
-            now_ms=now_ms,
-            max_skew_ms=settings.max_clock_skew_ms,
-        )
+        event = schemas.decode_under(settings, schemas.KINDS[spec], dead.original, now_ms)
         check_interaction_type(event, settings.event_weights)
     except SchemaError as exc:
         return exc
     return None
 
 
-def _redrivable(settings: Settings) -> dict[str, str]:
+def redrivable(settings: Settings) -> dict[str, str]:
     """Full topic name -> event kind, for the topics a redrive publishes to."""
     specs = topic_specs(settings)
     return {specs[t].name: specs[t].kind for t in REDRIVABLE}
@@ -147,6 +145,7 @@ class Redrive:
     still_invalid: Counter[str] = field(default_factory=Counter)  # by the reason it gets now
     not_redriven: Counter[str] = field(default_factory=Counter)  # by source topic
     unreadable: int = 0
+    _kinds: dict[str, str] | None = field(default=None, repr=False)
 
     def decide(self, letter: Letter, settings: Settings, now_ms: int) -> Emit | None:
         """The record to republish for a selected letter (counted), or None (counted why)."""
@@ -154,7 +153,9 @@ class Redrive:
         if d is None:
             self.unreadable += 1
             return None
-        err = recheck(d, settings, now_ms)
+        if self._kinds is None:  # the topics do not change during a run: worked out once
+            self._kinds = redrivable(settings)
+        err = recheck(d, settings, now_ms, self._kinds)
         if err is None:
             self.republished[d.topic] += 1
             return redrive_emit(d)

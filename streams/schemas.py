@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import time
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -226,10 +227,16 @@ class DeadLetter(BaseModel):
     failed_at: int = Field(default_factory=lambda: int(time.time() * 1000))
     schema_version: int = SCHEMA_VERSION
 
+    @field_validator("original_b64")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        base64.b64decode(value, validate=True)  # binascii.Error (a ValueError) if not base64
+        return value
+
     @property
     def original(self) -> bytes:
         """The original payload bytes."""
-        return base64.b64decode(self.original_b64, validate=True)
+        return base64.b64decode(self.original_b64)
 
     @classmethod
     def of(
@@ -317,6 +324,24 @@ def decode(
     if event.ts < MIN_TS_MS or event.ts > now + max_skew_ms:
         raise SchemaError("bad_timestamp", f"ts={event.ts} outside [{MIN_TS_MS}, now+skew]")
     return event
+
+
+class Limits(Protocol):
+    """The settings that bound what an event may be (`streams.config.Settings` has them)."""
+
+    max_event_bytes: int
+    max_clock_skew_ms: int
+
+
+def decode_under(limits: Limits, cls: type[E], raw: bytes, now_ms: int | None = None) -> E:
+    """`decode` with the size and clock-skew limits of the settings (every worker's check)."""
+    return decode(
+        cls,
+        raw,
+        max_bytes=limits.max_event_bytes,
+        now_ms=now_ms,
+        max_skew_ms=limits.max_clock_skew_ms,
+    )
 
 
 def encode(event: BaseModel) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TypeVar
 
 from streams import schemas
@@ -19,14 +18,7 @@ def decode_or_dead_letter(
 ) -> tuple[E | None, Emit | None, SchemaError | None]:
     """Decode `record` as `cls`; on failure return the DLQ emit (original bytes + reason)."""
     try:
-        event = schemas.decode(
-            cls,
-            record.value,
-            max_bytes=settings.max_event_bytes,
-            now_ms=int(time.time() * 1000),
-            max_skew_ms=settings.max_clock_skew_ms,
-        )
-        return event, None, None
+        return schemas.decode_under(settings, cls, record.value), None, None
     except SchemaError as exc:
         dl = schemas.DeadLetter.of(
             record.value,

@@ -60,12 +60,7 @@ class TrainerHandler:
             if cls is None:
                 continue
             try:
-                event = schemas.decode(
-                    cls,
-                    rec.value,
-                    max_bytes=self.settings.max_event_bytes,
-                    max_skew_ms=self.settings.max_clock_skew_ms,
-                )
+                event = schemas.decode_under(self.settings, cls, rec.value)
             except SchemaError:
                 svc.stats.rejected += 1
                 continue

@@ -242,13 +242,7 @@ class FeatureService:
         cls = self.kinds.get(record.topic)
         if cls is None:
             raise SchemaError("unknown_topic", record.topic)
-        event = schemas.decode(
-            cls,
-            record.value,
-            max_bytes=self.settings.max_event_bytes,
-            now_ms=now_ms,
-            max_skew_ms=self.settings.max_clock_skew_ms,
-        )
+        event = schemas.decode_under(self.settings, cls, record.value, now_ms)
         check_interaction_type(event, self.weights)
         return event
 

@@ -428,12 +428,7 @@ class JoinerService:
         cls: type[schemas.Event] = (
             schemas.Impression if record.topic == self.impressions_topic else schemas.Interaction
         )
-        return schemas.decode(
-            cls,
-            record.value,
-            max_bytes=self.settings.max_event_bytes,
-            max_skew_ms=self.settings.max_clock_skew_ms,
-        )
+        return schemas.decode_under(self.settings, cls, record.value)
 
     async def process(self, records: Sequence[Record]) -> list[Emit]:
         """Join a batch; return feedback (on time and late) to publish. Bad records are
