@@ -12,7 +12,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 __all__ = [
+    "Ask",
     "BanditError",
+    "BatchSampler",
     "Feedback",
     "FeedbackError",
     "PosteriorSampler",
@@ -34,6 +36,10 @@ class FeedbackError(BanditError):
 
 class PropensityError(BanditError):
     """A logged propensity is missing or outside (0, 1]; off-policy evaluation needs all."""
+
+
+# one slate to choose: (candidates, k, context), as `SlatePolicy.select` takes them
+Ask = tuple[Sequence[str], int, Mapping[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,22 @@ class TopKSampler(Protocol):
 
 
 @runtime_checkable
+class BatchSampler(Protocol):
+    """Optional fast path: draws for many candidate lists in one call (a scorer's batch of
+    requests), so the per-call numpy overhead is paid once per batch, not once per request."""
+
+    def sample_scores_many(
+        self,
+        asks: Sequence[tuple[Sequence[str], Mapping[str, Any] | None]],
+        n_samples: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """(len(asks), n_samples, longest list) draws of each (candidates, context); -inf past
+        the end of each list."""
+        ...
+
+
+@runtime_checkable
 class UpdatablePosterior(Protocol):
     """A sampler the policy itself keeps up to date (external ones are trained elsewhere)."""
 
@@ -242,9 +264,32 @@ class SlatePolicy(abc.ABC):
         self._check_k(k)
         gen = self._rng if rng is None else rng
         if not cands:
-            return Slate((), np.zeros(0), np.zeros(0), self.name)
+            return self._empty()
         slate = self._select(cands, min(k, len(cands)), context, gen)
         return slate
+
+    def select_many(
+        self, asks: Sequence[Ask], rng: np.random.Generator | None = None
+    ) -> list[Slate]:
+        """One slate per (candidates, k, context), each as `select` would choose it; a policy
+        over a `BatchSampler` draws for all of them at once (a scorer's batch of requests)."""
+        checked = []
+        for candidates, k, context in asks:
+            cands = self._check_candidates(candidates)
+            self._check_k(k)
+            checked.append((cands, min(k, len(cands)), context))
+        return self._select_many(checked, self._rng if rng is None else rng)
+
+    def _select_many(
+        self,
+        asks: list[tuple[tuple[str, ...], int, Mapping[str, Any] | None]],
+        rng: np.random.Generator,
+    ) -> list[Slate]:
+        """Default: one `_select` per ask (an empty slate for no candidates)."""
+        return [self._select(c, k, ctx, rng) if c else self._empty() for c, k, ctx in asks]
+
+    def _empty(self) -> Slate:
+        return Slate((), np.zeros(0), np.zeros(0), self.name)
 
     def update(self, feedback: Feedback) -> None:
         """Learn from one feedback record (the slate, its clicks, its context)."""

@@ -202,6 +202,45 @@ class OnlineModel(abc.ABC):
     ) -> np.ndarray:
         return np.repeat(self._score(user_state, rows)[None, :], n_samples, axis=0)
 
+    def sample_scores_many(
+        self,
+        user_states: Sequence[Any],
+        candidates: Sequence[Candidates],
+        n_samples: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """(users, n_samples, longest list) posterior score samples of each user's candidates
+        in one call (a scorer's batch); -inf for unknown candidates and past each list's end."""
+        if n_samples < 1:
+            raise ValueError("n_samples must be >= 1")
+        if len(user_states) != len(candidates) or not candidates:
+            raise ValueError("sample_scores_many needs one candidate list per user state")
+        lists = [self._rows(c) for c in candidates]
+        rows = np.zeros((len(lists), max(r.size for r in lists)), np.int64)  # 0 = unknown
+        for b, r in enumerate(lists):
+            rows[b, : r.size] = r
+        out = self._sample_scores_many(user_states, rows, n_samples, rng)
+        out = out.astype(np.float32, copy=False)
+        unknown = rows == 0
+        if unknown.any():
+            out[np.broadcast_to(unknown[:, None, :], out.shape)] = -np.inf
+        return out
+
+    def _sample_scores_many(
+        self,
+        user_states: Sequence[Any],
+        rows: np.ndarray,
+        n_samples: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Default: `_sample_scores` per user, stacked."""
+        return np.stack(
+            [
+                self._sample_scores(u, r, n_samples, rng)
+                for u, r in zip(user_states, rows, strict=True)
+            ]
+        )
+
     def rank(
         self,
         user_state: Any,

@@ -582,29 +582,55 @@ class BayesGRUModel(GRUModel):
         n_data = cfg.kl_n if cfg.kl_n else max(self.events_seen + batch.n_targets, 1000)
         return cfg.kl_scale * (kl_items.sum() + kl_out.sum() + kl_b.sum()) / n_data
 
+    def _user_draws(
+        self, states: np.ndarray, n_samples: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """(B, S, d) draws of the output-layer user vectors of states (B, hidden).
+
+        u = W h + b with independent Gaussian entries of W and b is itself Gaussian with
+        independent coordinates: sampled directly (exact, d normals per draw, not d * hidden)."""
+        c = self._np()
+        h = np.asarray(states, np.float32)
+        u_mean = h @ c["W"].T + c["b"]
+        u_std = np.sqrt((h * h) @ c["Wvar"].T + c["bvar"])
+        noise = rng.standard_normal((h.shape[0], n_samples, u_mean.shape[1]), dtype=np.float32)
+        return u_mean[:, None] + u_std[:, None] * noise
+
     def _sample_scores(
         self, user_state: Any, rows: np.ndarray, n_samples: int, rng: np.random.Generator
     ) -> np.ndarray:
         """Exact per-item score samples: output layer sampled jointly, item vectors marginally."""
+        if self.config.scoring == "dot":
+            return self._sample_scores_many([user_state], rows[None, :], n_samples, rng)[0]
         self._sync_items()
         c = self._np()
-        h = np.asarray(user_state, np.float32)
-        # u = W h + b with independent Gaussian entries of W and b is itself Gaussian with
-        # independent coordinates: sample u directly (exact, d normals per draw, not d*h)
-        u_mean = c["W"] @ h + c["b"]
-        u_std = np.sqrt(c["Wvar"] @ (h * h) + c["bvar"])
-        u = u_mean[None] + u_std[None] * rng.standard_normal(
-            (n_samples, u_mean.size), dtype=np.float32
-        )  # (S, d)
+        u = self._user_draws(np.asarray(user_state)[None, :], n_samples, rng)[0]  # (S, d)
         m, s2 = c["M"][rows], c["S2"][rows]
-        if self.config.scoring == "dot":
-            mean = u @ m.T
-            std = np.sqrt(np.maximum((u * u) @ s2.T, 0.0))
-            return mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
         v = m[None] + np.sqrt(s2)[None] * rng.standard_normal(
             (n_samples, *m.shape), dtype=np.float32
         )
         return -((v - u[:, None, :]) ** 2).sum(-1)
+
+    def _sample_scores_many(
+        self,
+        user_states: Sequence[Any],
+        rows: np.ndarray,
+        n_samples: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Every user's draws at once, (B, S, n) from batched products (dot scoring: given
+        the user draw, a score is Gaussian with mean u.m and variance (u * u).s2)."""
+        if self.config.scoring != "dot":
+            return super()._sample_scores_many(user_states, rows, n_samples, rng)
+        self._sync_items()
+        c = self._np()
+        u = self._user_draws(np.stack(user_states), n_samples, rng)
+        ut = np.ascontiguousarray(u.transpose(0, 2, 1))  # (B, d, S)
+        m, s2 = c["M"][rows], c["S2"][rows]  # (B, n, d)
+        # (B, n, d) @ (B, d, S): both operands contiguous, ~2x faster than u @ m.T
+        mean = (m @ ut).transpose(0, 2, 1)
+        std = np.sqrt(np.maximum(s2 @ (ut * ut), 0.0)).transpose(0, 2, 1)
+        return mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
 
     @classmethod
     def from_state(

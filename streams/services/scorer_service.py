@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from bandits.base import Feedback as PolicyFeedback
-from bandits.base import SlatePolicy
+from bandits.base import Slate, SlatePolicy
 from bandits.posteriors import BetaBernoulliPosterior
 from features.base import StoreUnavailable
 from models.base import OnlineModel, SequentialModel
@@ -141,16 +141,48 @@ class BlendedPosterior:
         context: Mapping[str, Any] | None = None,
     ) -> np.ndarray:
         """(n_samples, n) blended posterior draws."""
-        ctx = context or {}
-        out = self.ctr_weight * self.ctr.sample_scores(candidates, n_samples, rng, ctx)
-        model, state, mu, sd = self._model_part(ctx)
+        return self.sample_scores_many([(candidates, context)], n_samples, rng)[0]
+
+    def sample_scores_many(
+        self,
+        asks: Sequence[tuple[Sequence[str], Mapping[str, Any] | None]],
+        n_samples: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """(len(asks), n_samples, longest list) blended draws of a batch of requests, -inf
+        past the end of each list: one CTR draw over all their candidates, one model draw
+        for all their users (the scorer's contexts share one model snapshot)."""
+        ctxs = [ctx or {} for _, ctx in asks]
+        lens = [len(c) for c, _ in asks]
+        width = max(lens)
+        # where each (ask, slot) is in the concatenated candidates; past the end: slot 0
+        starts = np.cumsum([0, *lens[:-1]])
+        past_end = np.arange(width)[None, :] >= np.asarray(lens)[:, None]
+        flat_at = np.where(past_end, 0, starts[:, None] + np.arange(width)[None, :])
+        flat = [i for c, _ in asks for i in c]
+        ctr = self.ctr.sample_scores(flat, n_samples, rng, None)  # (S, total)
+        out = self.ctr_weight * ctr[:, flat_at].transpose(1, 0, 2)  # (asks, S, width)
+        model = ctxs[0].get("model")
         if model is not None and self.model_weight:
-            draws = model.sample_scores(state, ctx.get("rows", list(candidates)), n_samples, rng)
-            out = out + self.model_weight * _standardise(draws, mu, sd)
-        boost = ctx.get("boost")
-        if boost is not None:
-            out = out + boost[None, :]
-        return np.asarray(out, dtype=float)
+            if any(ctx.get("model") is not model for ctx in ctxs):
+                raise ValueError("a batch of asks must share one model")
+            draws = model.sample_scores_many(
+                [ctx.get("user_state") for ctx in ctxs],
+                [ctx.get("rows", list(c)) for (c, _), ctx in zip(asks, ctxs, strict=True)],
+                n_samples,
+                rng,
+            )
+            mu = np.asarray([ctx.get("mu", 0.0) for ctx in ctxs])[:, None, None]
+            sd = np.asarray([ctx.get("sd", 1.0) for ctx in ctxs])[:, None, None]
+            out += self.model_weight * _standardise(draws, mu, sd)
+        if any(ctx.get("boost") is not None for ctx in ctxs):
+            boosts = [
+                np.zeros(n) if ctx.get("boost") is None else ctx["boost"]
+                for ctx, n in zip(ctxs, lens, strict=True)
+            ]
+            out += np.concatenate(boosts)[flat_at][:, None, :]
+        out[np.broadcast_to(past_end[:, None, :], out.shape)] = -np.inf
+        return out
 
     def mean_scores(
         self, candidates: Sequence[str], context: Mapping[str, Any] | None = None
@@ -225,6 +257,23 @@ class Served:
     shadows: dict[str, list[str]] = field(default_factory=dict)
     request_ts: int = 0
     explored: int = 0  # served positions that differ from the greedy (posterior-mean) ranking
+
+
+# a user's model scores of all items (rows ascending, scores) and the model's top-N item ids
+_ModelTop = tuple[tuple[np.ndarray, np.ndarray], list[str]]
+
+
+@dataclass
+class _Ask:
+    """A request being answered: its candidates, arm and posterior context, then its slate
+    and the shadow policies' slates once ranked."""
+
+    req: Request
+    cands: tuple[str, ...]
+    arm: str
+    ctx: dict[str, Any]
+    slate: Slate | None = None
+    shadows: dict[str, list[str]] = field(default_factory=dict)
 
 
 class ScorerService:
@@ -340,29 +389,37 @@ class ScorerService:
 
     # --- serving -------------------------------------------------------------------------------
     async def recommend_many(self, requests: Sequence[Request]) -> list[Served]:
-        """Answer a batch of requests (one feature-store round trip for all users)."""
+        """Answer a batch of requests: one feature-store round trip for all users, then each
+        arm (and shadow policy) ranks all of its requests in one batched call."""
         if not requests:
             return []
+        t0 = time.perf_counter()
         if self.config.reload_in_background:
             await self.refresh_model()
         else:
             self.maybe_reload()
         users = list({r.user_id for r in requests})
         try:
-            t0 = time.perf_counter()
+            t_read = time.perf_counter()
             views = await self.features.user_views(users)
-            self._read_took("user_views", t0)
+            self._read_took("user_views", t_read)
         except StoreUnavailable as exc:  # answer now, as for new users, rather than not at all
             self._store_failed("user_views", exc)
             views = {}
         popular, pop_score, fresh = await self._shared_lists()
         states = self._user_states(views)
-        out = []
+        tops = self._model_tops(states)
+        asks = []
         for req in requests:
             view = views.get(req.user_id) or UserView(req.user_id)
-            state = states.get(req.user_id)
-            out.append(await self._recommend(req, view, state, popular, pop_score, fresh))
-        return out
+            uid = req.user_id
+            asks.append(
+                await self._ask(
+                    req, view, states.get(uid), tops.get(uid), popular, pop_score, fresh
+                )
+            )
+        self._rank(asks)
+        return [self._served(a, t0) for a in asks]
 
     async def _shared_lists(self) -> tuple[list[str], dict[str, float], list[str]]:
         """Popular-now items, their popularity scores and fresh items: read from the store at
@@ -453,35 +510,23 @@ class ScorerService:
                 cache.popitem(last=False)
         return out
 
-    async def _recommend(
+    async def _ask(
         self,
         req: Request,
         view: UserView,
         state: Any,
+        top: _ModelTop | None,
         popular: list[str],
         pop_score: Mapping[str, float],
         fresh: list[str],
-    ) -> Served:
-        t0 = time.perf_counter()
+    ) -> _Ask:
+        """A request's candidates (model top-N, popular, fresh; minus exclusions and retired
+        items), its arm and its posterior context: everything its ranking needs."""
         cfg = self.config
         model = self.model
-        model_top: list[str] = []
-        scored: tuple[np.ndarray, np.ndarray] | None = None  # (rows, scores) of all items
         if model is not None and state is None:
             state = model.user_state(view.recent, req.user_id)
-        if model is not None and cfg.candidates_model:
-            rows = model.all_rows()
-            if rows.size:
-                s = model.score(state, rows)
-                scored = (rows, s)
-                pick = s
-                gone = self._retired_positions(model, rows)
-                if gone.size:  # the model's top-N from the items still on offer
-                    pick = s.copy()
-                    pick[gone] = -np.inf
-                n = min(cfg.candidates_model, rows.size)
-                top = np.argpartition(-pick, n - 1)[:n]
-                model_top = [i for i in model.items.ids(rows[top]) if i is not None]
+        scored, model_top = top if top is not None else (None, [])
         retired = self.retired
         excluded = set(req.exclusions)
         if cfg.exclude_interacted:
@@ -499,12 +544,7 @@ class ScorerService:
         if req.candidate_filter and req.candidate_filter.categories:
             prefixes = tuple(req.candidate_filter.categories)
             cands = [i for i in cands if _in_categories(cats.get(i, ""), prefixes)]
-        arm = arm_for(req.user_id, cfg.arms)
-        slate_items: list[str] = []
-        scores: list[float] = []
-        props: list[float] = []
-        shadows: dict[str, list[str]] = {}
-        explored = 0
+        ctx: dict[str, Any] = {}
         if cands:
             if model is not None:
                 from_model = set(model_top)
@@ -514,18 +554,71 @@ class ScorerService:
                         # through its category (hierarchical prior)
                         model.admit(item, cats.get(item) or None)
             ctx = self._context(model, state, cands, view, cats, pop_score, scored)
-            slate = self.policies[arm].select(cands, req.k, ctx, self.rng)
+        return _Ask(req, tuple(cands), arm_for(req.user_id, cfg.arms), ctx)
+
+    def _model_tops(self, states: Mapping[str, Any]) -> dict[str, _ModelTop]:
+        """Each user's model scores of all items and top `candidates_model` of those still on
+        offer, from one scoring product for the whole batch where the model has one."""
+        model = self.model
+        if model is None or not states or self.config.candidates_model <= 0:
+            return {}
+        rows = model.all_rows()
+        if not rows.size:
+            return {}
+        n = min(self.config.candidates_model, rows.size)
+        users = list(states)
+        batched = getattr(model, "score_batch", None)
+        if batched is not None and isinstance(model, SequentialModel):
+            scores = np.asarray(batched(np.stack([states[u] for u in users]), rows), np.float32)
+        else:
+            scores = np.stack([model.score(states[u], rows) for u in users])
+        pick = scores
+        gone = self._retired_positions(model, rows)
+        if gone.size:  # the model's top-N from the items still on offer
+            pick = scores.copy()
+            pick[:, gone] = -np.inf
+        top = np.argpartition(-pick, n - 1, axis=1)[:, :n]
+        ids = model.items.ids(rows[top].ravel())
+        return {
+            u: ((rows, scores[j]), [i for i in ids[j * n : (j + 1) * n] if i is not None])
+            for j, u in enumerate(users)
+        }
+
+    def _rank(self, asks: Sequence[_Ask]) -> None:
+        """Set each request's slate from its arm, and each shadow policy's, ranking all the
+        requests of a policy in one batched call (a request without candidates gets none)."""
+        with_cands = [a for a in asks if a.cands]
+        for arm in dict.fromkeys(a.arm for a in with_cands):
+            mine = [a for a in with_cands if a.arm == arm]
+            got = self.policies[arm].select_many(
+                [(a.cands, a.req.k, a.ctx) for a in mine], self.rng
+            )
+            for a, slate in zip(mine, got, strict=True):
+                a.slate = slate
+        for name in self.config.shadows:
+            got = self.policies[name].select_many(
+                [(a.cands, a.req.k, a.ctx) for a in with_cands], self.rng
+            )
+            for a, slate in zip(with_cands, got, strict=True):
+                a.shadows[name] = list(slate.items)
+
+    def _served(self, ask: _Ask, started: float) -> Served:
+        """The recommendation of a ranked request (and the scorer's own bookkeeping)."""
+        req, cands, slate = ask.req, ask.cands, ask.slate
+        slate_items: list[str] = []
+        scores: list[float] = []
+        props: list[float] = []
+        explored = 0
+        if slate is not None:
             slate_items = list(slate.items)
             scores = [float(x) for x in slate.scores]
             props = [float(min(1.0, max(p, 1e-6))) for p in slate.propensities]
-            greedy = np.argsort(-self.posterior.mean_scores(cands, ctx), kind="stable")
+            greedy = np.argsort(-self.posterior.mean_scores(cands, ask.ctx), kind="stable")
             explored = sum(1 for p, item in enumerate(slate_items) if cands[int(greedy[p])] != item)
-            for name in cfg.shadows:
-                shadows[name] = list(self.policies[name].select(cands, req.k, ctx, self.rng).items)
             self._remember(req.user_id, slate_items)
-            if shadows:  # kept only for the shadow policies' estimates
-                self._shadow_log[req.request_id] = (slate_items, props, shadows)
-                while len(self._shadow_log) > cfg.max_users_tracked:
+            if ask.shadows:  # kept only for the shadow policies' estimates
+                self._shadow_log[req.request_id] = (slate_items, props, ask.shadows)
+                while len(self._shadow_log) > self.config.max_users_tracked:
                     self._shadow_log.popitem(last=False)
         served_at = int(self.clock() * 1000)
         # built from validated parts (request, catalogue ids, floats): validating again would
@@ -538,14 +631,14 @@ class ScorerService:
             slate=slate_items,
             scores=scores,
             propensities=props,
-            policy=arm,
-            arm=arm,
+            policy=ask.arm,
+            arm=ask.arm,
             model_version=self.model_version,
             served_at=served_at,
-            latency_ms=(time.perf_counter() - t0) * 1000.0,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
             error=None if slate_items else "no_candidates",
         )
-        return Served(rec, arm, len(cands), shadows, req.ts, explored)
+        return Served(rec, ask.arm, len(cands), ask.shadows, req.ts, explored)
 
     def _retired_positions(self, model: OnlineModel, rows: np.ndarray) -> np.ndarray:
         """Positions in `rows` (the model's rows, ascending) of the retired items the model
@@ -729,7 +822,7 @@ def _in_categories(cat: str, prefixes: tuple[str, ...]) -> bool:
     return any(cat == p or cat.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
-def _standardise(s: np.ndarray, mu: float, sd: float) -> np.ndarray:
+def _standardise(s: np.ndarray, mu: Any, sd: Any) -> np.ndarray:
     """(s - mu) / sd as float64; -inf (unknown item) becomes -10, NaN 0 (nan_to_num is slow,
     so only on arrays that need it)."""
     z = (np.asarray(s, dtype=float) - mu) / sd

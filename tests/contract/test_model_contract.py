@@ -89,6 +89,31 @@ def test_sample_scores_shape_and_seeding(model: OnlineModel) -> None:
         model.sample_scores(state, ["i1"], 0)
 
 
+def test_sample_scores_many_draws_each_user_as_sample_scores(model: OnlineModel) -> None:
+    """The batched draw of a scorer's batch: one user alone is `sample_scores` itself; users
+    with lists of different lengths get their own posterior, -inf past their list's end."""
+    for _ in range(3):
+        model.learn(_batch(model))
+    users = [model.user_state(["i1", "i2"], "u1"), model.user_state(["i7"], "u2")]
+    lists = [["i3", "nope", "i0"], ["i5", "i9"]]
+    one = model.sample_scores_many(users[:1], lists[:1], 4, np.random.default_rng(3))
+    np.testing.assert_array_equal(one[0], model.sample_scores(users[0], lists[0], 4, 3))
+    n = 4000
+    many = model.sample_scores_many(users, lists, n, np.random.default_rng(5))
+    assert many.shape == (2, n, 3) and many.dtype == np.float32
+    assert (many[0, :, 1] == -np.inf).all() and (many[1, :, 2] == -np.inf).all()
+    for b in range(2):
+        got = many[b, :, : len(lists[b])]
+        ref = model.sample_scores(users[b], lists[b], n, 6)
+        known = np.isfinite(ref[0])
+        assert np.isfinite(got[:, known]).all() and (got[:, ~known] == -np.inf).all()
+        se = np.sqrt(got[:, known].var(0) + ref[:, known].var(0)) / np.sqrt(n)
+        assert np.all(np.abs(got[:, known].mean(0) - ref[:, known].mean(0)) <= 5 * se + 1e-5)
+        np.testing.assert_allclose(got[:, known].std(0), ref[:, known].std(0), rtol=0.1, atol=1e-5)
+    with pytest.raises(ValueError):
+        model.sample_scores_many(users, lists[:1], 4, np.random.default_rng(0))
+
+
 def test_rank_respects_k_and_exclusions(model: OnlineModel) -> None:
     model.learn(_batch(model))
     state = model.user_state(["i1"], "u1")

@@ -58,6 +58,23 @@ class ToyGaussianSampler:
             self.count[it] = n + 1
 
 
+class ToyBatchSampler(ToyGaussianSampler):
+    """The same posterior with the batched draw a scorer uses (`BatchSampler`): policies over
+    it rank every slate, also a single one, through `select_many`."""
+
+    def sample_scores_many(
+        self,
+        asks: Sequence[tuple[Sequence[str], Mapping[str, Any] | None]],
+        n_samples: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        width = max(len(c) for c, _ in asks)
+        out = np.full((len(asks), n_samples, width), -np.inf)
+        for b, (cands, ctx) in enumerate(asks):
+            out[b, :, : len(cands)] = self.sample_scores(cands, n_samples, rng, ctx)
+        return out
+
+
 FACTORIES: dict[str, Callable[[int], SlatePolicy]] = {
     "random": lambda s: RandomPolicy(seed=s),
     "greedy": lambda s: GreedyPolicy(BetaBernoulliPosterior(1.0, 10.0), seed=s),
@@ -73,6 +90,10 @@ FACTORIES: dict[str, Callable[[int], SlatePolicy]] = {
     "in-slate-ts-external": lambda s: InSlateThompsonSampling(
         ToyGaussianSampler(), propensity_draws=64, seed=s
     ),
+    "ts-batched": lambda s: ThompsonSamplingPolicy(ToyBatchSampler(), propensity_draws=64, seed=s),
+    "in-slate-ts-batched": lambda s: InSlateThompsonSampling(
+        ToyBatchSampler(), propensity_draws=64, seed=s
+    ),
     "contextual-ts": lambda s: ContextualThompsonSampling(
         EMB, 8, prior_precision=25.0, noise_variance=0.1, prior_mean_bias=0.1, seed=s
     ),
@@ -82,7 +103,10 @@ FACTORIES: dict[str, Callable[[int], SlatePolicy]] = {
     "river-ts": lambda s: RiverTopKThompson(1.0, 10.0, propensity_draws=64, seed=s),
 }
 EXACT = {"random", "greedy", "epsilon-greedy"}
-POOLED = {"in-slate-ts-external"}  # default shared pool of k draws: unbiased but noisier
+POOLED = {
+    "in-slate-ts-external",
+    "in-slate-ts-batched",
+}  # default shared pool of k draws: unbiased but noisier
 
 
 def _warm(policy: SlatePolicy, rounds: int = 30) -> None:
@@ -131,6 +155,38 @@ def test_valid_slates(name: str) -> None:
         pol.select(ITEMS, 0)
     with pytest.raises(TypeError):
         pol.select("abc", 2)
+
+
+@pytest.mark.timeout(40)
+def test_select_many_ranks_each_ask_as_select_would(name: str) -> None:
+    """A batch of asks (different candidates, k, one without candidates) gets one valid slate
+    each, from its own candidates; a batch of one is `select` itself (same draws); and each
+    ask's served slates follow its own marginals, however the batch mixes them."""
+    pol, twin = FACTORIES[name](4), FACTORIES[name](4)
+    _warm(pol)
+    _warm(twin)
+    assert pol.select_many([(ITEMS, 3, None)])[0].items == twin.select(ITEMS, 3).items
+    asks = [(ITEMS[:6], 3, None), (ITEMS[2:], 2, None), ((), 3, None), (ITEMS[5:], 5, None)]
+    counts = [np.zeros((len(c), max(min(k, len(c)), 1))) for c, k, _ in asks]
+    n = 600
+    for _ in range(n):
+        slates = pol.select_many(asks)
+        assert len(slates) == len(asks)
+        for (cands, k, _), slate, count in zip(asks, slates, counts, strict=True):
+            assert len(slate.items) == min(k, len(cands)) == len(set(slate.items))
+            assert set(slate.items) <= set(cands)
+            assert np.all((slate.propensities > 0) & (slate.propensities <= 1))
+            for p, it in enumerate(slate.items):
+                count[list(cands).index(it), p] += 1
+    rng = np.random.default_rng(12)
+    for (cands, k, _), count in zip(asks, counts, strict=True):
+        if not cands:
+            continue
+        marg = pol.marginals(cands, k, rng=rng)
+        tol = 4.5 * np.sqrt(marg * (1 - marg) * (1 / n + 1 / 2000)) + 0.01
+        assert np.all(np.abs(count / n - marg) <= tol), (cands, (count / n).round(3), marg.round(3))
+    with pytest.raises(ValueError, match="duplicate"):
+        pol.select_many([(ITEMS, 2, None), (["a", "a"], 1, None)])
 
 
 @pytest.mark.timeout(40)
