@@ -28,6 +28,7 @@ from features.base import StoreUnavailable
 from models.base import OnlineModel, SequentialModel
 from models.registry import SnapshotWatcher
 from streams.config import POLICY_NAMES
+from streams.malloc_tuning import keep_large_blocks
 from streams.runtime import SeenIds
 from streams.schemas import Feedback, Recommendation, Request, derived_id
 from streams.threads import limit_threads
@@ -296,6 +297,7 @@ class ScorerService:
         self.config.validate()
         self.clock = clock
         limit_threads()
+        keep_large_blocks()  # its batches' numpy temporaries: ~15% less CPU per request
         cfg = self.config
         self.posterior = BlendedPosterior(
             BetaBernoulliPosterior(temperature=cfg.ts_temperature),
