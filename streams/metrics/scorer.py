@@ -2,7 +2,8 @@
 
 Besides the common role metrics (see `streams.metrics.common`) it measures:
 
-- `request_seconds`: scoring latency of one request (what `latency_ms` reports);
+- `request_seconds`: a request's time in the scorer: its batch's feature reads and the
+  ranking of the whole batch, which is ranked together (what `latency_ms` reports);
 - `request_age_seconds`: request event time to recommendation published (end to end);
 - `recommendations_total{policy}`: slates served, by policy (A/B arm);
 - `slate_items_total{policy}` / `explored_items_total{policy}`: slate positions served and
@@ -67,7 +68,9 @@ class ScorerMetrics(RoleMetrics):
     def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
         super().__init__("scorer", registry)
         self.request_seconds = self.histogram(
-            "request_seconds", "Scoring latency of one request", buckets=LATENCY_BUCKETS
+            "request_seconds",
+            "A request's time in the scorer (its batch's reads and ranking)",
+            buckets=LATENCY_BUCKETS,
         )
         self.request_age = self.histogram(
             "request_age_seconds",

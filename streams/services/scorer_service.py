@@ -164,9 +164,9 @@ class BlendedPosterior:
         ctr = self.ctr.sample_scores(flat, n_samples, rng, None)  # (S, total)
         out = self.ctr_weight * ctr[:, flat_at].transpose(1, 0, 2)  # (asks, S, width)
         model = ctxs[0].get("model")
+        if any(ctx.get("model") is not model for ctx in ctxs[1:]):
+            raise ValueError("a batch of asks must share one model (or none)")
         if model is not None and self.model_weight:
-            if any(ctx.get("model") is not model for ctx in ctxs):
-                raise ValueError("a batch of asks must share one model")
             draws = model.sample_scores_many(
                 [ctx.get("user_state") for ctx in ctxs],
                 [ctx.get("rows", list(c)) for (c, _), ctx in zip(asks, ctxs, strict=True)],

@@ -730,3 +730,52 @@ async def test_a_request_delivered_again_in_a_later_batch_is_not_answered_again(
     assert sum(e.topic == "t.recommendations" for e in first) == 2  # a slate and an error
     assert [e.topic for e in again] == ["t.dlq"]  # the malformed one is still dead-lettered
     assert handler.already_answered == 2
+
+
+@pytest.mark.timeout(60)
+async def test_a_batch_is_ranked_together_each_request_from_its_own_candidates(
+    tmp_path: Path,
+) -> None:
+    """Many requests of several arms in one batch (ranked per arm in one call): every answer
+    is its own user's arm, k distinct items from its own candidates, exclusions kept; one
+    with no candidate left gets an error answer and the others are not disturbed."""
+    store = MemoryFeatureStore()
+    await catalogue(store)
+    registry, _ = publish_catalogue_model(tmp_path)
+    arms = {"in-slate-ts": 1.0, "ts": 1.0, "greedy": 1.0}
+    svc = service(store, SnapshotWatcher(registry), arms=arms)
+    reqs = []
+    for j in range(30):
+        user = f"bu{j}"
+        if j % 3 == 0:
+            filt = {"categories": ["books"]}
+            reqs.append(request(f"b{j}", user, k=4, candidate_filter=filt))
+        else:
+            reqs.append(request(f"b{j}", user, k=3 + j % 5, exclusions=[item_id("a", j)]))
+    reqs.append(request("none", "bu-x", k=3, candidate_filter={"categories": ["games"]}))
+    served = await svc.recommend_many(reqs)
+    assert svc.model_version == "v1"
+    assert [s.recommendation.request_id for s in served] == [r.request_id for r in reqs]
+    assert len({s.arm for s in served[:-1]}) == 3
+    for req, s in zip(reqs[:-1], served[:-1], strict=True):
+        rec = s.recommendation
+        assert rec.error is None and rec.policy == arm_for(req.user_id, arms)
+        assert len(rec.slate) == req.k == len(set(rec.slate)) == len(rec.propensities)
+        assert not set(rec.slate) & set(req.exclusions)
+        if req.candidate_filter is not None:
+            assert all(i.startswith("c") for i in rec.slate)  # books only
+    last = served[-1].recommendation
+    assert last.slate == [] and last.error == "no_candidates"
+
+
+def test_blended_draws_of_a_batch_must_share_one_model() -> None:
+    svc = ScorerService(StoreView(MemoryFeatureStore()), None, ScorerConfig())
+    model = BayesGRUModel(GRUConfig(dim=4, hidden=4))
+    model.admit("x", None)
+    rng = np.random.default_rng(0)
+    asks = [(("x",), {"model": model, "user_state": np.zeros(4, np.float32)}), (("x",), {})]
+    with pytest.raises(ValueError, match="share one model"):
+        svc.posterior.sample_scores_many(asks, 2, rng)
+    out = svc.posterior.sample_scores_many([(("x", "y"), None), (("z",), None)], 3, rng)
+    assert out.shape == (2, 3, 2) and out[1, :, 1].tolist() == [-np.inf] * 3
+    assert np.isfinite(out[0]).all() and np.isfinite(out[1, :, 0]).all()
