@@ -23,6 +23,9 @@ from typing import Any
 IMPRESSIONS = "impressions"
 #: hash field of per-user / global counters holding the sum over all interaction types
 ALL = "_all"
+#: how long a store lists an item as restored (readers poll far more often; a reader that
+#: starts reads the whole retired set instead)
+RESTORED_KEEP_MS = 3_600_000
 
 
 class StoreUnavailable(Exception):
@@ -262,7 +265,13 @@ class FeatureStore(ABC):
     async def retired(self, since_ms: int = 0) -> dict[str, int]:
         """Items retired now (`available` false in their latest version) -> when the store
         retired them (epoch ms, the store's clock), those retired at `since_ms` or later: a
-        reader polls the new ones and reloads all now and then (to see reinstated ones)."""
+        reader polls the new ones (and `restored` for those brought back)."""
+
+    @abstractmethod
+    async def restored(self, since_ms: int = 0) -> dict[str, int]:
+        """Items brought back (a version with `available` true after a retirement) and not
+        retired again -> when (epoch ms, the store's clock), those at `since_ms` or later; a
+        store keeps at least the last RESTORED_KEEP_MS of them (older ones may be dropped)."""
 
     @abstractmethod
     async def items(self, category: str | None = None) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 from features.base import (
     ALL,
     IMPRESSIONS,
+    RESTORED_KEEP_MS,
     ApplyResult,
     FeatureEvent,
     FeatureStore,
@@ -74,6 +75,7 @@ class MemoryFeatureStore(FeatureStore):
         self._pop: dict[str, float] = {}
         self._items: dict[str, _Item] = {}
         self._retired: dict[str, int] = {}  # item -> when retired (ms, this store's clock)
+        self._restored: dict[str, int] = {}  # item -> when brought back (ms, same clock)
         self._cats: dict[str, set[str]] = defaultdict(set)
         self._global: dict[str, int] = defaultdict(int)
 
@@ -157,11 +159,16 @@ class MemoryFeatureStore(FeatureStore):
             self._global["items"] += 1
         added = ev.ts if old is None else min(old.added_ts, ev.ts)
         self._items[ev.item_id] = _Item(ev, added)
+        now_ms = int(self.clock() * 1000)
         if not ev.available:  # retired: out of the lists and listings, metadata kept
-            self._retired.setdefault(ev.item_id, int(self.clock() * 1000))
+            self._retired.setdefault(ev.item_id, now_ms)
+            self._restored.pop(ev.item_id, None)
             self._pop.pop(ev.item_id, None)
             return
-        self._retired.pop(ev.item_id, None)
+        if self._retired.pop(ev.item_id, None) is not None:
+            self._restored[ev.item_id] = now_ms
+            cutoff = now_ms - RESTORED_KEEP_MS
+            self._restored = {i: t for i, t in self._restored.items() if t >= cutoff}
         for p in category_prefixes(ev.category_path):
             self._cats[p].add(ev.item_id)
 
@@ -229,6 +236,10 @@ class MemoryFeatureStore(FeatureStore):
     async def retired(self, since_ms: int = 0) -> dict[str, int]:
         """Retired items -> when retired, those at `since_ms` or later."""
         return {i: t for i, t in self._retired.items() if t >= since_ms}
+
+    async def restored(self, since_ms: int = 0) -> dict[str, int]:
+        """Items brought back -> when, those at `since_ms` or later."""
+        return {i: t for i, t in self._restored.items() if t >= since_ms}
 
     async def items(self, category: str | None = None) -> list[str]:
         """Catalogue items, optionally under a category prefix."""

@@ -16,7 +16,8 @@ Keys (namespace `ns`, from the URL query `?namespace=`, default `ss`):
 counts by type · `ns:u:<user>:a` category → log2 affinity · `ns:i:<item>:c` counts by type
 + impressions · `ns:i:<item>:m` metadata · `ns:pop` zset of log2 popularity · `ns:fresh`
 zset of catalogue items by first ts · `ns:cat:<prefix>` item sets · `ns:cats` categories
-in use · `ns:retired` zset of retired items by when (ms, Redis clock) · `ns:g` global
+in use · `ns:retired` zset of retired items by when (ms, Redis clock) · `ns:restored` zset
+of items brought back by when (the last RESTORED_KEEP_MS) · `ns:g` global
 counts. The `_all` totals of users and items are not stored: reads add them up (two fewer
 writes per event).
 
@@ -40,6 +41,7 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 from features.base import (
     ALL,
     IMPRESSIONS,
+    RESTORED_KEEP_MS,
     ApplyResult,
     FeatureEvent,
     FeatureStore,
@@ -144,6 +146,8 @@ local clock = redis.call("TIME")
 local now = tonumber(clock[1])
 local now_ms = now * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local retired = ns .. ":retired"
+local restored = ns .. ":restored"
+local restored_keep_ms = __RESTORED_KEEP_MS__
 local span = math.ceil(ttl / 4)
 local nb = math.ceil(ttl / span)
 local cur = math.floor(now / span)
@@ -260,13 +264,17 @@ for i, e in ipairs(evs) do
         if text then fields[#fields + 1] = "text"; fields[#fields + 1] = text end
         if available then
           redis.call("ZADD", ns .. ":fresh", added, item)
-          redis.call("ZREM", retired, item)
+          if redis.call("ZREM", retired, item) == 1 then  -- brought back: readers poll these
+            redis.call("ZADD", restored, now_ms, item)
+            redis.call("ZREMRANGEBYSCORE", restored, "-inf", now_ms - restored_keep_ms - 1)
+          end
         else
           -- retired: out of the lists and listings (metadata kept); the first time counts
           fields[#fields + 1] = "off"; fields[#fields + 1] = "1"
           redis.call("ZREM", ns .. ":fresh", item)
           redis.call("ZREM", ns .. ":pop", item)
           redis.call("ZADD", retired, "NX", now_ms, item)
+          redis.call("ZREM", restored, item)
         end
         redis.call("HSET", mkey, unpack(fields))
         catcache[item] = cat
@@ -341,7 +349,7 @@ for f, v in pairs(g) do redis.call("HINCRBY", ns .. ":g", f, v) end
 -- the bucket that just left the window (a no-op once gone)
 redis.call("UNLINK", dkey .. (cur - nb - 1))
 return res
-"""
+""".replace("__RESTORED_KEEP_MS__", str(RESTORED_KEEP_MS))
 
 # every requested user's sequence, counts and affinities in one script call: a pipeline of
 # three commands per user costs ~10 us of client-side packing per command; one call does not
@@ -639,6 +647,14 @@ class RedisFeatureStore(FeatureStore):
         with as_unavailable():
             rows: Any = await self.client.zrangebyscore(
                 self._k("retired"), since_ms, "+inf", withscores=True
+            )
+        return {_s(i): int(t) for i, t in rows}
+
+    async def restored(self, since_ms: int = 0) -> dict[str, int]:
+        """ZRANGEBYSCORE of the items brought back by when."""
+        with as_unavailable():
+            rows: Any = await self.client.zrangebyscore(
+                self._k("restored"), since_ms, "+inf", withscores=True
             )
         return {_s(i): int(t) for i, t in rows}
 

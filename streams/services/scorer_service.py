@@ -70,6 +70,10 @@ class ScorerFeatures(Protocol):
         """Items retired now -> when (epoch ms, the store's clock), those at `since_ms` or later."""
         ...
 
+    async def restored(self, since_ms: int = 0) -> dict[str, int]:
+        """Items brought back since their retirement -> when (epoch ms, the store's clock)."""
+        ...
+
 
 @dataclass
 class ScorerConfig:
@@ -94,7 +98,8 @@ class ScorerConfig:
     # popular-now and fresh lists are shared by every request: re-read at most this often
     # (with the items retired since the last read: a retired item is never served later)
     lists_ttl_s: float = 0.25
-    # every retired item re-read this often: items brought back are served again after it
+    # every retired item re-read this often (a safety net: items brought back are read with
+    # the shared lists, `FeatureStore.restored`)
     retired_reload_s: float = 30.0
     reuse_user_states: bool = True  # keep a user's GRU state until their sequence changes
     reload_in_background: bool = True
@@ -332,6 +337,7 @@ class ScorerService:
         # retired items among the model's rows (`_retired_positions`)
         self.retired: set[str] = set()
         self._retired_upto = 0
+        self._restored_upto = 0
         self._retired_full_at = -math.inf
         self._retired_version = 0
         self._retired_pos: tuple[np.ndarray, int, np.ndarray] | None = None
@@ -448,29 +454,39 @@ class ScorerService:
         return self._lists
 
     async def _read_retired(self, now: float) -> None:
-        """Add the items retired since the last read (1 s of overlap: the store's clock may
-        stamp two retirements alike); every `retired_reload_s` read them all instead, which
-        also drops items brought back since. An outage keeps the set read last."""
+        """Add the items retired since the last read and drop those brought back since (1 s
+        of overlap: the store's clock may stamp two changes alike); every `retired_reload_s`
+        read the whole retired set instead. An outage keeps the set read last."""
         full = now - self._retired_full_at >= self.config.retired_reload_s
         try:
             t0 = time.perf_counter()
-            got = await self.features.retired(0 if full else max(self._retired_upto - 1000, 0))
+            if full:
+                got, back = await self.features.retired(0), {}
+            else:
+                got = await self.features.retired(max(self._retired_upto - 1000, 0))
+                # read after the retired ones: an item retired and brought back between the
+                # two reads is in both, and dropped (each change moves an item between sets)
+                back = await self.features.restored(max(self._restored_upto - 1000, 0))
             self._read_took("retired", t0)
         except StoreUnavailable as exc:
             self._store_failed("retired", exc)
             return
-        before = len(self.retired)
         if full:
             if self.retired != got.keys():
                 self.retired = set(got)
                 self._retired_version += 1
             self._retired_full_at = now
-        else:
+        else:  # update only adds and difference_update only removes: sizes tell a change
+            n0 = len(self.retired)
             self.retired.update(got)
-            if len(self.retired) != before:
+            n1 = len(self.retired)
+            self.retired.difference_update(back)
+            if n1 != n0 or len(self.retired) != n1:
                 self._retired_version += 1
         if got:
             self._retired_upto = max(self._retired_upto, max(got.values()))
+        if back:
+            self._restored_upto = max(self._restored_upto, max(back.values()))
 
     def _user_states(self, views: Mapping[str, UserView]) -> dict[str, Any]:
         """Every user's model state: reused while the user's sequence and the snapshot are

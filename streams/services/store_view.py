@@ -34,3 +34,7 @@ class StoreView:
     async def retired(self, since_ms: int = 0) -> dict[str, int]:
         """Retired items -> when retired (ms), those at `since_ms` or later."""
         return await self.store.retired(since_ms)
+
+    async def restored(self, since_ms: int = 0) -> dict[str, int]:
+        """Items brought back -> when (ms), those at `since_ms` or later."""
+        return await self.store.restored(since_ms)

@@ -412,6 +412,27 @@ async def test_a_retired_item_leaves_the_lists_until_a_newer_version_brings_it_b
     assert {i for i, _ in await store.popular(5, now_ms=T0)} == {"i1", "i2"}
 
 
+async def test_items_brought_back_are_listed_as_restored_until_retired_again(
+    store: FeatureStore,
+) -> None:
+    """`restored(since)`: the items whose retirement a newer available version ended, by
+    when (the store's clock); an item never retired, or retired again, is not listed."""
+    await store.apply_many([item("i1", ("a",), T0), item("i2", ("a",), T0 + 1)])
+    assert await store.restored() == {}
+    await store.update(item("i2", ("a",), T0 + 2))  # a new version, never retired: not listed
+    await store.update(item("i1", ("a",), T0 + 10, available=False))
+    gone = await store.retired()
+    assert await store.restored() == {}
+    await store.update(item("i1", ("a",), T0 + 20))
+    back = await store.restored()
+    assert list(back) == ["i1"] and back["i1"] >= gone["i1"]
+    assert await store.retired() == {}
+    assert await store.restored(since_ms=back["i1"] + 1) == {}
+    assert await store.restored(since_ms=back["i1"]) == back
+    await store.update(item("i1", ("a",), T0 + 30, available=False))  # retired again
+    assert await store.restored() == {} and list(await store.retired()) == ["i1"]
+
+
 async def test_impressions_count_per_item(store: FeatureStore) -> None:
     await store.apply_many(
         [

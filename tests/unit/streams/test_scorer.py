@@ -589,7 +589,7 @@ async def test_a_retired_item_is_never_served_and_one_brought_back_is_again(
 ) -> None:
     """An item retired in the store (`available` false) leaves every later slate, even when
     the model ranks it first or a request's candidate filter names it; brought back, it is
-    served again after the scorer's next full read of the retired items."""
+    served again from the scorer's next read of the shared lists (no full read needed)."""
     store = MemoryFeatureStore()
     await catalogue(store)
     registry, _ = publish_catalogue_model(tmp_path)
@@ -612,13 +612,17 @@ async def test_a_retired_item_is_never_served_and_one_brought_back_is_again(
     assert after[-1].recommendation.slate == [keep]
     back = gone[0]
     await store.update(ItemUpdate("on-1", back, NOW + 1, CATS[back[0]]))
-    await svc.recommend_many([request("x", "n1", k=10)])
-    assert back in svc.retired  # read incrementally: only new retirements until a full read
-    svc.config.retired_reload_s = 0.0
     again = await svc.recommend_many(
         [request("y", "n1", k=1, candidate_filter={"item_ids": [back]})]
     )
     assert back not in svc.retired and again[0].recommendation.slate == [back]
+    assert svc.retired == set(gone[1:])  # the others stay retired
+    # retired once more: gone again at the next read, though restored a moment before
+    await store.update(ItemUpdate("off-again", back, NOW + 2, CATS[back[0]], available=False))
+    last = await svc.recommend_many(
+        [request("z", "n1", k=1, candidate_filter={"item_ids": [back, keep]})]
+    )
+    assert back in svc.retired and last[0].recommendation.slate == [keep]
 
 
 async def test_the_model_candidates_skip_retired_items(tmp_path: Path) -> None:
