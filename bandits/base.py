@@ -15,6 +15,7 @@ __all__ = [
     "Ask",
     "BanditError",
     "BatchSampler",
+    "CandidateSet",
     "Feedback",
     "FeedbackError",
     "PosteriorSampler",
@@ -40,6 +41,8 @@ class PropensityError(BanditError):
 
 # one slate to choose: (candidates, k, context), as `SlatePolicy.select` takes them
 Ask = tuple[Sequence[str], int, Mapping[str, Any] | None]
+# what a batched posterior draw needs of one ask: its candidates and context
+CandidateSet = tuple[Sequence[str], Mapping[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,7 @@ class BatchSampler(Protocol):
 
     def sample_scores_many(
         self,
-        asks: Sequence[tuple[Sequence[str], Mapping[str, Any] | None]],
+        asks: Sequence[CandidateSet],
         n_samples: int,
         rng: np.random.Generator,
     ) -> np.ndarray:

@@ -10,6 +10,7 @@ import numpy as np
 
 from bandits.base import (
     BatchSampler,
+    CandidateSet,
     Feedback,
     PosteriorSampler,
     Slate,
@@ -298,7 +299,7 @@ class ThompsonSamplingPolicy(_PosteriorPolicy):
 
     def _rows_many(
         self,
-        asks: Sequence[tuple[tuple[str, ...], Mapping[str, Any] | None]],
+        asks: Sequence[CandidateSet],
         n_rows: int,
         k: int,
         rng: np.random.Generator,
@@ -319,7 +320,7 @@ class ThompsonSamplingPolicy(_PosteriorPolicy):
 
     def _draw_many(
         self,
-        asks: Sequence[tuple[tuple[str, ...], Mapping[str, Any] | None]],
+        asks: Sequence[CandidateSet],
         k: int,
         n_slates: int,
         rng: np.random.Generator,
@@ -422,7 +423,7 @@ class InSlateThompsonSampling(ThompsonSamplingPolicy):
 
     def _draw_many(
         self,
-        asks: Sequence[tuple[tuple[str, ...], Mapping[str, Any] | None]],
+        asks: Sequence[CandidateSet],
         k: int,
         n_slates: int,
         rng: np.random.Generator,

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bandits.base import CandidateSet, Slate, SlatePolicy
 from bandits.base import Feedback as PolicyFeedback
-from bandits.base import Slate, SlatePolicy
 from bandits.posteriors import BetaBernoulliPosterior
 from features.base import StoreUnavailable
 from models.base import OnlineModel, SequentialModel
@@ -151,7 +151,7 @@ class BlendedPosterior:
 
     def sample_scores_many(
         self,
-        asks: Sequence[tuple[Sequence[str], Mapping[str, Any] | None]],
+        asks: Sequence[CandidateSet],
         n_samples: int,
         rng: np.random.Generator,
     ) -> np.ndarray:
