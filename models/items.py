@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -175,8 +176,7 @@ class ItemIndex:
         """Rows of `item_ids` (unknown ids map to PAD=0 unless admit=True)."""
         if admit:
             return np.fromiter((self.admit(i) for i in item_ids), dtype=np.int64)
-        get = self._row.get
-        return np.array([get(i, PAD) for i in item_ids], dtype=np.int64)
+        return np.fromiter(map(self._row.get, item_ids, repeat(PAD)), dtype=np.int64)
 
     def known_rows(self, item_ids: Iterable[str]) -> np.ndarray:
         """Rows of the known ids among `item_ids`, unknown ones dropped (order kept)."""
