@@ -139,23 +139,28 @@ class Summary:
 
 @dataclass
 class Redrive:
-    """What a redrive did (or, dry, would do) with the selected letters."""
+    """What a redrive under `settings` at `now_ms` did (or, dry, would do) with the selected
+    letters."""
 
+    settings: Settings
+    now_ms: int
     republished: Counter[str] = field(default_factory=Counter)  # by topic
     still_invalid: Counter[str] = field(default_factory=Counter)  # by the reason it gets now
     not_redriven: Counter[str] = field(default_factory=Counter)  # by source topic
     unreadable: int = 0
-    _kinds: dict[str, str] | None = field(default=None, repr=False)
+    # the topics a redrive publishes to, worked out once per run (not per letter)
+    kinds: dict[str, str] = field(init=False, repr=False)
 
-    def decide(self, letter: Letter, settings: Settings, now_ms: int) -> Emit | None:
+    def __post_init__(self) -> None:
+        self.kinds = redrivable(self.settings)
+
+    def decide(self, letter: Letter) -> Emit | None:
         """The record to republish for a selected letter (counted), or None (counted why)."""
         d = letter.dead
         if d is None:
             self.unreadable += 1
             return None
-        if self._kinds is None:  # the topics do not change during a run: worked out once
-            self._kinds = redrivable(settings)
-        err = recheck(d, settings, now_ms, self._kinds)
+        err = recheck(d, self.settings, self.now_ms, self.kinds)
         if err is None:
             self.republished[d.topic] += 1
             return redrive_emit(d)

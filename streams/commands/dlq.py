@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.broker import held_offsets, quiet_kafka_logs
+from streams.commands import with_actions
 from streams.config import Settings, load_settings
 from streams.dlq import Letter, Redrive, Selection, Summary, counts_line, letter_json, preview
 from streams.errors import BrokerUnavailable, ConfigError, SlatestreamError
@@ -40,8 +41,9 @@ _NOTES = {
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add `dlq show` and `dlq redrive`."""
-    p = sub.add_parser("dlq", help="inspect the dead-letter topic; redrive what is valid now")
-    dsub = p.add_subparsers(dest="dlq_command", metavar="ACTION")
+    dsub = with_actions(
+        sub, "dlq", "inspect the dead-letter topic; redrive what is valid now", tuple(_NOTES)
+    )
     for name, helptext in (
         ("show", "count dead letters by topic and reason; print the newest"),
         ("redrive", "publish again the dead-lettered records today's settings accept"),
@@ -67,12 +69,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                 "--dry-run", action="store_true", help="say what would be published; publish none"
             )
             a.set_defaults(func=run_redrive)
-    p.set_defaults(func=_no_action)
-
-
-def _no_action(args: argparse.Namespace) -> int:
-    """`slatestream dlq` without an ACTION: a usage error."""
-    raise SlatestreamError("dlq needs an ACTION: show or redrive (see `slatestream dlq --help`)")
 
 
 def _dlq_partitions(settings: Settings) -> tuple[str, list[int], int]:
@@ -180,8 +176,7 @@ def run_redrive(args: argparse.Namespace) -> int:
     settings = load_settings()
     pick = Selection.of(settings, args.reason, args.topic)
     topic, partitions, _ = _dlq_partitions(settings)
-    result = Redrive()
-    now_ms = int(time.time() * 1000)
+    result = Redrive(settings, int(time.time() * 1000))
     read = 0
 
     async def go() -> None:
@@ -200,7 +195,7 @@ def run_redrive(args: argparse.Namespace) -> int:
                 read += 1
                 if not pick.matches(letter):
                     continue
-                emit = result.decide(letter, settings, now_ms)
+                emit = result.decide(letter)
                 if emit is not None and producer is not None:
                     # queued in DLQ order (a user's events keep their order); acked below
                     deliveries.append(await producer.send(emit.topic, emit.value, key=emit.key))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from features import FeatureStore, open_store
 from streams.broker import quiet_kafka_logs
+from streams.commands import with_actions
 from streams.config import Settings, load_settings
 from streams.errors import SlatestreamError
 from streams.kafka_access import KafkaAccess
@@ -50,8 +51,7 @@ def _held(settings: Settings) -> dict[str, dict[int, tuple[int, int]]]:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add `features rebuild`."""
-    p = sub.add_parser("features", help="feature store maintenance")
-    fsub = p.add_subparsers(dest="features_command", metavar="ACTION")
+    fsub = with_actions(sub, "features", "feature store maintenance", ("rebuild", "show"))
     r = fsub.add_parser(
         "rebuild", help="replay the feature topics from the beginning into an empty store"
     )
@@ -65,14 +65,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     show.add_argument("--item", action="append", default=[], help="item id (repeatable)")
     show.add_argument("--popular", type=int, default=0, help="top-N popular items now")
     show.set_defaults(func=run_show)
-    p.set_defaults(func=_no_action)
-
-
-def _no_action(args: argparse.Namespace) -> int:
-    """`slatestream features` without an ACTION: a usage error, like any other."""
-    raise SlatestreamError(
-        "features needs an ACTION: rebuild or show (see `slatestream features --help`)"
-    )
 
 
 async def rebuild(

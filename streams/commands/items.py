@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from features import ItemFeatures, open_store
 from streams import schemas
 from streams.broker import check_broker, quiet_kafka_logs
+from streams.commands import with_actions
 from streams.config import load_settings
 from streams.errors import BrokerUnavailable, ConfigError, SlatestreamError
 from streams.kafka_access import KafkaAccess
@@ -28,8 +29,12 @@ from streams.topics import topic_name
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add `items retire` and `items restore`."""
-    p = sub.add_parser("items", help="retire catalogue items (never served again) or restore them")
-    isub = p.add_subparsers(dest="items_command", metavar="ACTION")
+    isub = with_actions(
+        sub,
+        "items",
+        "retire catalogue items (never served again) or restore them",
+        ("retire", "restore"),
+    )
     for name, helptext in (
         ("retire", "publish a version of each item with available=false (sold, taken down)"),
         ("restore", "publish a version of each item with available=true"),
@@ -40,12 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "--store", default=None, help="store to read the metadata from (default: configured)"
         )
         a.set_defaults(func=run, available=name == "restore")
-    p.set_defaults(func=_no_action)
-
-
-def _no_action(args: argparse.Namespace) -> int:
-    """`slatestream items` without an ACTION: a usage error."""
-    raise SlatestreamError("items needs an ACTION: retire or restore (see `slatestream items -h`)")
 
 
 def versions(items: Mapping[str, ItemFeatures], available: bool, now_ms: int) -> list[schemas.Item]:
@@ -115,10 +114,12 @@ def run(args: argparse.Namespace) -> int:
     topic = topic_name(settings, "items")
     try:
         producer = KafkaProducer(**KafkaAccess.of(settings).client_kwargs(), acks="all")
-        sent = [producer.send(topic, ev.to_json(), key=ev.item_id.encode()) for ev in events]
-        for future in sent:
-            future.get(timeout=30)
-        producer.close()
+        try:
+            sent = [producer.send(topic, ev.to_json(), key=ev.item_id.encode()) for ev in events]
+            for future in sent:
+                future.get(timeout=30)
+        finally:
+            producer.close()
     except KafkaError as exc:
         raise BrokerUnavailable(f"SLATESTREAM_KAFKA_BOOTSTRAP: {exc}") from None
     verb = "restored" if args.available else "retired"

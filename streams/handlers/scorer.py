@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 # request_ids remembered as answered: 2 minutes at 2,000 requests/s
 ANSWERED_CAPACITY = 250_000
 # with request timeouts, a batch is ranked in pieces of this many requests, their timeouts
-# checked before each (ranking 16 takes ~20 ms here)
+# checked before each (ranking 16 takes ~7 ms of CPU here since the batch ranking)
 TIMEOUT_CHUNK = 16
 
 

@@ -142,8 +142,8 @@ def test_redrive_publishes_the_original_bytes_and_key_to_the_original_topic() ->
             )
         ),
     ]
-    plan = Redrive()
-    emits = [plan.decide(letter, later, NOW) for letter in letters]
+    plan = Redrive(later, NOW)
+    emits = [plan.decide(letter) for letter in letters]
     assert emits[0] is not None
     assert (emits[0].topic, emits[0].value, emits[0].key) == ("p.interactions", share, b"u7")
     assert emits[1:] == [None, None, None]
