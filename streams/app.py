@@ -29,6 +29,7 @@ import faust
 
 from streams.config import Settings
 from streams.consumer_fixes import install_consumer_fixes
+from streams.inloop_consumer import use_in_loop_consumer
 from streams.kafka_access import KafkaAccess
 from streams.runtime import Emit, Handler, Record
 
@@ -71,6 +72,7 @@ def create_app(settings: Settings, group: str, **overrides: Any) -> faust.App:
     Path(str(conf["datadir"])).parent.mkdir(parents=True, exist_ok=True)
     install_fast_drain()
     install_consumer_fixes()
+    use_in_loop_consumer(not settings.consumer_thread)
     return faust.App(f"{settings.topic_prefix}-{group}", **conf)
 
 

@@ -186,6 +186,11 @@ class Settings(BaseSettings):
     candidates_fresh: int = Field(
         default=10, ge=0, le=10_000, description="... plus the N newest catalogue items"
     )
+    consumer_thread: bool = Field(
+        default=False,
+        description="Run Faust's Kafka consumer in its own thread (Faust's way) instead of "
+        "on the worker's event loop",
+    )
     exclude_interacted: bool = Field(
         default=True, description="Scorer leaves out items in the user's recent sequence"
     )

@@ -1,0 +1,73 @@
+"""Faust's aiokafka consumer on the worker's loop: chosen by default, Faust's thread on
+request, and calls made directly on the app's loop (no second loop, no thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+from streams.app import create_app
+from streams.config import load_settings
+from streams.inloop_consumer import InLoopConsumerThread
+
+
+@pytest.mark.timeout(20)
+def test_the_consumer_runs_on_the_apps_loop_unless_the_thread_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SLATESTREAM_STATE_DIR", str(tmp_path))
+    app = create_app(load_settings(kafka_bootstrap="127.0.0.1:9"), group="inloop")
+    thread = app.consumer._thread
+    assert isinstance(thread, InLoopConsumerThread)
+    assert thread.thread_loop is app.loop is thread.parent_loop
+
+    monkeypatch.setenv("SLATESTREAM_CONSUMER_THREAD", "true")
+    app = create_app(load_settings(kafka_bootstrap="127.0.0.1:9"), group="threaded")
+    thread = app.consumer._thread
+    assert type(thread) is AIOKafkaConsumerThread
+    assert thread.thread_loop is not app.loop  # Faust's own loop in its own thread
+
+    monkeypatch.delenv("SLATESTREAM_CONSUMER_THREAD")
+    app = create_app(load_settings(kafka_bootstrap="127.0.0.1:9"), group="again")
+    assert isinstance(app.consumer._thread, InLoopConsumerThread)
+
+
+@pytest.mark.timeout(20)
+def test_calls_run_directly_on_the_calling_loop_and_thread(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SLATESTREAM_STATE_DIR", str(tmp_path))
+    app = create_app(load_settings(kafka_bootstrap="127.0.0.1:9"), group="calls")
+    thread = app.consumer._thread
+    seen: list[tuple[object, object]] = []
+
+    def sync_call(x: int, *, y: int) -> int:
+        seen.append((threading.current_thread(), asyncio.get_running_loop()))
+        return x + y
+
+    async def async_call(x: int) -> int:
+        seen.append((threading.current_thread(), asyncio.get_running_loop()))
+        await asyncio.sleep(0)
+        return x * 2
+
+    async def main() -> tuple[int, int, list[int]]:
+        cast: list[int] = []
+
+        async def record(v: int) -> None:
+            cast.append(v)
+
+        a = await thread.call_thread(sync_call, 1, y=2)
+        b = await thread.call_thread(async_call, 5)
+        await thread.cast_thread(record, 7)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return a, b, cast
+
+    loop = app.loop
+    a, b, cast = loop.run_until_complete(main())
+    assert (a, b, cast) == (3, 10, [7])
+    assert seen == [(threading.main_thread(), loop)] * 2
