@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import faust
 import pytest
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -14,34 +16,39 @@ from streams.app import create_app
 from streams.config import load_settings
 from streams.inloop_consumer import InLoopConsumerThread
 
+AppOf = Callable[[str], faust.App]
+
+
+@pytest.fixture
+def app_of(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AppOf:
+    """A Faust app of group `name` on a closed port (nothing connects until it starts)."""
+    monkeypatch.setenv("SLATESTREAM_STATE_DIR", str(tmp_path))
+    return lambda name: create_app(load_settings(kafka_bootstrap="127.0.0.1:9"), group=name)
+
 
 @pytest.mark.timeout(20)
 def test_the_consumer_runs_on_the_apps_loop_unless_the_thread_is_asked_for(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, app_of: AppOf
 ) -> None:
-    monkeypatch.setenv("SLATESTREAM_STATE_DIR", str(tmp_path))
-    app = create_app(load_settings(kafka_bootstrap="127.0.0.1:9"), group="inloop")
+    app = app_of("inloop")
     thread = app.consumer._thread
     assert isinstance(thread, InLoopConsumerThread)
     assert thread.thread_loop is app.loop is thread.parent_loop
 
     monkeypatch.setenv("SLATESTREAM_CONSUMER_THREAD", "true")
-    app = create_app(load_settings(kafka_bootstrap="127.0.0.1:9"), group="threaded")
+    app = app_of("threaded")
     thread = app.consumer._thread
     assert type(thread) is AIOKafkaConsumerThread
     assert thread.thread_loop is not app.loop  # Faust's own loop in its own thread
 
     monkeypatch.delenv("SLATESTREAM_CONSUMER_THREAD")
-    app = create_app(load_settings(kafka_bootstrap="127.0.0.1:9"), group="again")
+    app = app_of("again")
     assert isinstance(app.consumer._thread, InLoopConsumerThread)
 
 
 @pytest.mark.timeout(20)
-def test_calls_run_directly_on_the_calling_loop_and_thread(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("SLATESTREAM_STATE_DIR", str(tmp_path))
-    app = create_app(load_settings(kafka_bootstrap="127.0.0.1:9"), group="calls")
+def test_calls_run_directly_on_the_calling_loop_and_thread(app_of: AppOf) -> None:
+    app = app_of("calls")
     thread = app.consumer._thread
     seen: list[tuple[object, object]] = []
 
