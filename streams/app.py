@@ -28,7 +28,7 @@ from typing import Any
 import faust
 
 from streams.config import Settings
-from streams.consumer_fixes import install_consumer_fixes
+from streams.consumer_fixes import FETCH_WAIT_ATTR, install_consumer_fixes
 from streams.inloop_consumer import use_in_loop_consumer
 from streams.kafka_access import KafkaAccess
 from streams.runtime import Emit, Handler, Record
@@ -73,7 +73,9 @@ def create_app(settings: Settings, group: str, **overrides: Any) -> faust.App:
     install_fast_drain()
     install_consumer_fixes()
     use_in_loop_consumer(not settings.consumer_thread)
-    return faust.App(f"{settings.topic_prefix}-{group}", **conf)
+    app = faust.App(f"{settings.topic_prefix}-{group}", **conf)
+    setattr(app, FETCH_WAIT_ATTR, settings.fetch_max_wait_ms)
+    return app
 
 
 async def _fast_drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - hot loop

@@ -186,6 +186,13 @@ class Settings(BaseSettings):
     candidates_fresh: int = Field(
         default=10, ge=0, le=10_000, description="... plus the N newest catalogue items"
     )
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Longest time the broker holds a worker's fetch for data (Faust: 1500); "
+        "partitions not in a fetch in flight wait for it",
+    )
     consumer_thread: bool = Field(
         default=False,
         description="Run Faust's Kafka consumer in its own thread (Faust's way) instead of "

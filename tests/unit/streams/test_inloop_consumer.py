@@ -78,3 +78,32 @@ def test_calls_run_directly_on_the_calling_loop_and_thread(app_of: AppOf) -> Non
     a, b, cast = loop.run_until_complete(main())
     assert (a, b, cast) == (3, 10, [7])
     assert seen == [(threading.main_thread(), loop)] * 2
+
+
+@pytest.mark.timeout(20)
+def test_the_broker_holds_a_fetch_at_most_the_configured_wait(
+    monkeypatch: pytest.MonkeyPatch, app_of: AppOf
+) -> None:
+    """Faust's 1.5 s hold stalled a draining worker ~1 s whenever the fetch in flight held
+    only partitions at their end; both consumer kinds take the setting."""
+    for thread_env, wait_env, expected in (
+        (None, None, 100),
+        (None, "25", 25),
+        ("true", "40", 40),
+    ):
+        if thread_env is None:
+            monkeypatch.delenv("SLATESTREAM_CONSUMER_THREAD", raising=False)
+        else:
+            monkeypatch.setenv("SLATESTREAM_CONSUMER_THREAD", thread_env)
+        if wait_env is None:
+            monkeypatch.delenv("SLATESTREAM_FETCH_MAX_WAIT_MS", raising=False)
+        else:
+            monkeypatch.setenv("SLATESTREAM_FETCH_MAX_WAIT_MS", wait_env)
+        app = app_of(f"wait{expected}")
+        thread = app.consumer._thread
+
+        async def create(thread: AIOKafkaConsumerThread = thread) -> object:
+            return thread._create_consumer(asyncio.get_running_loop())  # never started
+
+        kafka_consumer = app.loop.run_until_complete(create())
+        assert kafka_consumer._fetch_max_wait_ms == expected  # type: ignore[attr-defined]
