@@ -33,9 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from features.redis_store import with_namespace
+from streams.config import Settings
 from streams.kafka_access import KafkaAccess
 
 TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
+# the loops beside the worker fetch as it does by default
+FETCH_MAX_WAIT_MS: int = Settings.model_fields["fetch_max_wait_ms"].default
 TYPE_WEIGHTS = (50, 35, 8, 4, 3)
 
 
@@ -198,6 +201,9 @@ async def bare_loop(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_poll_records=2000,
+        # the workers' fetch hold (SLATESTREAM_FETCH_MAX_WAIT_MS): aiokafka's 500 ms stalls
+        # a drain whenever the fetch in flight holds only partitions at their end
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     await consumer.start()
     try:
@@ -237,6 +243,9 @@ async def handler_loop(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_poll_records=2000,
+        # the workers' fetch hold (SLATESTREAM_FETCH_MAX_WAIT_MS): aiokafka's 500 ms stalls
+        # a drain whenever the fetch in flight holds only partitions at their end
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     await consumer.start()
     try:
