@@ -36,7 +36,7 @@ FETCH_MIN_BYTES = 256 * 1024
 class TopicBroadcast:
     """Reads `topic` from every partition (from `replay_s` ago, then live) into `learn`, at
     most `chunk` records per fetch (the loop is given back for as long as they took); the
-    broker holds a fetch up to `fetch_wait_ms` to fill it (0: answered at once)."""
+    broker holds a fetch up to FETCH_WAIT_MS to fill it."""
 
     def __init__(
         self,
@@ -46,7 +46,6 @@ class TopicBroadcast:
         learn: Callable[[Record], object],
         retry_s: float = 5.0,
         chunk: int = CHUNK,
-        fetch_wait_ms: int = FETCH_WAIT_MS,
     ) -> None:
         self.access = access
         self.topic = topic
@@ -54,7 +53,6 @@ class TopicBroadcast:
         self.learn = learn
         self.retry_s = retry_s
         self.chunk = chunk
-        self.fetch_wait_ms = fetch_wait_ms
         self.records = 0
         # per partition, the next offset to learn from (set at the seek, moved after learning)
         self.positions: dict[int, int] = {}
@@ -98,14 +96,12 @@ class TopicBroadcast:
     async def _read(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        # fetch_wait_ms 0: aiokafka's defaults (a fetch answered as soon as a record is there)
-        batching = (
-            {"fetch_max_wait_ms": self.fetch_wait_ms, "fetch_min_bytes": FETCH_MIN_BYTES}
-            if self.fetch_wait_ms
-            else {}
-        )
         consumer = AIOKafkaConsumer(
-            **self.access.client_kwargs(), group_id=None, enable_auto_commit=False, **batching
+            **self.access.client_kwargs(),
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
+            fetch_min_bytes=FETCH_MIN_BYTES,
         )
         await consumer.start()
         try:

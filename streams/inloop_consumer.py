@@ -38,10 +38,8 @@ class InLoopConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """`AIOKafkaConsumerThread` whose 'thread loop' is the app's loop: started and stopped
     as an ordinary service, calls awaited directly instead of queued to another thread."""
 
-    def __init__(self, consumer: Any, **kwargs: Any) -> None:
-        loop = kwargs.get("loop") or asyncio.get_event_loop_policy().get_event_loop()
-        kwargs["loop"] = loop
-        super().__init__(consumer, thread_loop=loop, **kwargs)
+    def __init__(self, consumer: Any, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(consumer, loop=loop, thread_loop=loop, **kwargs)
         self._close_thread_loop_on_stop = False  # the app's loop: never ours to close
 
     async def start(self) -> None:
