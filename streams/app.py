@@ -28,7 +28,12 @@ from typing import Any
 import faust
 
 from streams.config import Settings
-from streams.consumer_fixes import FETCH_WAIT_ATTR, install_consumer_fixes
+from streams.consumer_fixes import (
+    FETCH_ATTR,
+    FETCH_BATCH_BYTES,
+    FetchPolicy,
+    install_consumer_fixes,
+)
 from streams.inloop_consumer import use_in_loop_consumer
 from streams.kafka_access import KafkaAccess
 from streams.runtime import Emit, Handler, Record
@@ -36,8 +41,14 @@ from streams.runtime import Emit, Handler, Record
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, group: str, **overrides: Any) -> faust.App:
-    """A Faust app (consumer group `<prefix>-<group>`) on the configured broker."""
+def create_app(
+    settings: Settings, group: str, *, batch_fetches: bool = False, **overrides: Any
+) -> faust.App:
+    """A Faust app (consumer group `<prefix>-<group>`) on the configured broker.
+
+    `batch_fetches`: for a worker nobody waits on (no scorer role), the broker holds each
+    fetch until `FETCH_BATCH_BYTES` or `fetch_batch_ms`: fewer, fuller fetches and store
+    writes, at most that much later."""
     if not settings.kafka_bootstrap:
         from streams.errors import ConfigError
 
@@ -74,7 +85,11 @@ def create_app(settings: Settings, group: str, **overrides: Any) -> faust.App:
     install_consumer_fixes()
     use_in_loop_consumer(not settings.consumer_thread)
     app = faust.App(f"{settings.topic_prefix}-{group}", **conf)
-    setattr(app, FETCH_WAIT_ATTR, settings.fetch_max_wait_ms)
+    if batch_fetches and settings.fetch_batch_ms > 0:
+        fetch = FetchPolicy(settings.fetch_batch_ms, FETCH_BATCH_BYTES)
+    else:
+        fetch = FetchPolicy(settings.fetch_max_wait_ms)
+    setattr(app, FETCH_ATTR, fetch)
     return app
 
 

@@ -190,8 +190,17 @@ class Settings(BaseSettings):
         default=100,
         ge=1,
         le=10_000,
-        description="Longest time the broker holds a worker's fetch for data (Faust: 1500); "
-        "partitions not in a fetch in flight wait for it",
+        description="Longest time the broker holds a scorer's fetch for data (Faust: 1500; "
+        "every worker's with SLATESTREAM_FETCH_BATCH_MS=0); partitions not in a fetch in "
+        "flight wait for it",
+    )
+    fetch_batch_ms: int = Field(
+        default=20,
+        ge=0,
+        le=10_000,
+        description="Workers without the scorer role: the broker holds a fetch until 1 MB "
+        "is there or this many ms passed (fewer, fuller fetches and store writes; freshness "
+        "+ at most this); 0: fetch as the scorer does",
     )
     consumer_thread: bool = Field(
         default=False,

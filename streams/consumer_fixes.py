@@ -18,7 +18,11 @@ fetch per broker at a time, for the partitions with nothing buffered; a partitio
 buffer empties meanwhile waits for that fetch. A feature worker draining a backlog stalled
 ~1 s once or twice per 100,000 events (the partitions left in the fetch had reached their
 end): 27k events/s with the stalls, 55-58k with a 100 ms hold. The hold is now the app's
-`fetch_max_wait_ms` (`SLATESTREAM_FETCH_MAX_WAIT_MS`).
+`fetch_max_wait_ms` (`SLATESTREAM_FETCH_MAX_WAIT_MS`). A worker that answers no requests
+(features, joiner, trainer) has the broker batch its fetches instead (`FETCH_BATCH_BYTES`
+or `fetch_batch_ms`, `SLATESTREAM_FETCH_BATCH_MS`): at 500 impressions/s a feature worker
+fetching whatever had arrived made ~350 fetches and store writes a second, each waking
+three processes, and used 27% of a core beside a scorer on 2 cores; batched, 7%.
 
 On stop with records in flight: Faust's app waits, unbounded, for every record taken to be
 acked before it stops the agents. A features worker whose Redis is down retries its write
@@ -33,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -44,8 +49,18 @@ REVOKE_COMMIT_TIMEOUT_S = 3.0
 # how long a stopping worker waits for the records it has taken to be processed (an
 # orchestrator's grace period is ~30 s)
 STOP_GRACE_S = 5.0
-# the app attribute `create_app` sets to the longest fetch hold (ms) of its consumer
-FETCH_WAIT_ATTR = "_slatestream_fetch_max_wait_ms"
+# the app attribute `create_app` sets to its consumer's fetch settings (`FetchPolicy`)
+FETCH_ATTR = "_slatestream_fetch"
+# a batching worker's fetch returns once this much is there (or its time is up)
+FETCH_BATCH_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """How long the broker may hold a fetch (ms) and how much data ends the hold early."""
+
+    max_wait_ms: int
+    min_bytes: int = 1
 
 
 def committing_revoke(
@@ -119,14 +134,16 @@ def bounded_stop_wait(
 def bounded_fetch_wait(
     original: Callable[[Any, Any], Any],
 ) -> Callable[[Any, Any], Any]:
-    """Wrap `AIOKafkaConsumerThread._create_consumer` so the aiokafka consumer's fetches are
-    held by the broker at most the app's `FETCH_WAIT_ATTR` ms (unset: Faust's 1.5 s)."""
+    """Wrap `AIOKafkaConsumerThread._create_consumer` so the aiokafka consumer fetches as
+    the app's `FETCH_ATTR` policy says (unset: Faust's 1.5 s hold, any data ends it)."""
 
     def _create_consumer(self: Any, loop: Any) -> Any:
         consumer = original(self, loop)
-        wait = getattr(self.app, FETCH_WAIT_ATTR, None)
-        if wait is not None:
-            consumer._fetch_max_wait_ms = int(wait)  # read by its Fetcher when it starts
+        policy = getattr(self.app, FETCH_ATTR, None)
+        if policy is not None:
+            # both are read by the consumer's Fetcher when it starts
+            consumer._fetch_max_wait_ms = policy.max_wait_ms
+            consumer._fetch_min_bytes = policy.min_bytes
         return consumer
 
     setattr(_create_consumer, _PATCHED, True)

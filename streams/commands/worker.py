@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     ensure_topics(settings)
     if "scorer" in roles:
         refuse_second_scorer_group(settings, "-".join(roles))
-    app = create_app(settings, group="-".join(roles))
+    # only a scorer has someone waiting on each record: the others batch their fetches
+    app = create_app(settings, group="-".join(roles), batch_fetches="scorer" not in roles)
     if "scorer" in roles:
         _watch_scorer_groups(app, settings, "-".join(roles))
     handlers = build_handlers(settings, roles)

@@ -14,6 +14,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from streams.app import create_app
 from streams.config import load_settings
+from streams.consumer_fixes import FETCH_BATCH_BYTES
 from streams.inloop_consumer import InLoopConsumerThread
 
 AppOf = Callable[[str], faust.App]
@@ -81,29 +82,44 @@ def test_calls_run_directly_on_the_calling_loop_and_thread(app_of: AppOf) -> Non
 
 
 @pytest.mark.timeout(20)
-def test_the_broker_holds_a_fetch_at_most_the_configured_wait(
-    monkeypatch: pytest.MonkeyPatch, app_of: AppOf
+def test_the_broker_holds_a_fetch_as_configured_for_scorers_and_batching_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Faust's 1.5 s hold stalled a draining worker ~1 s whenever the fetch in flight held
-    only partitions at their end; both consumer kinds take the setting."""
-    for thread_env, wait_env, expected in (
-        (None, None, 100),
-        (None, "25", 25),
-        ("true", "40", 40),
-    ):
-        if thread_env is None:
-            monkeypatch.delenv("SLATESTREAM_CONSUMER_THREAD", raising=False)
-        else:
-            monkeypatch.setenv("SLATESTREAM_CONSUMER_THREAD", thread_env)
-        if wait_env is None:
-            monkeypatch.delenv("SLATESTREAM_FETCH_MAX_WAIT_MS", raising=False)
-        else:
-            monkeypatch.setenv("SLATESTREAM_FETCH_MAX_WAIT_MS", wait_env)
-        app = app_of(f"wait{expected}")
+    only partitions at their end; both consumer kinds take the settings. A worker nobody
+    waits on (`batch_fetches`) has the broker wait for 1 MB or `fetch_batch_ms`."""
+    monkeypatch.setenv("SLATESTREAM_STATE_DIR", str(tmp_path))
+    cases: list[tuple[dict[str, str], bool, tuple[int, int]]] = [
+        ({}, False, (100, 1)),
+        ({"SLATESTREAM_FETCH_MAX_WAIT_MS": "25"}, False, (25, 1)),
+        (
+            {"SLATESTREAM_CONSUMER_THREAD": "true", "SLATESTREAM_FETCH_MAX_WAIT_MS": "40"},
+            False,
+            (40, 1),
+        ),
+        ({}, True, (20, FETCH_BATCH_BYTES)),
+        ({"SLATESTREAM_FETCH_BATCH_MS": "7"}, True, (7, FETCH_BATCH_BYTES)),
+        ({"SLATESTREAM_CONSUMER_THREAD": "true"}, True, (20, FETCH_BATCH_BYTES)),
+        # 0: a batching worker fetches as a scorer does
+        ({"SLATESTREAM_FETCH_BATCH_MS": "0", "SLATESTREAM_FETCH_MAX_WAIT_MS": "30"}, True, (30, 1)),
+    ]
+    names = (
+        "SLATESTREAM_CONSUMER_THREAD",
+        "SLATESTREAM_FETCH_MAX_WAIT_MS",
+        "SLATESTREAM_FETCH_BATCH_MS",
+    )
+    for i, (env, batch, expected) in enumerate(cases):
+        for name in names:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        settings = load_settings(kafka_bootstrap="127.0.0.1:9")
+        app = create_app(settings, group=f"fetch{i}", batch_fetches=batch)
         thread = app.consumer._thread
 
         async def create(thread: AIOKafkaConsumerThread = thread) -> object:
             return thread._create_consumer(asyncio.get_running_loop())  # never started
 
         kafka_consumer = app.loop.run_until_complete(create())
-        assert kafka_consumer._fetch_max_wait_ms == expected  # type: ignore[attr-defined]
+        got = (kafka_consumer._fetch_max_wait_ms, kafka_consumer._fetch_min_bytes)  # type: ignore[attr-defined]
+        assert got == expected, (env, batch)
