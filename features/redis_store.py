@@ -55,6 +55,7 @@ from features.base import (
     category_prefixes,
     value_now,
 )
+from features.redis_calls import OrderedScriptCalls
 
 SEP = "\x1f"
 
@@ -483,7 +484,8 @@ class RedisFeatureStore(FeatureStore):
         self.client = aioredis.Redis.from_url(
             redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S
         )
-        self._apply = self.client.register_script(APPLY_LUA)
+        # batches go out at once and run in call order on one connection of their own
+        self._apply = OrderedScriptCalls(self.client, APPLY_LUA)
         self._read_users = self.client.register_script(READ_USERS_LUA)
         self.clock = time.time
 
@@ -492,7 +494,8 @@ class RedisFeatureStore(FeatureStore):
 
     # --- writes ---------------------------------------------------------------------------
     async def apply_many(self, events: Sequence[FeatureEvent]) -> ApplyResult:
-        """Run the apply script over the batch (chunks pipelined); durable once executed."""
+        """Run the apply script over the batch (a run per chunk, sent together); durable once
+        executed. A call may start while an earlier one runs: Redis runs them in call order."""
         res = ApplyResult()
         if not events:
             return res
@@ -504,15 +507,13 @@ class RedisFeatureStore(FeatureStore):
             repr(cfg.popularity_half_life_s),
             repr(cfg.affinity_half_life_s),
         ]
-        chunks = [events[i : i + CHUNK] for i in range(0, len(events), CHUNK)]
+        # each chunk as one JSON argument: cheap to pack in Python, decoded in C by cjson
+        runs = [
+            [*head, json.dumps([_row(ev) for ev in events[i : i + CHUNK]], separators=(",", ":"))]
+            for i in range(0, len(events), CHUNK)
+        ]
         with as_unavailable():
-            if len(chunks) == 1:
-                outs = [await self._run(head, chunks[0], None)]
-            else:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for chunk in chunks:
-                        await self._run(head, chunk, pipe)
-                    outs = await pipe.execute()
+            outs = await self._apply.call(runs)
         for out in outs:
             for j, kind in enumerate(_KINDS):
                 a, d = int(out[2 * j]), int(out[2 * j + 1])
@@ -521,11 +522,6 @@ class RedisFeatureStore(FeatureStore):
                 if d:
                     res.duplicates[kind] = res.duplicates.get(kind, 0) + d
         return res
-
-    async def _run(self, head: list[str], chunk: Sequence[FeatureEvent], pipe: Any) -> Any:
-        # the whole chunk as one JSON argument: cheap to pack in Python, decoded in C by cjson
-        rows = json.dumps([_row(ev) for ev in chunk], separators=(",", ":"))
-        return await self._apply(keys=[], args=[*head, rows], client=pipe)
 
     # --- reads ----------------------------------------------------------------------------
     async def get_many(self, user_ids: Sequence[str]) -> dict[str, UserFeatures]:

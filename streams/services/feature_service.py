@@ -7,8 +7,14 @@ the good ones into the store's input dataclasses, and apply the whole batch in o
 driver may commit the batch's offsets right after.
 
 `process` calls may overlap (a driver decodes batch N+1 while N's write is in flight):
-the decode runs at once, the writes run one at a time in call order, and a write whose
-predecessor failed is not attempted (its call raises `PreviousBatchFailed`).
+the decode runs at once and so does the write, so the store has batch N+1 queued when it
+finishes N and never waits for this event loop (with Redis: 80-87k instead of 59-64k
+events/s in one worker). A call returns only after its predecessor's write succeeded too;
+if that one failed, it raises `PreviousBatchFailed` (its own write may have landed: the
+driver acks neither batch, and both are delivered again). Writes may land in either order:
+every update is idempotent by event_id and commutes with the others (counts, decayed sums,
+event-time-ordered sequences, newest-version item metadata), so the features are the same;
+only events of one user with the same timestamp may swap places in the recent list.
 """
 
 from __future__ import annotations
@@ -229,7 +235,8 @@ class FeatureService:
         self.interactions_topic = topic_name(settings, "interactions")
         self.max_skew = settings.max_clock_skew_ms
         self.stats = FeatureStats()
-        # resolves to whether the latest write succeeded: the next one waits for it
+        # resolves to whether the latest call's write and all before it succeeded: the next
+        # call reports success only after it
         self._last_write: asyncio.Future[bool] | None = None
 
     @property
@@ -294,19 +301,20 @@ class FeatureService:
         return out
 
     async def _apply_in_order(self, updates: list[FeatureEvent], out: FeatureBatch) -> None:
-        """Apply after the previous call's write finished (call order), unless it failed."""
+        """Write at once, even while the previous call's write is in flight; return once
+        that one succeeded too (raise `PreviousBatchFailed` if it failed)."""
         before = self._last_write
         mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._last_write = mine
         ok = False
         try:
-            # shield: cancelling this call must not cancel the predecessor's future
-            if before is not None and not await asyncio.shield(before):
-                raise PreviousBatchFailed("the batch before this one was not written")
             t0 = time.perf_counter()
             res = await until_available(lambda: self.store.apply_many(updates), self.worker)
             out.store_seconds = time.perf_counter() - t0
             out.applied, out.duplicates = res.applied, res.duplicates
+            # shield: cancelling this call must not cancel the predecessor's future
+            if before is not None and not await asyncio.shield(before):
+                raise PreviousBatchFailed("the batch before this one was not written")
             ok = True
         finally:
             mine.set_result(ok)

@@ -316,9 +316,10 @@ def test_features_show_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["users"]["x"]["recent"] == [] and out["popular"] == [] and out["global"] == {}
 
 
-async def test_overlapping_batches_write_in_call_order_and_stop_after_a_failure() -> None:
-    """Batch N+1 decodes while N's write runs; its write starts only after N's, and not
-    at all when N's failed (the driver then acks neither)."""
+async def test_overlapping_batches_write_at_once_and_succeed_in_call_order() -> None:
+    """Batch N+1 decodes and writes while N's write runs (the store never waits for the
+    worker's loop); its call returns only after N's write succeeded, and raises when N's
+    failed (the driver then acks neither; redelivered, the landed events change nothing)."""
     import asyncio
 
     from features.memory import MemoryFeatureStore
@@ -347,26 +348,30 @@ async def test_overlapping_batches_write_in_call_order_and_stop_after_a_failure(
     first = asyncio.ensure_future(h.handle([Record(topic, interaction("a"))]))
     second = asyncio.ensure_future(h.handle([Record(topic, interaction("b"))]))
     await asyncio.sleep(0.01)
-    assert store.started == ["a"]  # b is decoded and waits for a's write
-    store.go.setdefault("b", loop.create_future()).set_result(True)
+    assert store.started == ["a", "b"]  # b's write goes out while a's runs
+    store.go["b"].set_result(True)
     await asyncio.sleep(0.01)
-    assert store.started == ["a"] and not second.done()
+    # b has landed but does not report success before a's write did
+    assert (await store.get("u1")).counts == {"click": 1, ALL: 1}
+    assert not second.done()
     store.go["a"].set_result(True)
     await asyncio.gather(first, second)
-    assert store.started == ["a", "b"]
     assert (await store.get("u1")).counts == {"click": 2, ALL: 2}
 
-    third = asyncio.ensure_future(h.handle([Record(topic, interaction("c"))]))
-    fourth = asyncio.ensure_future(h.handle([Record(topic, interaction("d"))]))
+    third_rec, fourth_rec = Record(topic, interaction("c")), Record(topic, interaction("d"))
+    third = asyncio.ensure_future(h.handle([third_rec]))
+    fourth = asyncio.ensure_future(h.handle([fourth_rec]))
     await asyncio.sleep(0.01)
+    store.go["d"].set_result(True)
     store.go["c"].set_result(False)
     with pytest.raises(RuntimeError, match="write failed"):
         await third
     with pytest.raises(PreviousBatchFailed):
         await fourth
-    assert store.started == ["a", "b", "c"]  # d was never attempted
-    # the next call (the restarted agent's first batch) writes again
-    store.go["e"] = loop.create_future()
-    store.go["e"].set_result(True)
-    await h.handle([Record(topic, interaction("e"))])
-    assert (await store.get("u1")).counts == {"click": 3, ALL: 3}
+    assert store.started == ["a", "b", "c", "d"]
+    # neither was acked: both come again (the restarted agent's batches); d's event, which
+    # landed, is a duplicate now and c's is applied
+    store.go["c"] = loop.create_future()
+    store.go["c"].set_result(True)
+    await h.handle([third_rec, fourth_rec])
+    assert (await store.get("u1")).counts == {"click": 4, ALL: 4}
