@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -24,6 +26,25 @@ return redis.call('LLEN', ARGV[1])
 """
 
 
+@dataclass
+class Pusher:
+    """A client, the ordered calls of PUSH on it, and the test's list key."""
+
+    client: Any
+    calls: OrderedScriptCalls
+    key: str
+
+
+@pytest.fixture
+async def pusher(services: Any, uid: str) -> AsyncIterator[Pusher]:
+    """Ordered PUSH calls on the session's Redis; the list is deleted afterwards."""
+    client = aioredis.Redis.from_url(services.redis_url)
+    p = Pusher(client, OrderedScriptCalls(client, PUSH), f"ordered:{uid}")
+    yield p
+    await client.delete(p.key)
+    await client.aclose()
+
+
 async def _outcomes(calls: OrderedScriptCalls, key: str, values: list[str]) -> list[Any]:
     """Start one call per value at once (in list order); each one's reply or error."""
     tasks = [asyncio.ensure_future(calls.call([[key, v]])) for v in values]
@@ -31,67 +52,49 @@ async def _outcomes(calls: OrderedScriptCalls, key: str, values: list[str]) -> l
 
 
 async def test_overlapping_calls_run_in_call_order_with_their_own_replies(
-    services: Any, uid: str
+    pusher: Pusher,
 ) -> None:
-    client = aioredis.Redis.from_url(services.redis_url)
-    calls = OrderedScriptCalls(client, PUSH)
-    key = f"ordered:{uid}"
-    try:
-        values = [str(i) for i in range(300)]
-        got = await _outcomes(calls, key, values)
-        assert got == [[i + 1] for i in range(300)]
-        assert [v.decode() for v in await client.lrange(key, 0, -1)] == values
-        # several runs in one call: sent together, replies in order
-        assert await calls.call([[key, "a"], [key, "b"]]) == [301, 302]
-    finally:
-        await client.delete(key)
-        await client.aclose()
+    client, calls, key = pusher.client, pusher.calls, pusher.key
+    values = [str(i) for i in range(300)]
+    got = await _outcomes(calls, key, values)
+    assert got == [[i + 1] for i in range(300)]
+    assert [v.decode() for v in await client.lrange(key, 0, -1)] == values
+    # several runs in one call: sent together, replies in order
+    assert await calls.call([[key, "a"], [key, "b"]]) == [301, 302]
 
 
 async def test_an_error_fails_the_calls_behind_it_and_the_next_ones_work(
-    services: Any, uid: str
+    pusher: Pusher,
 ) -> None:
-    client = aioredis.Redis.from_url(services.redis_url)
-    calls = OrderedScriptCalls(client, PUSH)
-    key = f"ordered:{uid}"
-    try:
-        got = await _outcomes(calls, key, ["0", "1", "boom", "3", "4"])
-        assert got[:2] == [[1], [2]]
-        assert isinstance(got[2], ResponseError) and "boom" in str(got[2])
-        pushed = [v.decode() for v in await client.lrange(key, 0, -1)]
-        assert pushed == ["0", "1", "boom", "3", "4"]  # in call order
-        for value, outcome in zip(("3", "4"), got[3:], strict=True):
-            # sent before the error was read: its reply went with the dropped connection;
-            # sent after: a new connection, and its own reply
-            assert isinstance(outcome, ConnectionError) or outcome == [pushed.index(value) + 1]
-        assert await calls.call([[key, "5"]]) == [6]
-    finally:
-        await client.delete(key)
-        await client.aclose()
+    client, calls, key = pusher.client, pusher.calls, pusher.key
+    got = await _outcomes(calls, key, ["0", "1", "boom", "3", "4"])
+    assert got[:2] == [[1], [2]]
+    assert isinstance(got[2], ResponseError) and "boom" in str(got[2])
+    pushed = [v.decode() for v in await client.lrange(key, 0, -1)]
+    assert pushed == ["0", "1", "boom", "3", "4"]  # in call order
+    for value, outcome in zip(("3", "4"), got[3:], strict=True):
+        # sent before the error was read: its reply went with the dropped connection;
+        # sent after: a new connection, and its own reply
+        assert isinstance(outcome, ConnectionError) or outcome == [pushed.index(value) + 1]
+    assert await calls.call([[key, "5"]]) == [6]
 
 
 async def test_a_flushed_script_cache_or_a_cancelled_call_costs_one_retry(
-    services: Any, uid: str
+    pusher: Pusher,
 ) -> None:
-    client = aioredis.Redis.from_url(services.redis_url)
-    calls = OrderedScriptCalls(client, PUSH)
-    key = f"ordered:{uid}"
-    try:
-        assert await calls.call([[key, "a"]]) == [1]
-        await client.script_flush()
-        with pytest.raises(ConnectionError):  # writers retry this (StoreUnavailable)
-            await calls.call([[key, "b"]])
-        assert await calls.call([[key, "c"]]) == [2]  # a new connection loaded the script
+    client, calls, key = pusher.client, pusher.calls, pusher.key
+    assert await calls.call([[key, "a"]]) == [1]
+    await client.script_flush()
+    with pytest.raises(ConnectionError):  # writers retry this (StoreUnavailable)
+        await calls.call([[key, "b"]])
+    assert await calls.call([[key, "c"]]) == [2]  # a new connection loaded the script
 
-        # a call cancelled while in flight (redis-py may finish it anyway): either way the
-        # next call gets its own reply, not the cancelled one's
-        for delay in (0.0, 0.0005, 0.001, 0.002):
-            slow = asyncio.ensure_future(calls.call([[key, "d"]]))
-            await asyncio.sleep(delay)
-            slow.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                assert await slow == [await client.llen(key)]
-            assert await calls.call([[key, "e"]]) == [await client.llen(key)]
-    finally:
-        await client.delete(key)
-        await client.aclose()
+    # a call cancelled while in flight (redis-py may finish it anyway): either way the
+    # next call gets its own reply, not the cancelled one's
+    for delay in (0.0, 0.0005, 0.001, 0.002):
+        slow = asyncio.ensure_future(calls.call([[key, "d"]]))
+        await asyncio.sleep(delay)
+        slow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            assert await slow == [await client.llen(key)]
+        assert await calls.call([[key, "e"]]) == [await client.llen(key)]
