@@ -28,12 +28,14 @@ class OrderedScriptCalls:
         self._script = script
         self._sha = hashlib.sha1(script.encode()).hexdigest()
         self._conn: Any = None
-        self._send_lock = asyncio.Lock()  # sends in call order (asyncio locks are FIFO)
+        # sends (and drops) in call order: asyncio locks are FIFO, and a connection is never
+        # closed under a send
+        self._send_lock = asyncio.Lock()
         self._tail: asyncio.Future[None] | None = None  # the latest call's reads are done
 
     async def call(self, arg_lists: Sequence[Sequence[Any]]) -> list[Any]:
         """Run the script once per argument list (no keys); the replies in order."""
-        from redis.exceptions import ConnectionError, NoScriptError
+        from redis.exceptions import ConnectionError, NoScriptError, RedisError
 
         before, mine = self._tail, asyncio.get_running_loop().create_future()
         self._tail = mine
@@ -51,35 +53,44 @@ class OrderedScriptCalls:
         except NoScriptError as exc:  # the server's script cache was flushed: load it again
             await self._drop(conn)
             raise ConnectionError(f"redis: {exc}") from exc
-        except BaseException:
+        except (RedisError, OSError, asyncio.CancelledError):
             await self._drop(conn)
             raise
+        except Exception as exc:  # what a connection closed under a read may raise
+            await self._drop(conn)
+            raise ConnectionError(f"redis: script call lost its connection ({exc!r})") from exc
         finally:
             mine.set_result(None)
             if self._tail is mine:
                 self._tail = None
 
+    async def aclose(self) -> None:
+        """Close the dedicated connection (a later call opens a new one)."""
+        await self._drop(self._conn)
+
     async def _connection(self) -> Any:
-        """The dedicated connection, opened (and the script loaded) when there is none."""
+        """The dedicated connection (the pool's settings, outside the pool), opened and the
+        script loaded when there is none; called under the send lock."""
         if self._conn is None:
-            conn = await self._client.connection_pool.get_connection()
+            conn = self._client.connection_pool.make_connection()
             try:
+                await conn.connect()
                 await conn.send_command("SCRIPT", "LOAD", self._script)
                 await conn.read_response()
             except BaseException:
                 await conn.disconnect()
-                await self._client.connection_pool.release(conn)
                 raise
             self._conn = conn
         return self._conn
 
     async def _drop(self, conn: Any) -> None:
-        """Forget `conn` (if it is still the dedicated one) and give it back closed."""
-        if conn is None or self._conn is not conn:
+        """Close `conn` and forget it, if it is still the dedicated one."""
+        if conn is None:
             return
-        self._conn = None
-        await conn.disconnect()
-        await self._client.connection_pool.release(conn)
+        async with self._send_lock:
+            if self._conn is conn:
+                self._conn = None
+                await conn.disconnect()
 
 
 __all__ = ["OrderedScriptCalls"]

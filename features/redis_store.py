@@ -707,7 +707,8 @@ class RedisFeatureStore(FeatureStore):
         return bool(await self.client.ping())
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the writes' connection and the connection pool."""
+        await self._apply.aclose()
         await self.client.aclose()
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError, ResponseError
 
 from features.redis_calls import OrderedScriptCalls
+from tests.integration.private_redis import free_port, start_redis, stop_redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -98,3 +101,80 @@ async def test_a_flushed_script_cache_or_a_cancelled_call_costs_one_retry(
         with contextlib.suppress(asyncio.CancelledError):
             assert await slow == [await client.llen(key)]
         assert await calls.call([[key, "e"]]) == [await client.llen(key)]
+
+
+async def test_overlapping_feature_writes_through_dropped_connections_count_each_event_once(
+    uid: str,
+) -> None:
+    """The feature worker's pattern (two batches in flight, the next written while the last
+    runs) while every client connection is killed again and again: each event counts once."""
+    from features import open_store
+    from streams.config import load_settings
+    from streams.handlers.ingest import FeatureHandler
+    from streams.runtime import Record
+    from streams.topics import topic_name
+
+    port = free_port()  # a private server: every connection but ours gets killed
+    proc = start_redis(port)
+    url = f"redis://127.0.0.1:{port}/0"
+    settings = load_settings(topic_prefix=f"oc{uid}")
+    store = open_store(f"{url}?namespace=oc{uid}")
+    handler = FeatureHandler(settings, store)
+    admin = aioredis.Redis.from_url(url, single_connection_client=True)
+    topic = topic_name(settings, "interactions")
+    now = int(time.time() * 1000)
+    batches = [
+        [
+            Record(
+                topic,
+                json.dumps(
+                    {
+                        "event_id": f"e{b}-{j}",
+                        "ts": now + j,
+                        "schema_version": 1,
+                        "user_id": f"u{j % 13}",
+                        "item_id": f"i{j % 17}",
+                        "type": "click",
+                    }
+                ).encode(),
+            )
+            for j in range(400)
+        ]
+        for b in range(40)
+    ]
+    stop = asyncio.Event()
+
+    async def kill_connections() -> int:
+        """Kill the store's connections every 20 ms (at most 100 times)."""
+        kills = 0
+        me = await admin.client_id()
+        while not stop.is_set() and kills < 100:
+            await asyncio.sleep(0.02)
+            for c in await admin.client_list():
+                if int(c["id"]) != me:
+                    with contextlib.suppress(ResponseError):
+                        await admin.client_kill_filter(_id=c["id"])
+                        kills += 1
+        return kills
+
+    killer = asyncio.create_task(kill_connections())
+    try:
+        inflight: list[asyncio.Future[Any]] = []
+        for records in batches:
+            inflight.append(asyncio.ensure_future(handler.handle(records)))
+            if len(inflight) > 1:
+                await asyncio.wait_for(inflight.pop(0), timeout=30)
+        for task in inflight:
+            await asyncio.wait_for(task, timeout=30)
+        stop.set()
+        assert await killer > 0  # the writes did go through dropped connections
+        totals = await store.global_counts()
+        assert totals["click"] == 40 * 400 and totals["users"] == 13
+        features = await store.get_many([f"u{j}" for j in range(13)])
+        assert sum(f.counts["click"] for f in features.values()) == 40 * 400
+    finally:
+        stop.set()
+        killer.cancel()
+        await store.close()
+        await admin.aclose()
+        stop_redis(proc)
