@@ -9,7 +9,7 @@ driver may commit the batch's offsets right after.
 `process` calls may overlap (a driver decodes batch N+1 while N's write is in flight):
 the decode runs at once and so does the write, which the store applies in call order
 (Redis: on one connection, `features.redis_calls`), so it has batch N+1 queued when it
-finishes N and never waits for this event loop (one worker: 89-97k instead of 54-59k
+finishes N and never waits for this event loop (one worker: 86-109k instead of 54-59k
 events/s). A call returns only after its predecessor's write succeeded too; if that one
 failed, it raises `PreviousBatchFailed`. Its own write may have landed: the driver acks
 neither batch, both are delivered again, and the events that landed are duplicates then
