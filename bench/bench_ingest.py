@@ -188,23 +188,28 @@ async def produce(
     return time.perf_counter() - t0
 
 
+def drain_consumer(kafka: str | KafkaAccess, group: str, *topics: str) -> Any:
+    """An aiokafka consumer of `topics` from the beginning, in a new group, that fetches as
+    the workers do (`SLATESTREAM_FETCH_MAX_WAIT_MS`: aiokafka's 500 ms hold stalls a drain
+    whenever the fetch in flight holds only partitions at their end)."""
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(
+        *topics,
+        **kafka_kwargs(kafka),
+        group_id=f"{group}-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=2000,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+    )
+
+
 async def bare_loop(
     kafka: str | KafkaAccess, topic: str, expected: int, timeout_s: float = 120
 ) -> float:
     """Events/s of a bare aiokafka consume loop from the beginning (no decode, no store)."""
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        topic,
-        **kafka_kwargs(kafka),
-        group_id=f"bare-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_poll_records=2000,
-        # the workers' fetch hold (SLATESTREAM_FETCH_MAX_WAIT_MS): aiokafka's 500 ms stalls
-        # a drain whenever the fetch in flight holds only partitions at their end
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-    )
+    consumer = drain_consumer(kafka, "bare", topic)
     await consumer.start()
     try:
         seen = 0
@@ -228,25 +233,13 @@ async def handler_loop(
 ) -> tuple[float, float]:
     """The same FeatureHandler driven by a plain aiokafka loop in this process (no Faust):
     isolates what Faust's per-message machinery costs. Returns (events/s, CPU us/event)."""
-    from aiokafka import AIOKafkaConsumer
-
     from features import open_store
     from streams.handlers.ingest import FeatureHandler
     from streams.runtime import Record
 
     store = open_store(store_url)
     handler = FeatureHandler(settings, store)
-    consumer = AIOKafkaConsumer(
-        *handler.topics,
-        **kafka_kwargs(kafka),
-        group_id=f"loop-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_poll_records=2000,
-        # the workers' fetch hold (SLATESTREAM_FETCH_MAX_WAIT_MS): aiokafka's 500 ms stalls
-        # a drain whenever the fetch in flight holds only partitions at their end
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-    )
+    consumer = drain_consumer(kafka, "loop", *handler.topics)
     await consumer.start()
     try:
         seen = 0

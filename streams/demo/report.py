@@ -67,7 +67,6 @@ def plot(res: DemoResult, out: Path) -> list[Path]:
             if v.max() > hi:
                 xlabel = f"ms (the last bin also counts the {int((v > hi).sum()):,} samples "
                 xlabel += f"above {hi:.1f} ms, up to {v.max():.1f} ms)"
-
             for q, style in ((50, "--"), (99, ":")):
                 ax.axvline(
                     np.percentile(v, q),
