@@ -1,12 +1,14 @@
 """Ingest benchmark: Kafka → feature worker (Faust) → Redis, beside a bare aiokafka loop.
 
 One run: start (or use) a broker + Redis, produce N interaction events keyed by user,
-then (1) drain the topic with a bare aiokafka consume loop (decode nothing, just count)
-and (2) run one real feature worker process (`slatestream worker --role features`, one
+then (1) drain the topic with two bare aiokafka consume loops that decode nothing and
+just count (batches from `getmany`, and aiokafka's per-message `async for msg`) and
+(2) run one real feature worker process (`slatestream worker --role features`, one
 Faust app) from the beginning of the same topic until the store holds every event.
-Reports events/s of both, their ratio and the worker's peak RSS, CPU per event of the
-worker and of Redis, and (to isolate Faust's own cost) the same FeatureHandler driven by
-a plain aiokafka loop in the benchmark process.
+Reports events/s of each, the ratios and the worker's peak RSS, CPU per event of the
+worker and of Redis, the same FeatureHandler driven by a plain aiokafka loop in the
+benchmark process (to isolate Faust's own cost), and the least Redis CPU per event any
+store needs (`redis_floor`) beside the CPU per event the 0.5 ratio target leaves.
 
     python -m bench.bench_ingest [--quick] [--events N] [--kafka host:port --redis URL]
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -206,15 +209,34 @@ def drain_consumer(kafka: str | KafkaAccess, group: str, *topics: str) -> Any:
 
 
 async def bare_loop(
-    kafka: str | KafkaAccess, topic: str, expected: int, timeout_s: float = 120
-) -> float:
-    """Events/s of a bare aiokafka consume loop from the beginning (no decode, no store)."""
-    consumer = drain_consumer(kafka, "bare", topic)
+    kafka: str | KafkaAccess,
+    topic: str,
+    expected: int,
+    timeout_s: float = 120,
+    per_message: bool = False,
+) -> tuple[int, float]:
+    """(events, seconds) of a bare aiokafka consume loop from the beginning (no decode, no
+    store): batches from `getmany`, or with `per_message` the `async for msg in consumer`
+    loop of aiokafka's documentation (one awaited message at a time)."""
+    consumer = drain_consumer(kafka, "bare1" if per_message else "bare", topic)
     await consumer.start()
     try:
         seen = 0
         t0: float | None = None
         deadline = time.monotonic() + timeout_s
+        if per_message:
+            # bounded by the count and, when the topic runs dry, by the timeout task
+            async def count() -> None:
+                nonlocal seen, t0
+                async for _ in consumer:
+                    if t0 is None:
+                        t0 = time.perf_counter()
+                    seen += 1
+                    if seen >= expected:
+                        return
+
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(count(), timeout_s)
         while seen < expected and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200, max_records=2000)
             for msgs in batch.values():
@@ -225,7 +247,39 @@ async def bare_loop(
         await consumer.commit()
     finally:
         await consumer.stop()
-    return seen / dt if dt > 0 else 0.0
+    return seen, dt
+
+
+def rate(events: int, seconds: float) -> float:
+    """Events per second (0 for an empty or instant run)."""
+    return events / seconds if seconds > 0 else 0.0
+
+
+async def redis_floor(redis_url: str, gen: Generated, namespace: str) -> float:
+    """Redis CPU µs per event of the least any feature store must write per interaction:
+    a dedupe mark, a sequence append and a count, pipelined (no script, nothing atomic,
+    no popularity or item counts): a lower bound on the store's cost, for the CPU budget
+    the ratio target leaves (see `run_async`)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    rows = [json.loads(val) for logical, _, val in gen.records if logical == "interactions"]
+    try:
+        c0 = await redis_cpu_seconds(client)
+        for i in range(0, len(rows), 2000):
+            pipe = client.pipeline(transaction=False)
+            for ev in rows[i : i + 2000]:
+                user = f"{namespace}:u:{ev['user_id']}"
+                pipe.sadd(f"{namespace}:d", ev["event_id"])
+                pipe.rpush(f"{user}:s", f"{ev['item_id']}\x1f{ev['type']}\x1f{ev['ts']}")
+                pipe.hincrby(f"{user}:c", ev["type"], 1)
+            await pipe.execute()
+        cpu = await redis_cpu_seconds(client) - c0
+        async for key in client.scan_iter(f"{namespace}:*", count=1000):
+            await client.unlink(key)
+    finally:
+        await client.aclose()
+    return cpu / len(rows) * 1e6 if rows else 0.0
 
 
 async def handler_loop(
@@ -366,9 +420,9 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
     return out
 
 
-async def redis_cpu_seconds(store: Any) -> float:
+async def redis_cpu_seconds(client: Any) -> float:
     """CPU seconds the Redis server has used (INFO cpu)."""
-    info = await store.client.info("cpu")
+    info = await client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
@@ -438,13 +492,13 @@ async def drain_with_worker(
                 # first update seen: CPU counters from here on are the drain's
                 cpu["worker0"] = cpu_seconds(proc.pid)
                 threads0 = thread_cpu_seconds(proc.pid)
-                cpu["redis0"] = await redis_cpu_seconds(store)
+                cpu["redis0"] = await redis_cpu_seconds(store.client)
                 started = True
             await asyncio.sleep(0.05)
         first, last = wait.result()
         cpu["worker1"] = cpu_seconds(proc.pid)
         threads1 = thread_cpu_seconds(proc.pid)
-        cpu["redis1"] = await redis_cpu_seconds(store)
+        cpu["redis1"] = await redis_cpu_seconds(store.client)
         peak = max(peak, peak_rss_mb(proc.pid))
     finally:
         stop_worker(proc)
@@ -490,8 +544,12 @@ async def run_async(quick: bool, services: Any = None, n: int | None = None) -> 
     produce_s = await produce(services.kafka_bootstrap, prefix, gen.records)
     topic = f"{prefix}.interactions"
     c0 = time.process_time()
-    bare = await bare_loop(services.kafka_bootstrap, topic, gen.n_interactions)
+    bare = rate(*await bare_loop(services.kafka_bootstrap, topic, gen.n_interactions))
     bare_cpu = time.process_time() - c0
+    bare1 = rate(
+        *await bare_loop(services.kafka_bootstrap, topic, gen.n_interactions, per_message=True)
+    )
+    floor = await redis_floor(services.redis_url, gen, f"{ns}f")
     loop_rate, loop_cpu = await handler_loop(
         services.kafka_bootstrap,
         settings,
@@ -535,6 +593,14 @@ async def run_async(quick: bool, services: Any = None, n: int | None = None) -> 
         "bare_aiokafka_events_per_s": round(bare),
         "worker_events_per_s": round(worker_rate),
         "ratio_worker_to_bare": round(worker_rate / bare, 3) if bare else None,
+        "bare_per_message_events_per_s": round(bare1),
+        "ratio_worker_to_bare_per_message": round(worker_rate / bare1, 3) if bare1 else None,
+        # the target ratio leaves the worker, Redis and the broker this much CPU per event
+        # (all cores); a store's least Redis CPU per event alone (redis_floor) is beside it
+        "cpu_budget_at_target_ratio_us_per_event": (
+            round((os.cpu_count() or 1) / (0.5 * bare) * 1e6, 2) if bare else None
+        ),
+        "redis_floor_cpu_us_per_event": round(floor, 2),
         "worker_peak_rss_mb": round(peak, 1),
         "targets": {"events_per_s": 20_000, "ratio": 0.5, "rss_mb": 300},
     }

@@ -26,6 +26,7 @@ from bench.bench_ingest import (
     drain_with_worker,
     generate_events,
     produce,
+    rate,
     worker_env,
 )
 from streams.config import load_settings, settings_kwargs
@@ -50,7 +51,7 @@ async def _one(label: str, env_settings: dict[str, str], n: int, tmp: Path) -> d
     )
     produce_s = await produce(access, prefix, gen.records)
     c0 = time.process_time()
-    bare = await bare_loop(access, f"{prefix}.interactions", gen.n_interactions)
+    bare = rate(*await bare_loop(access, f"{prefix}.interactions", gen.n_interactions))
     bare_cpu = time.process_time() - c0
     services = SimpleNamespace(kafka_bootstrap=access.bootstrap, redis_url=redis_url)
     env = worker_env(services, prefix, ns, str(tmp))

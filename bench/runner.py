@@ -275,6 +275,16 @@ def _adapt_ingest(r: dict[str, Any]) -> list[Figure]:
             r.get("bare_aiokafka_events_per_s"),
         )
     ]
+    if r.get("bare_per_message_events_per_s"):
+        out.append(
+            _fig(
+                "ingest: feature worker, beside aiokafka's per-message loop (async for msg)",
+                r.get("worker_events_per_s"),
+                "events/s",
+                "bare aiokafka per-message loop",
+                r["bare_per_message_events_per_s"],
+            )
+        )
     if r.get("handler_loop_events_per_s"):
         out.append(
             _fig(
@@ -304,6 +314,17 @@ def _adapt_ingest(r: dict[str, Any]) -> list[Figure]:
                 "µs",
                 "feature worker CPU per event",
                 r.get("worker_cpu_us_per_event"),
+                higher_is_better=False,
+            )
+        )
+    if r.get("redis_floor_cpu_us_per_event"):
+        out.append(
+            _fig(
+                "ingest: least Redis CPU per event (mark, append, count; pipelined)",
+                r["redis_floor_cpu_us_per_event"],
+                "µs",
+                "all-core CPU per event the 0.5 ratio target leaves",
+                r.get("cpu_budget_at_target_ratio_us_per_event"),
                 higher_is_better=False,
             )
         )
