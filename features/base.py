@@ -17,7 +17,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 #: raw-count field of an item counting how often it was shown in a slate
 IMPRESSIONS = "impressions"
@@ -51,9 +51,9 @@ class StoreConfig:
             raise ValueError("dedupe_ttl_s must be >= 1")
 
 
-@dataclass(frozen=True, slots=True)
-class InteractionUpdate:
-    """A user interacted with an item; `weight` is the configured weight of `type`."""
+class InteractionUpdate(NamedTuple):
+    """A user interacted with an item; `weight` is the configured weight of `type`. A named
+    tuple (one per event on the hot path: ~3x cheaper to build than a frozen dataclass)."""
 
     event_id: str
     user_id: str

@@ -12,12 +12,12 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed Kafka record (or its in-memory twin)."""
+class Record(NamedTuple):
+    """One consumed Kafka record (or its in-memory twin). A named tuple, not a frozen
+    dataclass: workers make one per record, and this is ~3x cheaper to build."""
 
     topic: str
     value: bytes

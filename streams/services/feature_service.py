@@ -136,6 +136,14 @@ def fast_interaction(
     return InteractionUpdate(eid, user, item, typ, ts, weights[typ])
 
 
+def _at(update: FeatureEvent, ts: int) -> FeatureEvent:
+    """The same update at another time (InteractionUpdate is a named tuple, the rest are
+    dataclasses)."""
+    if isinstance(update, InteractionUpdate):
+        return update._replace(ts=ts)
+    return dataclasses.replace(update, ts=ts)
+
+
 def store_config(settings: Settings) -> StoreConfig:
     """The store aggregation settings (sequence cap, half-lives, dedupe window)."""
     return StoreConfig(
@@ -287,7 +295,7 @@ class FeatureService:
                 update = to_update(event, self.weights)
             out.event_ts.append(update.ts)
             if update.ts > horizon:  # a fast producer clock: decay and order by now + lead
-                update = dataclasses.replace(update, ts=horizon)
+                update = _at(update, horizon)
             updates.append(update)
         if updates:
             await self._apply_in_order(updates, out)
