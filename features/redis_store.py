@@ -190,20 +190,20 @@ for i, e in ipairs(evs) do
   local kind = e[1]
   local fresh = isfresh[i]
   if kind == "I" then
-    local user, item, typ, ts, w = e[3], e[4], e[5], e[6], e[7]
+    local user, item, typ, tn, w = e[3], e[4], e[5], e[6], e[7]
     if fresh then
       res[1] = res[1] + 1
       local s, st = useq[user], uts[user]
       if s == nil then s = {}; st = {}; useq[user] = s; uts[user] = st end
-      local n, tn = #s + 1, tonumber(ts)
+      local n = #s + 1
       if n > 1 and tn < st[n - 1] then ulate[user] = true end
-      s[n] = item .. SEP .. typ .. SEP .. ts
+      s[n] = item .. SEP .. typ .. SEP .. string.format("%d", tn)
       st[n] = tn
       inc(ucnt, uorder, user, typ)
       inc(icnt, iorder, item, typ)
       ginc(typ, 1); ginc("_all", 1)
       if w > 0 then
-        local t = tonumber(ts) / 1000
+        local t = tn / 1000
         local lw = math.log(w) / LN2
         if pop[item] == nil then porder[#porder + 1] = item end
         pop[item] = lse(pop[item], lw + t / phl)
@@ -373,10 +373,11 @@ return out
 _KINDS = ("interaction", "impression", "item")
 
 
-def _row(ev: FeatureEvent) -> list[Any]:
-    """One event as the JSON row the script reads (ts as a string: exact in Lua)."""
-    if isinstance(ev, InteractionUpdate):
-        return ["I", ev.event_id, ev.user_id, ev.item_id, ev.type, str(ev.ts), ev.weight]
+def _row(ev: FeatureEvent) -> Sequence[Any]:
+    """One event as the JSON row the script reads (an interaction's ts is a JSON integer:
+    epoch ms are exact in a Lua number; the script formats it back with %d)."""
+    if isinstance(ev, InteractionUpdate):  # its fields in order: id, user, item, type, ts, weight
+        return ("I", *ev)
     if isinstance(ev, ImpressionUpdate):
         return ["M", ev.event_id, list(ev.slate)]
     return [
