@@ -255,31 +255,62 @@ def rate(events: int, seconds: float) -> float:
     return events / seconds if seconds > 0 else 0.0
 
 
+# the floor's writes as one script run per chunk (ARGV: namespace, then per event: id, user,
+# sequence entry, type): no decoding, no reads, no aggregation
+FLOOR_LUA = """
+local ns = ARGV[1]
+local ids = {}
+for i = 2, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
+redis.call("SADD", ns .. ":d", unpack(ids))
+for i = 2, #ARGV, 4 do
+  local user = ns .. ":u:" .. ARGV[i + 1]
+  redis.call("RPUSH", user .. ":s", ARGV[i + 2])
+  redis.call("HINCRBY", user .. ":c", ARGV[i + 3], 1)
+end
+return 0
+"""
+
+
 async def redis_floor(redis_url: str, gen: Generated, namespace: str) -> float:
     """Redis CPU µs per event of the least any feature store must write per interaction:
-    a dedupe mark, a sequence append and a count, pipelined (no script, nothing atomic,
-    no popularity or item counts): a lower bound on the store's cost, for the CPU budget
-    the ratio target leaves (see `run_async`)."""
+    a dedupe mark, a sequence append and a count (nothing atomic, no popularity or item
+    counts, no reads), the cheaper of two ways: pipelined commands, or a script run per 500
+    events. A lower bound on the store's cost, for the CPU budget the ratio target leaves
+    (see `run_async`)."""
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(redis_url)
+    script = client.register_script(FLOOR_LUA)
     rows = [json.loads(val) for logical, _, val in gen.records if logical == "interactions"]
+    if not rows:
+        return 0.0
+    costs = []
     try:
-        c0 = await redis_cpu_seconds(client)
-        for i in range(0, len(rows), 2000):
-            pipe = client.pipeline(transaction=False)
-            for ev in rows[i : i + 2000]:
-                user = f"{namespace}:u:{ev['user_id']}"
-                pipe.sadd(f"{namespace}:d", ev["event_id"])
-                pipe.rpush(f"{user}:s", f"{ev['item_id']}\x1f{ev['type']}\x1f{ev['ts']}")
-                pipe.hincrby(f"{user}:c", ev["type"], 1)
-            await pipe.execute()
-        cpu = await redis_cpu_seconds(client) - c0
-        async for key in client.scan_iter(f"{namespace}:*", count=1000):
-            await client.unlink(key)
+        for way in ("pipeline", "script"):
+            ns = f"{namespace}{way[0]}"
+            c0 = await redis_cpu_seconds(client)
+            if way == "pipeline":
+                for i in range(0, len(rows), 2000):
+                    pipe = client.pipeline(transaction=False)
+                    for ev in rows[i : i + 2000]:
+                        user = f"{ns}:u:{ev['user_id']}"
+                        pipe.sadd(f"{ns}:d", ev["event_id"])
+                        pipe.rpush(f"{user}:s", f"{ev['item_id']}\x1f{ev['type']}\x1f{ev['ts']}")
+                        pipe.hincrby(f"{user}:c", ev["type"], 1)
+                    await pipe.execute()
+            else:
+                for i in range(0, len(rows), 500):
+                    args: list[Any] = [ns]
+                    for ev in rows[i : i + 500]:
+                        entry = f"{ev['item_id']}\x1f{ev['type']}\x1f{ev['ts']}"
+                        args += [ev["event_id"], ev["user_id"], entry, ev["type"]]
+                    await script(args=args)
+            costs.append(await redis_cpu_seconds(client) - c0)
+            async for key in client.scan_iter(f"{ns}:*", count=1000):
+                await client.unlink(key)
     finally:
         await client.aclose()
-    return cpu / len(rows) * 1e6 if rows else 0.0
+    return min(costs) / len(rows) * 1e6
 
 
 async def handler_loop(

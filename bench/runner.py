@@ -320,7 +320,7 @@ def _adapt_ingest(r: dict[str, Any]) -> list[Figure]:
     if r.get("redis_floor_cpu_us_per_event"):
         out.append(
             _fig(
-                "ingest: least Redis CPU per event (mark, append, count; pipelined)",
+                "ingest: least Redis CPU per event (a dedupe mark, an append, a count; no reads)",
                 r["redis_floor_cpu_us_per_event"],
                 "µs",
                 "all-core CPU per event the 0.5 ratio target leaves",

@@ -39,4 +39,4 @@ def test_the_redis_floor_measures_and_cleans_up(services: Any, redis_client: Any
     ns = f"floor{uid}"
     us = asyncio.run(redis_floor(services.redis_url, gen, ns))
     assert us > 0
-    assert list(redis_client.scan_iter(f"{ns}:*")) == []
+    assert list(redis_client.scan_iter(f"{ns}*")) == []
