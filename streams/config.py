@@ -115,6 +115,13 @@ class Settings(BaseSettings):
         le=1800.0,
         description="Seconds until a silent worker (crash, kill -9) loses its partitions",
     )
+    scorer_group_check_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=3600.0,
+        description="A running scorer looks for scorers of other consumer groups this often; "
+        "found twice in a row, every group but the one whose name sorts first stops (exit 2)",
+    )
     event_retention_ms: int | None = Field(
         default=None,
         description="Retention of the interactions and impressions topics the workers create "

@@ -6,8 +6,11 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from streams.broker import check_broker, ensure_topics
@@ -84,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
     # everything imported and built so far (torch, faust, the model) lives for the whole
     # run: move it out of the cyclic GC's generations so full collections stay short
     gc.freeze()
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if YIELDED.is_set():  # stopped for another scorer group: not a clean exit
+            return EXIT_YIELDED
+        raise
     return 0
 
 
@@ -121,19 +129,58 @@ def _other_scorer_groups(settings: Settings, role_group: str) -> tuple[list[str]
     return scorer_groups(access, settings.topic_prefix, requests, own), own, requests
 
 
-#: seconds between the checks for other scorer groups while a scorer runs
-SCORER_GROUPS_EVERY_S = 60.0
+#: set once this scorer stops because another scorer group keeps serving
+YIELDED = threading.Event()
+#: the worker's exit code then (as for the start-up refusal: a configuration conflict)
+EXIT_YIELDED = 2
+
+
+def yields_to(own: str, others: Sequence[str]) -> str | None:
+    """The group this scorer's group `own` gives way to: of the scorer groups found, the one
+    whose name sorts first keeps serving (a rule every group applies alike), None if `own`."""
+    first = min([own, *others])
+    return None if first == own else first
 
 
 def _watch_scorer_groups(app: Any, settings: Settings, role_group: str) -> None:
-    """Keep checking, while the scorer runs, for scorers of other groups: two started at the
-    same moment both pass the start-up check."""
+    """Run `watch_scorer_groups` as a task of the app."""
 
     @app.task
     async def scorer_group_watch() -> None:
-        while True:
-            await asyncio.sleep(SCORER_GROUPS_EVERY_S)
-            await check_scorer_groups(settings, role_group)
+        await watch_scorer_groups(settings, role_group)
+
+
+def _stop_for_another_group() -> None:
+    """Stop this worker as SIGTERM does (commits, leaves the group), exit code EXIT_YIELDED."""
+    YIELDED.set()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def watch_scorer_groups(
+    settings: Settings,
+    role_group: str,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    stop: Callable[[], None] = _stop_for_another_group,
+) -> None:
+    """Keep checking, while the scorer runs, for scorers of other groups: two started at the
+    same moment both pass the start-up check, and each would answer every request. Found
+    in two checks in a row, more than a session timeout apart (a stopped worker's membership
+    lasts that long), every group but the first by name stops its worker."""
+    every = max(settings.scorer_group_check_s, settings.session_timeout_s + 2.0)
+    own = f"{settings.topic_prefix}-{role_group}"
+    found_before = False
+    while True:
+        await sleep(every)
+        first = yields_to(own, await check_scorer_groups(settings, role_group))
+        if first is not None and found_before:
+            logging.getLogger(__name__).error(
+                "stopping this worker: group %s keeps answering the requests (of the scorer "
+                "groups, the first by name serves); start scorers with its --role list",
+                first,
+            )
+            stop()
+            return
+        found_before = first is not None
 
 
 async def check_scorer_groups(settings: Settings, role_group: str) -> list[str]:

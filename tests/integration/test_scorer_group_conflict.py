@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,55 @@ def test_a_second_scorer_group_is_refused(
         assert scorer_groups(access, topic_prefix, requests, "") == []  # left the group
     finally:
         stop_worker(first)
+
+
+@pytest.mark.timeout(300)
+def test_of_two_scorer_groups_started_together_one_stops(
+    services: Any, topic_prefix: str, uid: str, tmp_path: Path
+) -> None:
+    """Started at the same moment, both may pass the start-up check; the running check then
+    stops every group but the first by name (exit 2). If one was up first, the other is
+    refused at start (exit 2). Either way one group is left answering."""
+    env = worker_env(
+        services,
+        topic_prefix,
+        f"g{uid}",
+        str(tmp_path / "a"),
+        SLATESTREAM_METRICS_PORT="0",
+        SLATESTREAM_SESSION_TIMEOUT_S="6",
+        SLATESTREAM_SCORER_GROUP_CHECK_S="1",
+    )
+    logs = {"scorer": tmp_path / "a.log", "features,scorer": tmp_path / "b.log"}
+    procs = {
+        "scorer": start_worker(env, "scorer", logs["scorer"]),
+        "features,scorer": start_worker(
+            {**env, "SLATESTREAM_STATE_DIR": str(tmp_path / "b")},
+            "features,scorer",
+            logs["features,scorer"],
+        ),
+    }
+    access = KafkaAccess(services.kafka_bootstrap)
+    requests = f"{topic_prefix}.requests"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and all(p.poll() is None for p in procs.values()):
+            time.sleep(0.5)
+        stopped = [r for r, p in procs.items() if p.poll() is not None]
+        assert len(stopped) == 1, {r: logs[r].read_text()[-2000:] for r in procs}
+        (gone,) = stopped
+        (left,) = [r for r in procs if r != gone]
+        text = logs[gone].read_text()
+        assert procs[gone].returncode == 2, text[-2000:]
+        if "stopping this worker" in text:  # both started: the first group by name serves
+            assert gone == "scorer" and f"group {topic_prefix}-features-scorer keeps" in text
+        else:  # the other was up first: refused at start
+            assert "already answer" in text, text[-2000:]
+        own = f"{topic_prefix}-{left.replace(',', '-')}"
+        until = time.monotonic() + 30  # the stopped group's member has left (SIGTERM path)
+        while scorer_groups(access, topic_prefix, requests, "") != [own]:
+            assert time.monotonic() < until, scorer_groups(access, topic_prefix, requests, "")
+            time.sleep(0.5)
+        assert procs[left].poll() is None  # the other keeps serving
+    finally:
+        for p in procs.values():
+            stop_worker(p)

@@ -191,3 +191,38 @@ async def test_a_running_scorer_keeps_checking_for_other_groups(
     found[0] = []
     assert await worker.check_scorer_groups(settings, "features-scorer") == []
     assert gauge._value.get() == 0
+
+
+def test_of_the_scorer_groups_the_first_by_name_serves() -> None:
+    assert worker.yields_to("p-scorer", ["p-features-scorer"]) == "p-features-scorer"
+    assert worker.yields_to("p-features-scorer", ["p-scorer"]) is None
+    assert worker.yields_to("p-b-scorer", ["p-c-scorer", "p-a-scorer"]) == "p-a-scorer"
+    assert worker.yields_to("p-scorer", []) is None
+
+
+async def test_a_scorer_stops_only_for_a_first_group_found_twice_in_a_row(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once is not enough (a stopped worker's membership lingers for a session timeout), nor
+    twice with a clean check between; a later group than this one's never stops it."""
+    first, later = ["p-features-scorer"], ["p-zz-scorer"]
+    answers = iter([first, [], first, later, first, first])
+
+    async def fake_check(settings: Settings, role_group: str) -> list[str]:
+        return next(answers)
+
+    slept: list[float] = []
+
+    async def fake_sleep(s: float) -> None:
+        slept.append(s)
+
+    stopped: list[int] = []
+    monkeypatch.setattr(worker, "check_scorer_groups", fake_check)
+    settings = Settings(kafka_bootstrap="127.0.0.1:9", topic_prefix="p", scorer_group_check_s=1.0)
+    await worker.watch_scorer_groups(settings, "scorer", fake_sleep, lambda: stopped.append(1))
+    assert stopped == [1]
+    # found, clean, found, a later group (not first: no), found, found -> stop at the 6th
+    assert len(slept) == 6
+    assert slept[0] == settings.session_timeout_s + 2.0  # at least a session timeout apart
+    assert any("group p-features-scorer keeps answering" in r.getMessage() for r in caplog.records)
+    assert next(answers, None) is None
