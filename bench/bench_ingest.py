@@ -7,8 +7,9 @@ just count (batches from `getmany`, and aiokafka's per-message `async for msg`) 
 Faust app) from the beginning of the same topic until the store holds every event.
 Reports events/s of each, the ratios and the worker's peak RSS, CPU per event of the
 worker and of Redis, the same FeatureHandler driven by a plain aiokafka loop in the
-benchmark process (to isolate Faust's own cost), and the least Redis CPU per event any
-store needs (`redis_floor`) beside the CPU per event the 0.5 ratio target leaves.
+benchmark process (to isolate Faust's own cost), and the least CPU per event any worker
+needs (the Redis floor, `redis_floor`, plus the bare loop's own CPU) beside the CPU per
+event the 0.5 ratio target leaves on all cores.
 
     python -m bench.bench_ingest [--quick] [--events N] [--kafka host:port --redis URL]
 
@@ -255,57 +256,92 @@ def rate(events: int, seconds: float) -> float:
     return events / seconds if seconds > 0 else 0.0
 
 
-# the floor's writes as one script run per chunk (ARGV: namespace, then per event: id, user,
-# sequence entry, type): no decoding, no reads, no aggregation
+# the floor's writes as one script run per chunk. ARGV: namespace, the number of ids, the
+# ids, then per user: user, number of entries, entries, number of types, (type, count)...
 FLOOR_LUA = """
 local ns = ARGV[1]
-local ids = {}
-for i = 2, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
-redis.call("SADD", ns .. ":d", unpack(ids))
-for i = 2, #ARGV, 4 do
-  local user = ns .. ":u:" .. ARGV[i + 1]
-  redis.call("RPUSH", user .. ":s", ARGV[i + 2])
-  redis.call("HINCRBY", user .. ":c", ARGV[i + 3], 1)
+local n = tonumber(ARGV[2])
+redis.call("SADD", ns .. ":d", unpack(ARGV, 3, 2 + n))
+local i = 3 + n
+while i <= #ARGV do
+  local key = ns .. ":u:" .. ARGV[i]
+  local ne = tonumber(ARGV[i + 1])
+  redis.call("RPUSH", key .. ":s", unpack(ARGV, i + 2, i + 1 + ne))
+  i = i + 2 + ne
+  local nt = tonumber(ARGV[i])
+  for j = i + 1, i + 2 * nt, 2 do redis.call("HINCRBY", key .. ":c", ARGV[j], ARGV[j + 1]) end
+  i = i + 1 + 2 * nt
 end
 return 0
 """
 
 
+def floor_writes(
+    rows: list[dict[str, Any]],
+) -> tuple[list[str], dict[str, list[str]], dict[str, Counter[str]]]:
+    """A chunk's least writes: its ids, each user's new sequence entries (in order) and each
+    user's counts by type (one append and one count per user and type, as the store's
+    script aggregates them)."""
+    seq: dict[str, list[str]] = defaultdict(list)
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for ev in rows:
+        user, typ = ev["user_id"], ev["type"]
+        seq[user].append(f"{ev['item_id']}\x1f{typ}\x1f{ev['ts']}")
+        counts[user][typ] += 1
+    return [ev["event_id"] for ev in rows], seq, counts
+
+
 async def redis_floor(redis_url: str, gen: Generated, namespace: str) -> float:
     """Redis CPU µs per event of the least any feature store must write per interaction:
-    a dedupe mark, a sequence append and a count (nothing atomic, no popularity or item
-    counts, no reads), the cheaper of two ways: pipelined commands, or a script run per 500
-    events. A lower bound on the store's cost, for the CPU budget the ratio target leaves
+    a dedupe mark, the sequence appends and the counts, aggregated per user over chunks of
+    the store's size (`features.redis_store.CHUNK`), with nothing atomic, no popularity or
+    item counts and no reads; the cheaper of two ways, pipelined commands or a script run
+    per chunk. A lower bound on the store's cost, for the CPU budget the ratio target leaves
     (see `run_async`)."""
     import redis.asyncio as aioredis
+
+    from features.redis_store import CHUNK
 
     client = aioredis.Redis.from_url(redis_url)
     script = client.register_script(FLOOR_LUA)
     rows = [json.loads(val) for logical, _, val in gen.records if logical == "interactions"]
     if not rows:
         return 0.0
+    chunks = [floor_writes(rows[i : i + CHUNK]) for i in range(0, len(rows), CHUNK)]
     costs = []
     try:
         for way in ("pipeline", "script"):
             ns = f"{namespace}{way[0]}"
             c0 = await redis_cpu_seconds(client)
-            if way == "pipeline":
-                for i in range(0, len(rows), 2000):
+            for ids, seq, counts in chunks:
+                if way == "pipeline":
                     pipe = client.pipeline(transaction=False)
-                    for ev in rows[i : i + 2000]:
-                        user = f"{ns}:u:{ev['user_id']}"
-                        pipe.sadd(f"{ns}:d", ev["event_id"])
-                        pipe.rpush(f"{user}:s", f"{ev['item_id']}\x1f{ev['type']}\x1f{ev['ts']}")
-                        pipe.hincrby(f"{user}:c", ev["type"], 1)
+                    pipe.sadd(f"{ns}:d", *ids)
+                    for user, entries in seq.items():
+                        pipe.rpush(f"{ns}:u:{user}:s", *entries)
+                        for typ, c in counts[user].items():
+                            pipe.hincrby(f"{ns}:u:{user}:c", typ, c)
                     await pipe.execute()
-            else:
-                for i in range(0, len(rows), 500):
-                    args: list[Any] = [ns]
-                    for ev in rows[i : i + 500]:
-                        entry = f"{ev['item_id']}\x1f{ev['type']}\x1f{ev['ts']}"
-                        args += [ev["event_id"], ev["user_id"], entry, ev["type"]]
+                else:
+                    args: list[Any] = [ns, len(ids), *ids]
+                    for user, entries in seq.items():
+                        args += [user, len(entries), *entries, len(counts[user])]
+                        for typ, c in counts[user].items():
+                            args += [typ, c]
                     await script(args=args)
             costs.append(await redis_cpu_seconds(client) - c0)
+            # what was measured wrote every event: a mark, an entry and a count each
+            users = sorted({ev["user_id"] for ev in rows})
+            pipe = client.pipeline(transaction=False)
+            pipe.scard(f"{ns}:d")
+            for user in users:
+                pipe.llen(f"{ns}:u:{user}:s")
+                pipe.hvals(f"{ns}:u:{user}:c")
+            got = await pipe.execute()
+            entries = sum(got[1::2])
+            counted = sum(int(v) for vals in got[2::2] for v in vals)
+            if not got[0] == entries == counted == len(rows):
+                raise RuntimeError(f"floor ({way}) wrote {got[0]}, {entries}, {counted}")
             async for key in client.scan_iter(f"{ns}:*", count=1000):
                 await client.unlink(key)
     finally:
@@ -627,11 +663,13 @@ async def run_async(quick: bool, services: Any = None, n: int | None = None) -> 
         "bare_per_message_events_per_s": round(bare1),
         "ratio_worker_to_bare_per_message": round(worker_rate / bare1, 3) if bare1 else None,
         # the target ratio leaves the worker, Redis and the broker this much CPU per event
-        # (all cores); a store's least Redis CPU per event alone (redis_floor) is beside it
+        # (all cores), to compare with the least any worker needs (below)
         "cpu_budget_at_target_ratio_us_per_event": (
             round((os.cpu_count() or 1) / (0.5 * bare) * 1e6, 2) if bare else None
         ),
         "redis_floor_cpu_us_per_event": round(floor, 2),
+        # any worker pays the store's floor and the bare loop's own consuming
+        "least_cpu_us_per_event": round(floor + bare_cpu / n_total * 1e6, 2),
         "worker_peak_rss_mb": round(peak, 1),
         "targets": {"events_per_s": 20_000, "ratio": 0.5, "rss_mb": 300},
     }
