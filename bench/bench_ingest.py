@@ -226,7 +226,7 @@ async def bare_loop(
         t0: float | None = None
         deadline = time.monotonic() + timeout_s
         if per_message:
-            # bounded by the count and, when the topic runs dry, by the timeout task
+            # bounded by the count, and by timeout_s when the topic runs dry
             async def count() -> None:
                 nonlocal seen, t0
                 async for _ in consumer:
