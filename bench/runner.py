@@ -320,7 +320,7 @@ def _adapt_ingest(r: dict[str, Any]) -> list[Figure]:
     if r.get("least_cpu_us_per_event"):
         out.append(
             _fig(
-                "ingest: least CPU per event of any worker (Redis floor + the bare loop's own)",
+                "ingest: least CPU per event of any worker (Redis floor + bare loop + JSON decode)",
                 r["least_cpu_us_per_event"],
                 "µs",
                 "all-core CPU per event the 0.5 ratio target leaves",
