@@ -207,6 +207,14 @@ class SyntheticSimulator(SlateSimulator):
         u = self.users[request.user]
         return _sigmoid(self.base_logit + q + self.preference_scale * (v @ u))
 
+    def population_attractiveness(self, items: Sequence[str]) -> np.ndarray:
+        """rho of each item averaged over all users: what a policy blind to who is asking can
+        at best learn about it."""
+        v = np.stack([self._vec[i] for i in items])
+        q = np.fromiter((self._quality[i] for i in items), float, len(items))
+        logits = self.base_logit + q[:, None] + self.preference_scale * (v @ self.users.T)
+        return np.asarray(_sigmoid(logits).mean(axis=1))
+
     def category(self, item: str) -> int:
         """Category index of the item."""
         return self._cat[item]

@@ -310,7 +310,6 @@ def ope_check(seeds: int, n_logs: int = 6000, k: int = 4) -> str:
     """Random logging on the synthetic simulator (20 items, no churn) -> IPS/SNIPS/DR/PI
     estimates of a frozen epsilon-greedy target vs its exact value and an on-policy run."""
     from bandits.ope import evaluate
-    from bandits.simulators import Request
 
     rows = [
         "| seed | true clicks/slate | on-policy (99% CI) | IPS | SNIPS | DR | PI | ESS (IPS) |",
@@ -328,9 +327,7 @@ def ope_check(seeds: int, n_logs: int = 6000, k: int = 4) -> str:
         logs = _log(sim, logger, n_logs, k)
         target = EpsilonGreedyPolicy(post, epsilon=0.2, update_posterior=False, seed=seed)
         marg = target.marginals(cands, k)
-        rho = np.mean(
-            [sim.attractiveness(Request("u", u, cands), cands) for u in range(sim.n_users)], 0
-        )
+        rho = sim.population_attractiveness(cands)
         truth = float((marg * rho[:, None] * sim.examination[None, :k]).sum())
         on = []
         for _ in range(n_logs):
