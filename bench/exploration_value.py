@@ -55,9 +55,9 @@ def greedy_with_free_impressions(
 ) -> dict[str, float]:
     """Greedy (the experiment's prior) that also learns from `free` random live candidates
     per request, off the slate, shown at no cost (`least_known`: the live candidates with
-    the least evidence instead). Expected clicks of its slates, and in the
-    second half the mean rho gap between its slate (weighted by examination) and a random
-    live candidate: what one examined exploratory impression would cost."""
+    the least evidence instead). Returns the expected clicks of its slates and, over the
+    second half, the mean rho gap between its slate (weighted by examination) and a random
+    live candidate: what one examined exploratory impression would cost it."""
     sim = make_sim("synthetic", seed, steps)
     assert isinstance(sim, SyntheticSimulator)
     policy = make_policy("greedy", sim, empirical_prior("synthetic", seed, steps), seed)
