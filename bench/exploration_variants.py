@@ -1,9 +1,12 @@
 """Other ways to explore than tempering, on the synthetic simulator, paired against the first
 variant given: expected clicks of the served slates (no click noise), mean ± standard error
 over seeds. Variants: `base[@tau][+key=value...]`, base one of greedy, ts, in-slate-ts,
-satisficing-ts, slot-ts; keys: prior (prior strength times this, same mean), subsample
-(explore a stable hash-chosen share of the catalogue, Bayati et al. 2020), eps (satisficing-ts:
-Russo & Van Roy's satisficing TS), top (slot-ts: greedy for the top positions, TS below).
+optimistic-ts and optimistic-in-slate-ts (May et al. 2012: a draw below the posterior mean
+counts as the mean), satisficing-ts, slot-ts, bayes-ucb. Keys: prior (prior strength times
+this, same mean), subsample (explore a stable hash-chosen share of the catalogue, Bayati et
+al. 2020), eps (satisficing-ts: Russo & Van Roy's satisficing TS), top (slot-ts: greedy for
+the top positions, TS below), q (bayes-ucb: rank by each posterior's q-quantile, Kaufmann et
+al. 2012: optimism without draws).
 Run: PYTHONPATH=. python -m bench.exploration_variants --seeds 20 "greedy;in-slate-ts@0.125;..."
 """
 
@@ -22,9 +25,18 @@ from bandits import BetaBernoulliPosterior, Feedback
 from bandits.policies import GreedyPolicy, InSlateThompsonSampling, ThompsonSamplingPolicy
 from bench.experiments_bandits import _SYNTH, K, empirical_prior, make_sim
 
-BASES = ("greedy", "ts", "in-slate-ts", "satisficing-ts", "slot-ts")
-KEYS = {"prior": float, "subsample": float, "eps": float, "top": int}
-ONLY = {"eps": "satisficing-ts", "top": "slot-ts"}
+BASES = (
+    "greedy",
+    "ts",
+    "in-slate-ts",
+    "optimistic-ts",
+    "optimistic-in-slate-ts",
+    "satisficing-ts",
+    "slot-ts",
+    "bayes-ucb",
+)
+KEYS = {"prior": float, "subsample": float, "eps": float, "top": int, "q": float}
+ONLY = {"eps": "satisficing-ts", "top": "slot-ts", "q": "bayes-ucb"}
 
 
 def parse(spec: str) -> tuple[str, float, dict[str, float]]:
@@ -44,8 +56,8 @@ def parse(spec: str) -> tuple[str, float, dict[str, float]]:
         if ONLY.get(key, base) != base:
             raise ValueError(f"{key} applies to {ONLY[key]} only, not to {spec!r}")
         out[key] = KEYS[key](val)
-        if out[key] <= 0:
-            raise ValueError(f"{key} must be > 0 in {spec!r}")
+        if out[key] <= 0 or (key == "q" and out[key] >= 1):
+            raise ValueError(f"{key} must be > 0 (q < 1) in {spec!r}")
     return base, tau, out
 
 
@@ -85,6 +97,40 @@ class _SlotTS:
         return tuple(cands[j] for j in (*best, *rest))
 
 
+class _BayesUCB:
+    """Rank by the q-quantile of each item's Beta posterior (deterministic optimism)."""
+
+    def __init__(self, post: BetaBernoulliPosterior, q: float) -> None:
+        from scipy.special import betaincinv
+
+        self.post, self.q, self._ppf = post, q, betaincinv
+
+    def __call__(self, cands: tuple[str, ...], k: int) -> tuple[str, ...]:
+        a, b = self.post.params(cands)
+        index = self._ppf(a, b, self.q)
+        return tuple(cands[j] for j in np.argsort(-index, kind="stable")[:k])
+
+
+class _Optimistic:
+    """A Beta posterior whose draws never fall below its mean (optimistic Bayesian sampling):
+    draws explore upwards only."""
+
+    def __init__(self, post: BetaBernoulliPosterior) -> None:
+        self.post = post
+
+    def sample_scores(
+        self, candidates: Any, n_samples: int, rng: np.random.Generator, context: Any = None
+    ) -> np.ndarray:
+        draws = self.post.sample_scores(candidates, n_samples, rng)
+        return np.maximum(draws, self.post.mean_scores(candidates)[None, :])
+
+    def mean_scores(self, candidates: Any, context: Any = None) -> np.ndarray:
+        return self.post.mean_scores(candidates)
+
+    def update(self, feedback: Feedback) -> None:
+        self.post.update(feedback)
+
+
 def build(
     spec: str, prior: tuple[float, float], seed: int
 ) -> tuple[Callable[[tuple[str, ...], int], tuple[str, ...]], Callable[[Feedback], None]]:
@@ -96,10 +142,14 @@ def build(
     )
     if base == "satisficing-ts":
         return _SatisficingTS(post, opts.get("eps", 0.02), seed), post.update
+    if base == "bayes-ucb":
+        return _BayesUCB(post, opts.get("q", 0.8)), post.update
     if base == "slot-ts":
         return _SlotTS(post, int(opts.get("top", 5)), seed), post.update
-    cls = {"greedy": GreedyPolicy, "ts": ThompsonSamplingPolicy}.get(base, InSlateThompsonSampling)
-    policy = cls(post, seed=seed)
+    sampler: Any = _Optimistic(post) if base.startswith("optimistic-") else post
+    kind = base.removeprefix("optimistic-")
+    cls = {"greedy": GreedyPolicy, "ts": ThompsonSamplingPolicy}.get(kind, InSlateThompsonSampling)
+    policy = cls(sampler, seed=seed)
     return (lambda c, k: policy.select(c, k).items), policy.update
 
 

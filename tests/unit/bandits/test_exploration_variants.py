@@ -8,7 +8,15 @@ import pytest
 
 from bandits import BetaBernoulliPosterior, Feedback
 from bench.exploration_value import greedy_with_free_impressions
-from bench.exploration_variants import _in_subsample, _SlotTS, build, main, parse, run
+from bench.exploration_variants import (
+    _in_subsample,
+    _Optimistic,
+    _SlotTS,
+    build,
+    main,
+    parse,
+    run,
+)
 
 
 @pytest.mark.timeout(5)
@@ -19,7 +27,9 @@ def test_specs_parse_and_bad_ones_are_refused() -> None:
         1.0,
         {"prior": 0.5, "subsample": 0.25},
     )
-    for bad in ("foo", "greedy+top=3", "ts+eps=0.1", "ts@0", "ts+prior=-1", "ts+nope=1", "ts+"):
+    assert parse("bayes-ucb+q=0.9") == ("bayes-ucb", 1.0, {"q": 0.9})
+    bad_specs = ("foo", "greedy+top=3", "ts+eps=0.1", "ts@0", "ts+prior=-1", "ts+nope=1", "ts+")
+    for bad in (*bad_specs, "bayes-ucb+q=1", "ts+q=0.5"):
         with pytest.raises(ValueError):
             parse(bad)
 
@@ -33,6 +43,8 @@ def test_specs_parse_and_bad_ones_are_refused() -> None:
         "in-slate-ts@0.125+prior=2",
         "satisficing-ts+eps=0.05",
         "slot-ts@0.25+top=3",
+        "bayes-ucb+q=0.9",
+        "optimistic-in-slate-ts@0.5",
     ],
 )
 def test_every_variant_serves_k_distinct_candidates_and_learns(spec: str) -> None:
@@ -76,3 +88,26 @@ def test_bad_variants_are_usage_errors() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["greedy;slot-ts+eps=1"])
     assert exc.value.code == 2
+
+
+@pytest.mark.timeout(10)
+def test_bayes_ucb_prefers_the_uncertain_item_at_equal_means() -> None:
+    select, update = build("bayes-ucb+q=0.95", (2.0, 38.0), seed=0)
+    for _ in range(200):  # i0: many impressions at the prior's mean CTR (1 click in 20)
+        update(Feedback(slate=("i0",), clicks=(0,) if _ % 20 == 0 else ()))
+    # i1 never seen: same mean, more spread, so a higher upper quantile
+    assert select(("i0", "i1"), 1) == ("i1",)
+
+
+@pytest.mark.timeout(10)
+def test_optimistic_draws_never_fall_below_the_mean() -> None:
+    post = BetaBernoulliPosterior(prior_alpha=2.0, prior_beta=36.0)
+    for _ in range(30):
+        post.update(Feedback(slate=("i0", "i1"), clicks=(0,)))
+    cands = ("i0", "i1", "i2")
+    draws = _Optimistic(post).sample_scores(cands, 500, np.random.default_rng(1))
+    mean = post.mean_scores(cands)
+    assert np.all(draws >= mean[None, :])
+    # above the mean they are the posterior's own draws: about half of them sit at the mean
+    at_mean = (draws == mean[None, :]).mean(axis=0)
+    assert np.all((at_mean > 0.35) & (at_mean < 0.75))
