@@ -6,7 +6,9 @@ counts as the mean), satisficing-ts, slot-ts, bayes-ucb. Keys: prior (prior stre
 this, same mean), subsample (explore a stable hash-chosen share of the catalogue, Bayati et
 al. 2020), eps (satisficing-ts: Russo & Van Roy's satisficing TS), top (slot-ts: greedy for
 the top positions, TS below), q (bayes-ucb: rank by each posterior's q-quantile, Kaufmann et
-al. 2012: optimism without draws).
+al. 2012: optimism without draws), keep (persistent-ts: each item's draw is its posterior's
+quantile at a uniform kept for about `keep` requests, so a lucky item stays lucky while its
+evidence accrues; keep=1 is TS).
 Run: PYTHONPATH=. python -m bench.exploration_variants --seeds 20 "greedy;in-slate-ts@0.125;..."
 """
 
@@ -34,9 +36,10 @@ BASES = (
     "satisficing-ts",
     "slot-ts",
     "bayes-ucb",
+    "persistent-ts",
 )
-KEYS = {"prior": float, "subsample": float, "eps": float, "top": int, "q": float}
-ONLY = {"eps": "satisficing-ts", "top": "slot-ts", "q": "bayes-ucb"}
+KEYS = {"prior": float, "subsample": float, "eps": float, "top": int, "q": float, "keep": float}
+ONLY = {"eps": "satisficing-ts", "top": "slot-ts", "q": "bayes-ucb", "keep": "persistent-ts"}
 
 
 def parse(spec: str) -> tuple[str, float, dict[str, float]]:
@@ -131,6 +134,33 @@ class _Optimistic:
         self.post.update(feedback)
 
 
+class _PersistentTS:
+    """Each item's score is its (tempered) posterior's quantile at a uniform u_i; each u_i is
+    drawn anew with probability 1/keep per request. A fresh u is a Thompson draw; a kept one
+    moves with the item's evidence, like a Bayes-UCB index at a random level."""
+
+    def __init__(self, post: BetaBernoulliPosterior, keep: float, seed: int) -> None:
+        from scipy.special import betaincinv
+
+        self.post, self.renew, self._ppf = post, 1.0 / keep, betaincinv
+        self.rng = np.random.default_rng(seed)
+        self.u: dict[str, float] = {}
+
+    def __call__(self, cands: tuple[str, ...], k: int) -> tuple[str, ...]:
+        fresh = self.rng.random(len(cands))
+        renew = self.rng.random(len(cands)) < self.renew
+        u = np.fromiter(
+            (fresh[j] if renew[j] or c not in self.u else self.u[c] for j, c in enumerate(cands)),
+            float,
+            len(cands),
+        )
+        self.u.update(zip(cands, u.tolist(), strict=True))
+        a, b = self.post.params(cands)
+        tau = self.post.temperature
+        score = self._ppf(a / tau, b / tau, u)
+        return tuple(cands[j] for j in np.argsort(-score, kind="stable")[:k])
+
+
 def build(
     spec: str, prior: tuple[float, float], seed: int
 ) -> tuple[Callable[[tuple[str, ...], int], tuple[str, ...]], Callable[[Feedback], None]]:
@@ -142,6 +172,8 @@ def build(
     )
     if base == "satisficing-ts":
         return _SatisficingTS(post, opts.get("eps", 0.02), seed), post.update
+    if base == "persistent-ts":
+        return _PersistentTS(post, opts.get("keep", 50.0), seed), post.update
     if base == "bayes-ucb":
         return _BayesUCB(post, opts.get("q", 0.8)), post.update
     if base == "slot-ts":

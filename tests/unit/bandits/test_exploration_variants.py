@@ -45,6 +45,7 @@ def test_specs_parse_and_bad_ones_are_refused() -> None:
         "slot-ts@0.25+top=3",
         "bayes-ucb+q=0.9",
         "optimistic-in-slate-ts@0.5",
+        "persistent-ts@0.5+keep=20",
     ],
 )
 def test_every_variant_serves_k_distinct_candidates_and_learns(spec: str) -> None:
