@@ -12,6 +12,7 @@ from bandits.base import (
     FeedbackError,
     PosteriorSampler,
     PropensityError,
+    QuantileScorer,
     Slate,
     SlatePolicy,
     TopKSampler,
@@ -20,6 +21,7 @@ from bandits.base import (
 from bandits.linear_posterior import LinearGaussianPosterior
 from bandits.peers import RiverTopKThompson
 from bandits.policies import (
+    BayesUCBPolicy,
     ContextualThompsonSampling,
     EpsilonGreedyPolicy,
     GreedyPolicy,
@@ -32,6 +34,7 @@ from bandits.posteriors import BetaBernoulliPosterior
 __all__ = [
     "POLICIES",
     "BanditError",
+    "BayesUCBPolicy",
     "BetaBernoulliPosterior",
     "ContextualThompsonSampling",
     "EpsilonGreedyPolicy",
@@ -42,6 +45,7 @@ __all__ = [
     "LinearGaussianPosterior",
     "PosteriorSampler",
     "PropensityError",
+    "QuantileScorer",
     "RandomPolicy",
     "RiverTopKThompson",
     "Slate",
@@ -56,6 +60,7 @@ POLICIES: dict[str, type[SlatePolicy]] = {
     "random": RandomPolicy,
     "greedy": GreedyPolicy,
     "epsilon-greedy": EpsilonGreedyPolicy,
+    "bayes-ucb": BayesUCBPolicy,
     "ts": ThompsonSamplingPolicy,
     "in-slate-ts": InSlateThompsonSampling,
     "contextual-ts": ContextualThompsonSampling,

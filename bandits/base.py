@@ -180,6 +180,17 @@ class PosteriorSampler(Protocol):
 
 
 @runtime_checkable
+class QuantileScorer(Protocol):
+    """Optional: each candidate's posterior q-quantile, for index policies (Bayes-UCB)."""
+
+    def quantile_scores(
+        self, candidates: Sequence[str], q: float, context: Mapping[str, Any] | None = None
+    ) -> np.ndarray:
+        """The q-quantile of each candidate's posterior score, shape (len(candidates),)."""
+        ...
+
+
+@runtime_checkable
 class TopKSampler(Protocol):
     """Optional fast path: only the top-k of each posterior draw, without dense scores."""
 

@@ -210,6 +210,16 @@ class BetaBernoulliPosterior:
         a, b = self.params(candidates)
         return np.asarray(a / (a + b))
 
+    def quantile_scores(
+        self, candidates: Sequence[str], q: float, context: Mapping[str, Any] | None = None
+    ) -> np.ndarray:
+        """The q-quantile of each candidate's Beta posterior (the temperature does not apply:
+        it shapes draws, not the posterior)."""
+        from scipy.special import betaincinv
+
+        a, b = self.params(candidates)
+        return np.asarray(betaincinv(a, b, q), dtype=float)
+
     def sample_scores(
         self,
         candidates: Sequence[str],

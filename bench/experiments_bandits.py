@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bandits import (
+    BayesUCBPolicy,
     BetaBernoulliPosterior,
     ContextualThompsonSampling,
     EpsilonGreedyPolicy,
@@ -37,6 +38,7 @@ POLICY_ORDER = [
     "ts",
     "greedy",
     "epsilon-greedy",
+    "bayes-ucb",
     "random",
     "river-ts",
     "contextual-ts",
@@ -125,6 +127,8 @@ def make_policy(
         "ts": lambda: ThompsonSamplingPolicy(post(), seed=seed),
         "greedy": lambda: GreedyPolicy(post(), seed=seed),
         "epsilon-greedy": lambda: EpsilonGreedyPolicy(post(), epsilon=0.1, seed=seed),
+        # q chosen on the synthetic simulator's validation seeds (bench.exploration_variants)
+        "bayes-ucb": lambda: BayesUCBPolicy(post(), quantile=0.98, seed=seed),
         "random": lambda: RandomPolicy(seed=seed),
         "river-ts": lambda: RiverTopKThompson(a0, b0, seed=seed),
     }

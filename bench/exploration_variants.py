@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bandits import BetaBernoulliPosterior, Feedback
+from bandits import BayesUCBPolicy, BetaBernoulliPosterior, Feedback
 from bandits.policies import GreedyPolicy, InSlateThompsonSampling, ThompsonSamplingPolicy
 from bench.experiments_bandits import _SYNTH, K, empirical_prior, make_sim
 
@@ -100,20 +100,6 @@ class _SlotTS:
         return tuple(cands[j] for j in (*best, *rest))
 
 
-class _BayesUCB:
-    """Rank by the q-quantile of each item's Beta posterior (deterministic optimism)."""
-
-    def __init__(self, post: BetaBernoulliPosterior, q: float) -> None:
-        from scipy.special import betaincinv
-
-        self.post, self.q, self._ppf = post, q, betaincinv
-
-    def __call__(self, cands: tuple[str, ...], k: int) -> tuple[str, ...]:
-        a, b = self.post.params(cands)
-        index = self._ppf(a, b, self.q)
-        return tuple(cands[j] for j in np.argsort(-index, kind="stable")[:k])
-
-
 class _Optimistic:
     """A Beta posterior whose draws never fall below its mean (optimistic Bayesian sampling):
     draws explore upwards only."""
@@ -175,7 +161,8 @@ def build(
     if base == "persistent-ts":
         return _PersistentTS(post, opts.get("keep", 50.0), seed), post.update
     if base == "bayes-ucb":
-        return _BayesUCB(post, opts.get("q", 0.8)), post.update
+        policy = BayesUCBPolicy(post, quantile=opts.get("q", 0.98), seed=seed)
+        return (lambda c, k: policy.select(c, k).items), policy.update
     if base == "slot-ts":
         return _SlotTS(post, int(opts.get("top", 5)), seed), post.update
     sampler: Any = _Optimistic(post) if base.startswith("optimistic-") else post

@@ -21,7 +21,15 @@ from bandits.ope import (
     results_table,
 )
 
-_CLI_POLICIES = ("random", "greedy", "epsilon-greedy", "ts", "in-slate-ts", "river-ts")
+_CLI_POLICIES = (
+    "random",
+    "greedy",
+    "epsilon-greedy",
+    "bayes-ucb",
+    "ts",
+    "in-slate-ts",
+    "river-ts",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -49,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--alpha", type=float, default=0.05, help="CI level is 1 - alpha")
     p.add_argument("--epsilon", type=float, default=None, help="epsilon-greedy exploration")
+    p.add_argument(
+        "--quantile", type=float, default=None, help="bayes-ucb: the posterior quantile (0.98)"
+    )
     p.add_argument("--prior-alpha", type=float, default=None, help="Beta prior alpha")
     p.add_argument("--prior-beta", type=float, default=None, help="Beta prior beta")
     p.add_argument("--seed", type=int, default=0)
@@ -83,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
         if args.policy != "epsilon-greedy":
             return _fail("--epsilon only applies to --policy epsilon-greedy")
         kw["epsilon"] = args.epsilon
+    if args.quantile is not None:
+        if args.policy != "bayes-ucb":
+            return _fail("--quantile only applies to --policy bayes-ucb")
+        kw["quantile"] = args.quantile
     for name in ("prior_alpha", "prior_beta"):
         value = getattr(args, name)
         if value is not None:

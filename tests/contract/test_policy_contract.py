@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bandits import (
+    BayesUCBPolicy,
     BetaBernoulliPosterior,
     ContextualThompsonSampling,
     EpsilonGreedyPolicy,
@@ -78,6 +79,7 @@ class ToyBatchSampler(ToyGaussianSampler):
 FACTORIES: dict[str, Callable[[int], SlatePolicy]] = {
     "random": lambda s: RandomPolicy(seed=s),
     "greedy": lambda s: GreedyPolicy(BetaBernoulliPosterior(1.0, 10.0), seed=s),
+    "bayes-ucb": lambda s: BayesUCBPolicy(BetaBernoulliPosterior(1.0, 10.0), 0.9, seed=s),
     "epsilon-greedy": lambda s: EpsilonGreedyPolicy(
         BetaBernoulliPosterior(1.0, 10.0), epsilon=0.2, seed=s
     ),
@@ -102,7 +104,7 @@ FACTORIES: dict[str, Callable[[int], SlatePolicy]] = {
     ),
     "river-ts": lambda s: RiverTopKThompson(1.0, 10.0, propensity_draws=64, seed=s),
 }
-EXACT = {"random", "greedy", "epsilon-greedy"}
+EXACT = {"random", "greedy", "epsilon-greedy", "bayes-ucb"}
 POOLED = {
     "in-slate-ts-external",
     "in-slate-ts-batched",

@@ -105,6 +105,19 @@ def test_missing_file_and_bad_options(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "cannot read" in capsys.readouterr().err
     assert _run(["ope", "--logs", "x", "--policy", "ts", "--train-fraction", "1.5"]) == 2
     assert _run(["ope", "--logs", "x", "--policy", "ts", "--epsilon", "0.1"]) == 2
+    assert _run(["ope", "--logs", "x", "--policy", "greedy", "--quantile", "0.9"]) == 2
+    assert "--quantile only applies" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(20)
+def test_bayes_ucb_target(log_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["ope", "--logs", str(log_file), "--policy", "bayes-ucb", "--json"]
+    assert _run([*args, "--quantile", "0.9"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["policy"] == "bayes-ucb" and out["eval_records"] == 750
+    assert _run([*args, "--quantile", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "quantile must be in (0, 1)" in err and err.count("\n") == 1
 
 
 @pytest.mark.timeout(60)
