@@ -66,6 +66,14 @@ class RandomPolicy(SlatePolicy):
         return np.full((len(candidates), k), 1.0 / len(candidates))
 
 
+def _checked(scores: Any, candidates: tuple[str, ...], method: str) -> np.ndarray:
+    """A posterior's per-candidate scores as floats; ValueError unless finite, one each."""
+    s = np.asarray(scores, dtype=float)
+    if s.shape != (len(candidates),) or not np.all(np.isfinite(s)):
+        raise ValueError(f"posterior {method} must return finite scores, one per candidate")
+    return s
+
+
 class _PosteriorPolicy(SlatePolicy):
     """A policy over a posterior sampler (a Beta-Bernoulli one unless another is given)."""
 
@@ -106,10 +114,7 @@ class _PosteriorPolicy(SlatePolicy):
             cast(UpdatablePosterior, self.posterior).update(feedback)
 
     def _means(self, candidates: tuple[str, ...], context: Mapping[str, Any] | None) -> np.ndarray:
-        s = np.asarray(self.posterior.mean_scores(candidates, context), dtype=float)
-        if s.shape != (len(candidates),) or not np.all(np.isfinite(s)):
-            raise ValueError("posterior mean_scores must return finite scores, one per candidate")
-        return s
+        return _checked(self.posterior.mean_scores(candidates, context), candidates, "mean_scores")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(posterior={type(self.posterior).__name__}, seed={self.seed})"
@@ -215,10 +220,8 @@ class BayesUCBPolicy(GreedyPolicy):
     def _scores(self, candidates: tuple[str, ...], context: Mapping[str, Any] | None) -> np.ndarray:
         """The posterior's q-quantile per candidate."""
         post = cast(QuantileScorer, self.posterior)
-        s = np.asarray(post.quantile_scores(candidates, self.quantile, context), dtype=float)
-        if s.shape != (len(candidates),) or not np.all(np.isfinite(s)):
-            raise ValueError("posterior quantile_scores must return finite scores, one each")
-        return s
+        scores = post.quantile_scores(candidates, self.quantile, context)
+        return _checked(scores, candidates, "quantile_scores")
 
 
 class EpsilonGreedyPolicy(GreedyPolicy):

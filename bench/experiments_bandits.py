@@ -49,6 +49,15 @@ _ML: dict[str, np.ndarray] = {}
 _SYNTH: dict[str, float] = {}  # overrides of SyntheticSimulator defaults (e.g. churn_rate)
 
 
+def override_churn(rate: float | None) -> None:
+    """Run the synthetic simulator at this churn rate (None: its default) in this process
+    and the pool's forked workers."""
+    if rate is None:
+        _SYNTH.pop("churn_rate", None)
+    else:
+        _SYNTH["churn_rate"] = rate
+
+
 def load_ml_arrays() -> dict[str, np.ndarray]:
     """MovieLens-100k as index arrays + primary-genre index per item (needs models.datasets)."""
     from models.datasets import load_movielens_100k
@@ -454,8 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         return 0
     sims = [s for s in a.sims.split(",") if s]
-    if a.churn is not None:
-        _SYNTH["churn_rate"] = a.churn
+    override_churn(a.churn)
     pols = [p for p in a.policies.split(",") if p]
     if "movielens" in sims:
         _ML.update(load_ml_arrays())

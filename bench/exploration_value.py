@@ -14,7 +14,7 @@ import numpy as np
 
 from bandits import BetaBernoulliPosterior, Feedback, GreedyPolicy
 from bandits.simulators import Request, SyntheticSimulator
-from bench.experiments_bandits import _SYNTH, K, empirical_prior, make_policy, make_sim
+from bench.experiments_bandits import K, empirical_prior, make_policy, make_sim, override_churn
 
 
 def _free_feedback(
@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--free: comma-separated integers, got {a.free!r}")
     if a.seeds < 1 or a.steps < 2 or a.jobs < 1 or min(frees) < 0:
         ap.error("--seeds and --jobs must be >= 1, --steps >= 2, --free >= 0")
-    if a.churn is not None:
-        _SYNTH["churn_rate"] = a.churn
+    override_churn(a.churn)
     from streams.threads import limit_threads
 
     limit_threads()

@@ -25,7 +25,7 @@ import numpy as np
 
 from bandits import BayesUCBPolicy, BetaBernoulliPosterior, Feedback
 from bandits.policies import GreedyPolicy, InSlateThompsonSampling, ThompsonSamplingPolicy
-from bench.experiments_bandits import _SYNTH, K, empirical_prior, make_sim
+from bench.experiments_bandits import K, empirical_prior, make_sim, override_churn
 
 BASES = (
     "greedy",
@@ -240,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     if not specs or a.seeds < 1 or a.steps < 1 or a.jobs < 1:
         ap.error("give at least one variant; --seeds, --steps and --jobs must be >= 1")
-    if a.churn is not None:
-        _SYNTH["churn_rate"] = a.churn
+    override_churn(a.churn)
     from streams.threads import limit_threads
 
     limit_threads()

@@ -30,6 +30,8 @@ _CLI_POLICIES = (
     "in-slate-ts",
     "river-ts",
 )
+#: options that belong to one policy
+_POLICY_OPTIONS = {"epsilon": "epsilon-greedy", "quantile": "bayes-ucb"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -90,14 +92,12 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--k must be >= 1, got {args.k}")
     estimators = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
     kw: dict[str, Any] = {"seed": args.seed}
-    if args.epsilon is not None:
-        if args.policy != "epsilon-greedy":
-            return _fail("--epsilon only applies to --policy epsilon-greedy")
-        kw["epsilon"] = args.epsilon
-    if args.quantile is not None:
-        if args.policy != "bayes-ucb":
-            return _fail("--quantile only applies to --policy bayes-ucb")
-        kw["quantile"] = args.quantile
+    for option, owner in _POLICY_OPTIONS.items():
+        value = getattr(args, option)
+        if value is not None:
+            if args.policy != owner:
+                return _fail(f"--{option} only applies to --policy {owner}")
+            kw[option] = value
     for name in ("prior_alpha", "prior_beta"):
         value = getattr(args, name)
         if value is not None:

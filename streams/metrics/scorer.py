@@ -20,7 +20,8 @@ Besides the common role metrics (see `streams.metrics.common`) it measures:
 - `already_answered_total`: requests skipped because some scorer had already published an
   answer to their request_id (delivered again after a failover, or sent twice);
 - `other_scorer_groups`: other consumer groups of this topic prefix with a scorer reading the
-  requests (checked every minute; each of them answers every request too: should be 0;
+  requests (checked every `SLATESTREAM_SCORER_GROUP_CHECK_S`, default a minute; each of
+  them answers every request too: should be 0;
   found twice in a row, every group but the first by name stops its worker);
 - `retired_items`: retired catalogue items (`available` false) this scorer knows of and never
   serves;
